@@ -1,0 +1,9 @@
+"""FaceNet face embeddings on MindSpore: a Hydra-configured experiment framework."""
+
+import os
+
+# oneDNN inside MindSpore 2.10 picks a reference convolution (about 40x slower) on AVX-512 CPUs unless this is
+# set before mindspore is imported. Respect a value the user chose.
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+
+__version__ = "0.1.0"

@@ -1,0 +1,268 @@
+"""Structured-config schemas: every YAML option extends one of these, so a misspelt key or a wrong type fails
+before any work starts. `register()` puts them in Hydra's ConfigStore."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+# ---------------------------------------------------------------- backbone / head
+@dataclass
+class ResNetConf:
+    _target_: str = "facenet.models.resnet.ResNet"
+    block: str = "basic"
+    layers: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    base_width: int = 64
+    stem_kernel: int = 7
+    stem_stride: int = 2
+    stem_pool: bool = True
+
+
+@dataclass
+class EmbeddingHeadConf:
+    _target_: str = "facenet.models.head.EmbeddingHead"
+    _partial_: bool = True
+    embedding_size: int = "${embedding_size}"  # type: ignore[assignment]
+    scale: float = 1.0
+
+
+# ---------------------------------------------------------------- data
+@dataclass
+class SyntheticDatasetConf:
+    _target_: str = "facenet.data.datasets.SyntheticDataset"
+    identities: int = 300
+    images_per_identity: int = 24
+    image_size: int = 64
+    seed: int = 0
+    data_dir: str = "${data_dir}"
+
+
+@dataclass
+class FolderDatasetConf:
+    _target_: str = "facenet.data.datasets.FolderDataset"
+    root: str = MISSING
+    image_size: int = 112
+
+
+@dataclass
+class SyntheticEvalConf:
+    _target_: str = "facenet.evaluation.protocols.SyntheticPairs"
+    identities_per_fold: int = 20
+    images_per_identity: int = 6
+    pairs_per_fold: int = 100
+    image_size: int = 64
+    seed: int = 0
+    data_dir: str = "${data_dir}"
+    batch_size: int = 128
+    far_targets: list[float] = field(default_factory=lambda: [1e-3])
+
+
+@dataclass
+class LfwEvalConf:
+    _target_: str = "facenet.evaluation.protocols.LfwPairs"
+    root: str = MISSING
+    pairs: str = MISSING
+    batch_size: int = 128
+    far_targets: list[float] = field(default_factory=lambda: [1e-3])
+
+
+@dataclass
+class PreprocessConf:
+    image_size: int = "${dataset.image_size}"  # type: ignore[assignment]
+
+
+@dataclass
+class AugmentConf:
+    hflip: bool = True
+    max_shift: float = 0.0625
+    random_interpolation: bool = False
+
+
+# ---------------------------------------------------------------- mining / loss
+@dataclass
+class MinerConf:
+    _target_: str = MISSING
+
+
+@dataclass
+class TripletLossConf:
+    _target_: str = "facenet.losses.TripletLoss"
+    margin: float = "${margin}"  # type: ignore[assignment]
+    squared: bool = False
+    reduction: str = "active_mean"
+
+
+# ---------------------------------------------------------------- optimisation
+@dataclass
+class OptimizerConf:
+    _target_: str = MISSING
+    _partial_: bool = True
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdamConf(OptimizerConf):
+    _target_: str = "mindspore.nn.Adam"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+
+@dataclass
+class AdamWConf(OptimizerConf):
+    _target_: str = "mindspore.nn.AdamWeightDecay"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+
+
+@dataclass
+class SGDConf(OptimizerConf):
+    _target_: str = "mindspore.nn.SGD"
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+
+
+@dataclass
+class AdagradConf(OptimizerConf):
+    _target_: str = "mindspore.nn.Adagrad"
+    accum: float = 0.1
+
+
+@dataclass
+class RMSPropConf(OptimizerConf):
+    _target_: str = "mindspore.nn.RMSProp"
+    decay: float = 0.9
+    momentum: float = 0.0
+    epsilon: float = 1e-10
+    centered: bool = False
+
+
+@dataclass
+class ScheduleConf:
+    _target_: str = MISSING
+    _partial_: bool = True
+    base_lr: float = "${lr}"  # type: ignore[assignment]
+    warmup_epochs: float = 0.0
+
+
+@dataclass
+class ConstantScheduleConf(ScheduleConf):
+    _target_: str = "facenet.training.schedules.constant"
+
+
+@dataclass
+class StepScheduleConf(ScheduleConf):
+    _target_: str = "facenet.training.schedules.step"
+    step_epochs: int = 30
+    gamma: float = 0.1
+
+
+@dataclass
+class MultiStepScheduleConf(ScheduleConf):
+    _target_: str = "facenet.training.schedules.multistep"
+    milestones: list[int] = field(default_factory=lambda: [30, 60, 90])
+    gamma: float = 0.1
+
+
+@dataclass
+class CosineScheduleConf(ScheduleConf):
+    _target_: str = "facenet.training.schedules.cosine"
+    min_lr: float = 0.0
+
+
+# ---------------------------------------------------------------- hardware / tracking
+@dataclass
+class HardwareConf:
+    device: str = "CPU"
+    device_id: int = 0
+    mode: str = "GRAPH"
+    data_workers: int = 2
+
+
+@dataclass
+class MlflowTrackingConf:
+    _target_: str = "facenet.tracking.MlflowTracker"
+    tracking_uri: Optional[str] = None
+    experiment: str = "facenet"
+    run_name: Optional[str] = None
+    output_dir: str = "${output_dir}"
+    log_every_steps: int = 10
+
+
+@dataclass
+class NoTrackingConf:
+    _target_: str = "facenet.tracking.NullTracker"
+
+
+# ---------------------------------------------------------------- top level
+@dataclass
+class BatchConf:
+    identities: int = 16
+    images_per_identity: int = 4
+
+
+@dataclass
+class TrainConf:
+    steps_per_epoch: Optional[int] = None  # None: images in the training set // batch size
+    eval_every: int = 1
+    ckpt_every: int = 1
+    keep_checkpoint_max: int = 3
+
+
+@dataclass
+class Config:
+    task: str = "train"
+    ckpt: Optional[str] = None
+    lr: float = 0.001
+    margin: float = 0.2
+    epochs: int = 10
+    seed: int = 0
+    embedding_size: int = 128
+    output_dir: str = "outputs"
+    data_dir: str = "data"
+    batch: BatchConf = field(default_factory=BatchConf)
+    train: TrainConf = field(default_factory=TrainConf)
+    preprocess: PreprocessConf = field(default_factory=PreprocessConf)
+    augment: AugmentConf = field(default_factory=AugmentConf)
+    backbone: Any = MISSING
+    head: Any = MISSING
+    dataset: Any = MISSING
+    eval: Any = MISSING
+    miner: Any = MISSING
+    loss: Any = MISSING
+    optimizer: Any = MISSING
+    lr_schedule: Any = MISSING
+    hardware: HardwareConf = MISSING
+    tracking: Any = MISSING
+
+
+SCHEMAS = {
+    "backbone": {"resnet_schema": ResNetConf},
+    "head": {"embedding_head_schema": EmbeddingHeadConf},
+    "dataset": {"synthetic_schema": SyntheticDatasetConf, "folder_schema": FolderDatasetConf},
+    "eval": {"synthetic_eval_schema": SyntheticEvalConf, "lfw_schema": LfwEvalConf},
+    "miner": {"miner_schema": MinerConf},
+    "loss": {"triplet_schema": TripletLossConf},
+    "optimizer": {"adam_schema": AdamConf, "adamw_schema": AdamWConf, "sgd_schema": SGDConf,
+                  "adagrad_schema": AdagradConf, "rmsprop_schema": RMSPropConf},
+    "lr_schedule": {"constant_schema": ConstantScheduleConf, "step_schema": StepScheduleConf,
+                    "multistep_schema": MultiStepScheduleConf, "cosine_schema": CosineScheduleConf},
+    "hardware": {"hardware_schema": HardwareConf},
+    "tracking": {"mlflow_schema": MlflowTrackingConf, "off_schema": NoTrackingConf},
+}
+
+
+def register() -> None:
+    """Store the schemas: `base_config` for the primary config, `<group>/<name>_schema` for group options."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for group, nodes in SCHEMAS.items():
+        for name, node in nodes.items():
+            cs.store(group=group, name=name, node=node)

@@ -1,0 +1,13 @@
+"""Errors meant for the user: `run.py` prints their message (no traceback) and exits non-zero."""
+
+
+class UserError(Exception):
+    """Bad input or configuration that the user can fix."""
+
+
+class DataError(UserError, ValueError):
+    """Input data is missing, empty, unreadable or malformed."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value is invalid or missing."""

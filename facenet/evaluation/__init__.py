@@ -1,0 +1,1 @@
+"""Verification evaluation: pair protocols, embedding extraction, reports."""

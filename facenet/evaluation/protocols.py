@@ -1,0 +1,48 @@
+"""Verification protocols from config: where the pairs come from, plus how to score them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from facenet.data.pairs import PairSet, read_pairs
+from facenet.data.synthetic import generate_eval
+
+
+class VerificationProtocol:
+    """Pairs to score, the batch size to embed them with and the FAR targets to report VAL at."""
+
+    def __init__(self, batch_size: int = 128, far_targets: Sequence[float] = (1e-3,)):
+        if batch_size < 1:
+            raise ValueError(f"eval.batch_size must be >= 1, got {batch_size}")
+        if not all(0 < f < 1 for f in far_targets):
+            raise ValueError(f"eval.far_targets must lie in (0, 1), got {list(far_targets)}")
+        self.batch_size, self.far_targets = batch_size, tuple(float(f) for f in far_targets)
+
+    def load(self, workers: int = 2) -> PairSet:
+        raise NotImplementedError
+
+
+class LfwPairs(VerificationProtocol):
+    """A `pairs.txt` (LFW format) over an identity-folder tree."""
+
+    def __init__(self, root: str, pairs: str, **kw):
+        super().__init__(**kw)
+        self.root, self.pairs = root, pairs
+
+    def load(self, workers: int = 2) -> PairSet:
+        return read_pairs(self.pairs, self.root)
+
+
+class SyntheticPairs(VerificationProtocol):
+    """Generated held-out identities with their own `pairs.txt` (identities disjoint from training)."""
+
+    def __init__(self, identities_per_fold: int, images_per_identity: int, pairs_per_fold: int, image_size: int,
+                 seed: int, data_dir: str, **kw):
+        super().__init__(**kw)
+        self.spec = dict(identities_per_fold=identities_per_fold, images_per_identity=images_per_identity,
+                         pairs_per_fold=pairs_per_fold, image_size=image_size, seed=seed)
+        self.data_dir = data_dir
+
+    def load(self, workers: int = 2) -> PairSet:
+        root = generate_eval(self.data_dir, workers=workers, **self.spec)
+        return read_pairs(root / "pairs.txt", root)

@@ -1,0 +1,5 @@
+"""Losses on embeddings."""
+
+from facenet.losses.triplet import TripletLoss
+
+__all__ = ["TripletLoss"]

@@ -1,0 +1,89 @@
+"""Experiment tracking. The one module that talks to MLflow; a `NullTracker` keeps call sites unconditional."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, str]:
+    """{'a': {'b': 1}} -> {'a.b': '1'}; lists are kept as their string form."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = str(value)
+    return out
+
+
+class NullTracker:
+    """Tracks nothing."""
+
+    run_id: str | None = None
+    log_every_steps = 10
+
+    def start(self, params: Mapping, tags: Mapping[str, str]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
+        pass
+
+    def end(self, status: str = "FINISHED") -> None:
+        pass
+
+
+class MlflowTracker(NullTracker):
+    """Logs one run. Tracking URI: the configured one, else $MLFLOW_TRACKING_URI, else
+    `sqlite:///<output_dir>/mlflow.db` with artifacts under `<output_dir>/mlartifacts`."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str, run_name: str | None, output_dir: str,
+                 log_every_steps: int = 10):
+        out = Path(output_dir).expanduser().resolve()
+        self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out / 'mlflow.db'}"
+        self.artifact_root = (out / "mlartifacts").as_uri()
+        self.experiment, self.run_name = experiment, run_name
+        if log_every_steps < 1:
+            raise ValueError(f"tracking.log_every_steps must be >= 1, got {log_every_steps}")
+        self.log_every_steps = log_every_steps
+        self.client = None
+        self.run_id = None
+
+    def start(self, params: Mapping, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(self.uri)
+        exp = self.client.get_experiment_by_name(self.experiment)
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(
+            self.experiment, artifact_location=self.artifact_root if self.uri.startswith("sqlite") else None)
+        run = self.client.create_run(exp_id, run_name=self.run_name, tags=dict(tags))
+        self.run_id = run.info.run_id
+        items = [Param(k, v[:6000]) for k, v in flatten(params).items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+        log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, self.uri)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.client is not None and self.run_id is not None:
+            self.client.set_terminated(self.run_id, status)

@@ -1,0 +1,1 @@
+"""Optimisation: learning-rate schedules, optimizers, the compiled training step and the training loop."""

@@ -1,0 +1,61 @@
+"""Learning-rate schedules as pure functions returning one value per optimisation step.
+
+Every schedule has the signature `(base_lr, epochs, steps_per_epoch, warmup_epochs, **kw) -> np.ndarray` of length
+`epochs * steps_per_epoch`. Warm-up, when `warmup_epochs > 0`, rises linearly over the first
+`W = round(warmup_epochs * steps_per_epoch)` steps as `base_lr * (s + 1) / W`; from step W on the schedule's own
+rule applies, evaluated at the step's epoch `s / steps_per_epoch` (step and multistep milestones are absolute
+epochs; cosine anneals over the steps after warm-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _steps(epochs: int, steps_per_epoch: int, warmup_epochs: float) -> tuple[np.ndarray, int]:
+    if epochs < 1 or steps_per_epoch < 1:
+        raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {epochs}, {steps_per_epoch}")
+    total = epochs * steps_per_epoch
+    warmup = int(round(warmup_epochs * steps_per_epoch))
+    if not 0 <= warmup <= total:
+        raise ValueError(f"warmup_epochs={warmup_epochs} must lie between 0 and epochs={epochs}")
+    return np.arange(total), warmup
+
+
+def _with_warmup(lr: np.ndarray, base_lr: float, warmup: int) -> np.ndarray:
+    lr = lr.astype(np.float64)
+    lr[:warmup] = base_lr * (np.arange(warmup) + 1) / warmup
+    return lr.astype(np.float32)
+
+
+def constant(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0) -> np.ndarray:
+    """base_lr at every step (after warm-up)."""
+    s, w = _steps(epochs, steps_per_epoch, warmup_epochs)
+    return _with_warmup(np.full(len(s), base_lr), base_lr, w)
+
+
+def step(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0, step_epochs: int = 30,
+         gamma: float = 0.1) -> np.ndarray:
+    """base_lr * gamma ** floor(epoch / step_epochs)."""
+    if step_epochs < 1:
+        raise ValueError(f"step_epochs must be >= 1, got {step_epochs}")
+    s, w = _steps(epochs, steps_per_epoch, warmup_epochs)
+    return _with_warmup(base_lr * gamma ** (s // steps_per_epoch // step_epochs), base_lr, w)
+
+
+def multistep(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0,
+              milestones: Sequence[int] = (30, 60, 90), gamma: float = 0.1) -> np.ndarray:
+    """base_lr * gamma ** (number of milestones <= epoch)."""
+    s, w = _steps(epochs, steps_per_epoch, warmup_epochs)
+    passed = np.searchsorted(np.sort(np.asarray(milestones)), s // steps_per_epoch, side="right")
+    return _with_warmup(base_lr * gamma**passed, base_lr, w)
+
+
+def cosine(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0,
+           min_lr: float = 0.0) -> np.ndarray:
+    """min_lr + (base_lr - min_lr) * (1 + cos(pi * t)) / 2, t going from 0 to 1 over the post-warm-up steps."""
+    s, w = _steps(epochs, steps_per_epoch, warmup_epochs)
+    t = (s - w) / max(len(s) - w, 1)
+    return _with_warmup(min_lr + (base_lr - min_lr) * 0.5 * (1 + np.cos(np.pi * t)), base_lr, w)

@@ -1,0 +1,129 @@
+"""`train(cfg)`: data, model, loss, optimiser, the training loop with evaluation, checkpoints and tracking."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from facenet.data.images import EvalTransform, TrainTransform
+from facenet.data.pipeline import train_batches
+from facenet.data.sampler import PKSampler
+from facenet.evaluation.verify import evaluate_pairs
+from facenet.models.build import build_network
+from facenet.models.embedding import count_parameters
+from facenet.plots import distance_histogram, roc_plot
+from facenet.training.checkpoints import CheckpointManager
+from facenet.training.optim import build_optimizer
+from facenet.training.step import TELEMETRY, TrainStep
+
+log = logging.getLogger(__name__)
+
+
+def model_spec(cfg: DictConfig) -> dict:
+    """What a checkpoint needs to be rebuilt and fed exactly as in training."""
+    return {
+        "model": {"backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
+                  "head": OmegaConf.to_container(cfg.head, resolve=True)},
+        "preprocess": {"image_size": int(cfg.preprocess.image_size), "channel_order": "RGB",
+                       "normalize": "(x - 127.5) / 127.5", "layout": "NCHW"},
+        "embedding_size": int(cfg.embedding_size),
+    }
+
+
+def evaluate_and_log(net, pairs, protocol, transform, workers: int, tracker, step: int, out_dir: Path,
+                     prefix: str = "eval") -> dict[str, float]:
+    """Score every pair, log scalars, write the ROC plot, histogram and report JSON (logged as artifacts)."""
+    report, distances = evaluate_pairs(net, pairs, transform, protocol.batch_size, protocol.far_targets, workers)
+    scalars = report.scalars()
+    tracker.log_metrics({f"{prefix}/{k}": v for k, v in scalars.items()}, step)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
+    roc_plot(report, out_dir / "roc.png")
+    distance_histogram(distances, pairs.issame, report.threshold_mean, out_dir / "distances.png")
+    for name in ("report.json", "roc.png", "distances.png"):
+        tracker.log_artifact(out_dir / name, prefix)
+    log.info("%s: accuracy %.4f +- %.4f, threshold %.3f, AUC %.4f, EER %.4f, %s", prefix, report.accuracy_mean,
+             report.accuracy_std, report.threshold_mean, report.auc, report.eer,
+             ", ".join(f"VAL@FAR={f:g} {v['val_mean']:.4f}" for f, v in report.val_at_far.items()))
+    return scalars
+
+
+def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
+    """Train with triplet loss; returns the final evaluation metrics."""
+    ms.set_seed(cfg.seed)
+    workers = cfg.hardware.data_workers
+    data = instantiate(cfg.dataset).load(workers)
+    protocol = instantiate(cfg.eval)
+    pairs = protocol.load(workers)
+    p, k = cfg.batch.identities, cfg.batch.images_per_identity
+    steps = cfg.train.steps_per_epoch or max(1, len(data) // (p * k))
+    log.info("training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d x %d",
+             len(data), data.num_identities, data.root, len(pairs), steps, p, k)
+
+    net = build_network(cfg.backbone, cfg.head)
+    n_params = count_parameters(net)
+    log.info("network: %s + %s, %.2fM parameters", cfg.backbone._target_.rsplit(".", 1)[-1],
+             cfg.head._target_.rsplit(".", 1)[-1], n_params / 1e6)
+    lr = instantiate(cfg.lr_schedule)(epochs=cfg.epochs, steps_per_epoch=steps)
+    optimizer = build_optimizer(instantiate(cfg.optimizer), net, lr)
+    loss = instantiate(cfg.loss, miner=instantiate(cfg.miner))
+    step_fn = TrainStep(net, loss, optimizer)
+    step_fn.set_train(True)
+
+    size = int(cfg.preprocess.image_size)
+    sampler = PKSampler(data.table["class"].to_numpy(), p, k, steps, cfg.epochs, seed=cfg.seed)
+    augment = TrainTransform(size, **OmegaConf.to_container(cfg.augment))
+    batches = train_batches(data.table["path"].tolist(), data.table["class"].to_numpy(), sampler, augment,
+                            workers, cfg.seed)
+    eval_transform = EvalTransform(size)
+    ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, model_spec(cfg))
+    tracker.log_metrics({"model/parameters": n_params, "data/images": len(data),
+                         "data/identities": data.num_identities, "data/eval_pairs": len(pairs)}, 0)
+
+    metrics: dict[str, float] = {}
+    global_step = 0
+    for epoch in range(cfg.epochs):
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step")
+        window: list[np.ndarray] = []
+        t0 = time.perf_counter()
+        for i in range(steps):
+            images, labels = next(batches)
+            loss_value, telemetry = step_fn(images, labels)
+            values = np.r_[float(loss_value.asnumpy()), telemetry.asnumpy()]
+            if not np.isfinite(values[0]):
+                raise FloatingPointError(f"loss became {values[0]} at step {global_step}; lower lr or check data")
+            window.append(values)
+            global_step += 1
+            rate = (i + 1) * p * k / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{values[0]:.4f}", active=f"{values[1]:.2f}", img_s=f"{rate:.0f}")
+            bar.update()
+            if global_step % tracker.log_every_steps == 0 or i == steps - 1:
+                mean = np.mean(window, axis=0)
+                tracker.log_metrics({"train/loss": mean[0], "train/lr": float(lr[global_step - 1]),
+                                     **{f"train/{n}": v for n, v in zip(TELEMETRY, mean[1:])},
+                                     "train/images_per_sec": rate}, global_step)
+                window = []
+        bar.close()
+        last = epoch == cfg.epochs - 1
+        if (epoch + 1) % cfg.train.eval_every == 0 or last:
+            metrics = evaluate_and_log(net, pairs, protocol, eval_transform, workers, tracker, global_step,
+                                       run_dir / "eval", "eval")
+            metrics["epoch"] = epoch + 1
+        if (epoch + 1) % cfg.train.ckpt_every == 0 or last:
+            path = ckpts.save(step_fn, epoch + 1, global_step, {k: v for k, v in metrics.items()})
+            if metrics and metrics.get("epoch") == epoch + 1 and ckpts.update_best(path, metrics["accuracy"]):
+                log.info("new best accuracy %.4f at epoch %d", metrics["accuracy"], epoch + 1)
+    best = run_dir / "checkpoints" / "best.ckpt"
+    if best.exists():
+        tracker.log_artifact(best, "checkpoints")
+        tracker.log_artifact(best.with_suffix(".json"), "checkpoints")
+        metrics["best_accuracy"] = ckpts.best_accuracy
+    return metrics

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up .venv (once, or again when pyproject.toml changes) and run: train [hydra overrides...] | test [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 needed, found {sys.version}"'
+    "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e ".[dev]"
+    touch "$stamp"
+fi
+what=${1:-}
+shift || true
+case "$what" in
+    train) exec .venv/bin/python run.py "$@" ;;
+    test) exec .venv/bin/python -m pytest "$@" ;;
+    *) echo "usage: $0 train [overrides...] | test [pytest args...]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,45 @@
+"""Shared fixtures: MindSpore started once, configs composed through Hydra's compose API, tiny data in tmp dirs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from facenet.config.schema import register
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runtime():
+    from facenet.runtime import init_runtime
+
+    init_runtime("CPU", 0, "GRAPH")
+
+
+@pytest.fixture(scope="session")
+def compose_cfg(tmp_path_factory):
+    """compose_cfg(*overrides) -> DictConfig of conf/config.yaml with output and data dirs in a session tmp dir."""
+    register()
+    base = tmp_path_factory.mktemp("facenet")
+
+    def make(*overrides: str, with_dirs: bool = True):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            extra = [f"output_dir={base / 'outputs'}", f"data_dir={base / 'data'}"] if with_dirs else []
+            return compose(config_name="config", overrides=[*extra, *overrides])
+
+    return make
+
+
+def shared_data(name: str) -> Path:
+    """Path of a real face set in ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real face data {path} is absent (tests read it from ../shared/data, never from the repo)")
+    return path

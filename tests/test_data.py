@@ -1,0 +1,140 @@
+"""Folder index, LFW pairs parsing, image decoding, P x K sampler, synthetic generation: behaviour and bad input."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facenet.data.images import EvalTransform, TrainTransform, read_image
+from facenet.data.index import index_folder
+from facenet.data.pairs import read_pairs
+from facenet.data.sampler import PKSampler
+from facenet.data.synthetic import generate_eval, generate_train
+from facenet.errors import DataError
+
+
+def make_tree(root, counts, ext="png", grey=False):
+    rng = np.random.default_rng(0)
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = rng.integers(0, 255, (20, 18) if grey else (20, 18, 3), dtype=np.uint8)
+            cv2.imwrite(str(root / name / f"{name}_{i + 1:04d}.{ext}"), img)
+    return root
+
+
+def test_index_folder_columns_and_classes(tmp_path):
+    make_tree(tmp_path, {"bob": 2, "alice": 3})
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "alice" / "notes.txt").write_text("not an image")
+    table = index_folder(tmp_path)
+    assert list(table.columns) == ["id", "name", "class", "path"]
+    assert table["name"].tolist() == ["alice"] * 3 + ["bob"] * 2
+    assert table["class"].tolist() == [0, 0, 0, 1, 1] and table["id"].tolist() == list(range(5))
+
+
+def test_index_folder_bad_roots(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        index_folder(tmp_path / "nope")
+    (tmp_path / "a").mkdir()
+    with pytest.raises(DataError, match="no images found"):
+        index_folder(tmp_path)
+
+
+def test_read_image_grey_pgm_and_corrupt(tmp_path):
+    make_tree(tmp_path, {"s1": 1}, ext="pgm", grey=True)
+    img = read_image(str(tmp_path / "s1" / "s1_0001.pgm"))
+    assert img.shape == (20, 18, 3) and img.dtype == np.uint8
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 definitely not a jpeg")
+    with pytest.raises(DataError, match="cannot decode"):
+        read_image(str(bad))
+    with pytest.raises(DataError, match="cannot decode"):
+        read_image(str(tmp_path / "missing.png"))
+
+
+def test_transforms_shape_range_and_determinism():
+    img = np.random.default_rng(0).integers(0, 256, (50, 40, 3), dtype=np.uint8)
+    x = EvalTransform(32)(img)
+    assert x.shape == (3, 32, 32) and x.dtype == np.float32 and -1 <= x.min() and x.max() <= 1
+    assert np.array_equal(x, EvalTransform(32)(img))
+    aug = TrainTransform(32, hflip=True, max_shift=0.1)
+    a = aug(img, np.random.default_rng(1))
+    assert a.shape == (3, 32, 32)
+    no_aug = TrainTransform(32, hflip=False, max_shift=0.0)
+    assert np.array_equal(no_aug(img, np.random.default_rng(1)), x)
+
+
+def write_pairs(path, lines, header="2\t1"):
+    path.write_text("\n".join([header, *lines]) + "\n")
+
+
+def test_read_pairs_lfw_format(tmp_path):
+    make_tree(tmp_path, {"A": 2, "B": 1, "C": 2}, ext="jpg")
+    write_pairs(tmp_path / "pairs.txt", ["A\t1\t2", "A\t1\tB\t1", "C\t1\t2", "B\t1\tC\t2"])
+    pairs = read_pairs(tmp_path / "pairs.txt", tmp_path)
+    assert pairs.n_folds == 2 and len(pairs) == 4
+    assert pairs.issame.tolist() == [True, False, True, False]
+    assert len(pairs.paths) == 5  # unique images, each embedded once
+    assert pairs.paths[pairs.left[1]].endswith("A_0001.jpg") and pairs.paths[pairs.right[1]].endswith("B_0001.jpg")
+
+
+def test_read_pairs_errors(tmp_path):
+    make_tree(tmp_path, {"A": 2}, ext="jpg")
+    write_pairs(tmp_path / "p.txt", ["A\t1\t2", "A\t1\tZed\t3", "A\t1\t9", "A\t2\tQ\t1"])
+    with pytest.raises(DataError) as info:
+        read_pairs(tmp_path / "p.txt", tmp_path)
+    msg = str(info.value)
+    assert "3 images" in msg and "Zed/Zed_0003" in msg and "A/A_0009" in msg and "Q/Q_0001" in msg
+    write_pairs(tmp_path / "p.txt", ["A\t1\t2", "A\t1"], header="1\t1")
+    with pytest.raises(DataError, match="malformed"):
+        read_pairs(tmp_path / "p.txt", tmp_path)
+    write_pairs(tmp_path / "p.txt", ["A\t1\t2"], header="10\t300")
+    with pytest.raises(DataError, match="header says"):
+        read_pairs(tmp_path / "p.txt", tmp_path)
+    with pytest.raises(DataError, match="does not exist"):
+        read_pairs(tmp_path / "nope.txt", tmp_path)
+
+
+def test_pk_sampler_batches():
+    labels = np.repeat(np.arange(6), [5, 4, 3, 2, 1, 6])  # identity 4 has a single image
+    sampler = PKSampler(labels, identities=3, images_per_identity=4, steps_per_epoch=5, epochs=2, seed=1)
+    assert sampler.skipped == 1 and len(sampler) == 2 * 5 * 3 * 4
+    stream = np.array(list(sampler))
+    assert np.array_equal(stream, np.array(list(sampler)))  # iterating again replays the same stream
+    batches = stream[:60].reshape(5, 3, 4)
+    for batch in batches:
+        ids = labels[batch]
+        assert (ids == ids[:, :1]).all()  # K images of one identity per slot
+        assert len(set(ids[:, 0])) == 3 and 4 not in ids
+        for slot, ident in zip(batch, ids[:, 0]):
+            if (labels == ident).sum() >= 4:
+                assert len(set(slot)) == 4  # no repeats when the identity has enough images
+    assert np.array_equal(sampler.epoch_indices(0), batches.reshape(-1))  # reproducible per epoch
+    assert np.array_equal(sampler.epoch_indices(1), stream[60:])
+    assert not np.array_equal(sampler.epoch_indices(0), sampler.epoch_indices(1))
+    resumed = PKSampler(labels, identities=3, images_per_identity=4, steps_per_epoch=5, epochs=2, seed=1, start_epoch=1)
+    assert np.array_equal(np.array(list(resumed)), stream[60:])
+    with pytest.raises(DataError, match="only 5 identities"):
+        PKSampler(labels, identities=6, images_per_identity=2, steps_per_epoch=1)
+
+
+def test_synthetic_is_deterministic_cached_and_lfw_compatible(tmp_path):
+    a = generate_train(tmp_path / "a", identities=3, images_per_identity=2, image_size=24, seed=3, workers=1)
+    b = generate_train(tmp_path / "b", identities=3, images_per_identity=2, image_size=24, seed=3, workers=1)
+    assert a.name == b.name  # cache folder keyed by parameters
+    for f in sorted(a.glob("*/*.png")):
+        assert np.array_equal(cv2.imread(str(f)), cv2.imread(str(b / f.parent.name / f.name)))
+    mtime = (a / "manifest.json").stat().st_mtime
+    assert generate_train(tmp_path / "a", 3, 2, 24, 3, workers=1) == a and (a / "manifest.json").stat().st_mtime == mtime
+    ev = generate_eval(tmp_path / "a", identities_per_fold=3, images_per_identity=3, pairs_per_fold=4, image_size=24)
+    pairs = read_pairs(ev / "pairs.txt", ev)
+    assert pairs.n_folds == 10 and len(pairs) == 80 and pairs.issame.sum() == 40
+    fold_of = [p.split("/")[-2].split("_")[1] for p in pairs.paths]
+    for k in range(10):  # folds are identity-disjoint and ordered: 4 same then 4 different pairs
+        rows = range(k * 8, (k + 1) * 8)
+        assert {fold_of[pairs.left[r]] for r in rows} | {fold_of[pairs.right[r]] for r in rows} == {f"{k:02d}"}
+        assert pairs.issame[list(rows)].tolist() == [True] * 4 + [False] * 4
+    with pytest.raises(ValueError, match="too small"):
+        generate_eval(tmp_path, identities_per_fold=2, images_per_identity=2, pairs_per_fold=5, image_size=24)

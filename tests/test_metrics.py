@@ -1,0 +1,122 @@
+"""Verification metrics against brute-force computations and data where the answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facenet.metrics import verification_report
+from facenet.metrics.verification import auc_score, best_threshold, equal_error_rate, roc_curve, threshold_at_far
+
+
+def random_pairs(n=400, seed=0, sep=1.0, ties=False):
+    rng = np.random.default_rng(seed)
+    same = rng.random(n) < 0.5
+    d = rng.normal(size=n) + np.where(same, 0.0, sep)
+    if ties:
+        d = np.round(d, 1)  # many equal distances
+    return d, same
+
+
+def brute_best_accuracy(d, same):
+    candidates = np.r_[d.min() - 1, np.unique(d)]
+    return max(((d <= t) == same).mean() for t in candidates)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_best_threshold_is_exact_optimum(seed, ties):
+    d, same = random_pairs(seed=seed, ties=ties)
+    t = best_threshold(d, same)
+    assert ((d <= t) == same).mean() == pytest.approx(brute_best_accuracy(d, same))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_kfold_accuracy_matches_brute_force(ties):
+    d, same = random_pairs(n=600, seed=5, ties=ties)
+    rep = verification_report(d, same, n_folds=10)
+    accs, thresholds = [], []
+    for k in range(10):
+        test = np.zeros(600, bool)
+        test[k * 60:(k + 1) * 60] = True
+        dt, st = d[~test], same[~test]
+        # brute force: every midpoint/value as a candidate, first best in ascending order
+        cands = np.r_[np.nextafter(dt.min(), -np.inf), np.unique(dt)]
+        scores = [((dt <= c) == st).mean() for c in cands]
+        best_value = cands[int(np.argmax(scores))]
+        # any threshold between best_value and the next distinct value gives the same train accuracy;
+        # the held-out accuracy is compared at the reported one, which must lie in that interval
+        t = rep.fold_thresholds[k]
+        nxt = dt[dt > best_value].min() if (dt > best_value).any() else np.inf
+        assert best_value <= t < nxt or (t == best_value)
+        accs.append(((d[test] <= t) == same[test]).mean())
+        thresholds.append(t)
+    assert rep.fold_accuracies == pytest.approx(accs)
+    assert rep.accuracy_mean == pytest.approx(np.mean(accs))
+    assert rep.accuracy_std == pytest.approx(np.std(accs))
+    assert rep.threshold_mean == pytest.approx(np.mean(thresholds))
+
+
+def test_auc_against_pairwise_counting_and_trapezoid():
+    for ties in (False, True):
+        d, same = random_pairs(n=300, seed=3, ties=ties)
+        ds, dd = d[same], d[~same]
+        brute = ((ds[:, None] < dd[None, :]).sum() + 0.5 * (ds[:, None] == dd[None, :]).sum()) / (len(ds) * len(dd))
+        assert auc_score(d, same) == pytest.approx(brute)
+        fpr, tpr, _ = roc_curve(d, same)
+        assert np.trapezoid(tpr, fpr) == pytest.approx(brute)
+
+
+def test_roc_brute_force():
+    d, same = random_pairs(n=200, seed=9, ties=True)
+    fpr, tpr, thr = roc_curve(d, same)
+    for f, t, th in zip(fpr, tpr, thr):
+        assert f == pytest.approx((d[~same] <= th).mean())
+        assert t == pytest.approx((d[same] <= th).mean())
+
+
+def test_known_answers():
+    same = np.array([True] * 5 + [False] * 5)
+    separable = np.r_[np.linspace(0, 1, 5), np.linspace(2, 3, 5)]
+    rep = verification_report(separable, same, n_folds=5)
+    assert rep.accuracy_mean == 1.0 and rep.auc == 1.0 and rep.eer == 0.0
+    reversed_ = verification_report(-separable, same, n_folds=5)
+    assert reversed_.auc == 0.0 and reversed_.eer == 1.0
+    # EER by hand: same at 1,2,3,4 ; different at 2.5, 3.5, 5, 6 -> FAR = FRR = 0.25 between 3 and 3.5... check
+    d = np.array([1, 2, 3, 4, 2.5, 3.5, 5, 6], float)
+    s = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+    fpr, tpr, _ = roc_curve(d, s)
+    assert equal_error_rate(fpr, tpr) == pytest.approx(0.25)
+
+
+def test_similarities_mirror_distances():
+    d, same = random_pairs(seed=2)
+    a = verification_report(d, same)
+    b = verification_report(-d, same, higher_is_closer=True)
+    assert a.accuracy_mean == b.accuracy_mean and a.auc == pytest.approx(b.auc)
+    assert a.threshold_mean == pytest.approx(-b.threshold_mean)
+
+
+def test_val_at_far_brute_force():
+    d, same = random_pairs(n=2000, seed=4, sep=3.0)
+    far = 0.01
+    rep = verification_report(d, same, n_folds=10, far_targets=(far,))
+    vals = []
+    for k in range(10):
+        test = np.zeros(len(d), bool)
+        test[k * 200:(k + 1) * 200] = True
+        dt, st = d[~test], same[~test]
+        ok = [t for t in np.unique(dt) if (dt[~st] <= t).mean() <= far]
+        t = max(ok) if ok else -np.inf
+        assert threshold_at_far(dt, st, far) >= t
+        vals.append((d[test & same] <= t).mean())
+    assert rep.val_at_far[far]["val_mean"] == pytest.approx(np.mean(vals))
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="differ in length"):
+        verification_report(np.zeros(4), np.zeros(3, bool))
+    with pytest.raises(ValueError, match="NaN"):
+        verification_report(np.array([0.0, np.nan, 1, 2]), np.array([1, 0, 1, 0], bool), n_folds=2)
+    with pytest.raises(ValueError, match="both same and different"):
+        verification_report(np.arange(4.0), np.ones(4, bool), n_folds=2)

@@ -1,0 +1,40 @@
+"""Learning-rate schedules against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facenet.training import schedules
+
+
+def test_constant_with_warmup():
+    lr = schedules.constant(0.1, epochs=3, steps_per_epoch=2, warmup_epochs=1)
+    assert lr == pytest.approx([0.05, 0.1, 0.1, 0.1, 0.1, 0.1])
+
+
+def test_step():
+    lr = schedules.step(1.0, epochs=5, steps_per_epoch=1, step_epochs=2, gamma=0.5)
+    assert lr == pytest.approx([1, 1, 0.5, 0.5, 0.25])
+
+
+def test_multistep_with_warmup():
+    lr = schedules.multistep(1.0, epochs=4, steps_per_epoch=2, warmup_epochs=0.5, milestones=[1, 3], gamma=0.1)
+    assert lr == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_cosine():
+    lr = schedules.cosine(1.0, epochs=1, steps_per_epoch=5, min_lr=0.0)
+    assert lr == pytest.approx([1.0, 0.904508, 0.654508, 0.345492, 0.095492], abs=1e-6)
+    lr = schedules.cosine(2.0, epochs=2, steps_per_epoch=2, warmup_epochs=1, min_lr=1.0)
+    assert lr == pytest.approx([1.0, 2.0, 2.0, 1.5])
+
+
+@pytest.mark.parametrize("fn", [schedules.constant, schedules.step, schedules.multistep, schedules.cosine])
+def test_length_dtype_and_bad_input(fn):
+    lr = fn(0.1, epochs=3, steps_per_epoch=7)
+    assert lr.shape == (21,) and lr.dtype == np.float32
+    with pytest.raises(ValueError):
+        fn(0.1, epochs=0, steps_per_epoch=7)
+    with pytest.raises(ValueError):
+        fn(0.1, epochs=2, steps_per_epoch=7, warmup_epochs=3)
