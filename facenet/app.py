@@ -28,8 +28,9 @@ def _tags(cfg: DictConfig) -> dict[str, str]:
     if HydraConfig.initialized():
         tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task) or "(none)"
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).parent).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        ).stdout.strip()
         if commit:
             tags["git_commit"] = commit
     except (OSError, subprocess.SubprocessError):
@@ -57,14 +58,19 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, fl
         spec = model_spec(cfg)
     size = spec["preprocess"]["image_size"]
     if size != cfg.preprocess.image_size:
-        log.warning("checkpoint was trained at %dx%d; evaluating at that size, not preprocess.image_size=%d",
-                    size, size, cfg.preprocess.image_size)
+        log.warning(
+            "checkpoint was trained at %dx%d; evaluating at that size, not preprocess.image_size=%d",
+            size,
+            size,
+            cfg.preprocess.image_size,
+        )
     net = build_network(spec["model"]["backbone"], spec["model"]["head"])
     load_network_weights(net, ckpt)
     protocol = instantiate(cfg.eval)
     pairs = protocol.load(cfg.hardware.data_workers)
-    return evaluate_and_log(net, pairs, protocol, EvalTransform(size), cfg.hardware.data_workers, tracker, 0,
-                            run_dir / "eval", "eval")
+    return evaluate_and_log(
+        net, pairs, protocol, EvalTransform(size), cfg.hardware.data_workers, tracker, 0, run_dir / "eval", "eval"
+    )
 
 
 def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:

@@ -6,10 +6,10 @@ import contextlib
 import os
 import sys
 
-import facenet  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before mindspore is imported)
-
 import mindspore as ms
 import numpy as np
+
+import facenet  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before mindspore is imported)
 
 _MODES = {"GRAPH": ms.GRAPH_MODE, "PYNATIVE": ms.PYNATIVE_MODE}
 _state: dict[str, object] = {}

@@ -46,8 +46,14 @@ class MlflowTracker(NullTracker):
     """Logs one run. Tracking URI: the configured one, else $MLFLOW_TRACKING_URI, else
     `sqlite:///<output_dir>/mlflow.db` with artifacts under `<output_dir>/mlartifacts`."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str, run_name: str | None, output_dir: str,
-                 log_every_steps: int = 10):
+    def __init__(
+        self,
+        tracking_uri: str | None,
+        experiment: str,
+        run_name: str | None,
+        output_dir: str,
+        log_every_steps: int = 10,
+    ):
         out = Path(output_dir).expanduser().resolve()
         self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out / 'mlflow.db'}"
         self.artifact_root = (out / "mlartifacts").as_uri()
@@ -63,16 +69,21 @@ class MlflowTracker(NullTracker):
         from mlflow.tracking import MlflowClient
 
         if self.uri.startswith("sqlite:///"):
-            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(self.uri)
         exp = self.client.get_experiment_by_name(self.experiment)
-        exp_id = exp.experiment_id if exp else self.client.create_experiment(
-            self.experiment, artifact_location=self.artifact_root if self.uri.startswith("sqlite") else None)
+        exp_id = (
+            exp.experiment_id
+            if exp
+            else self.client.create_experiment(
+                self.experiment, artifact_location=self.artifact_root if self.uri.startswith("sqlite") else None
+            )
+        )
         run = self.client.create_run(exp_id, run_name=self.run_name, tags=dict(tags))
         self.run_id = run.info.run_id
         items = [Param(k, v[:6000]) for k, v in flatten(params).items()]
         for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i:i + 100])
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
         log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, self.uri)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:

@@ -61,14 +61,17 @@ def test_experiment_overrides_defaults(compose_cfg):
     assert cfg.epochs == 1 and cfg.batch.identities == 4 and cfg.train.steps_per_epoch == 3
 
 
-@pytest.mark.parametrize("override,error", [
-    ("lrr=0.1", ConfigCompositionException),
-    ("backbone.blocks=[1,1,1,1]", ConfigCompositionException),
-    ("optimizer.momentum=0.9", ConfigCompositionException),  # adam has no momentum
-    ("epochs=ten", ConfigCompositionException),
-    ("batch.identities=1.5", ConfigCompositionException),
-    ("miner=batch_hardest", ConfigCompositionException),
-])
+@pytest.mark.parametrize(
+    "override,error",
+    [
+        ("lrr=0.1", ConfigCompositionException),
+        ("backbone.blocks=[1,1,1,1]", ConfigCompositionException),
+        ("optimizer.momentum=0.9", ConfigCompositionException),  # adam has no momentum
+        ("epochs=ten", ConfigCompositionException),
+        ("batch.identities=1.5", ConfigCompositionException),
+        ("miner=batch_hardest", ConfigCompositionException),
+    ],
+)
 def test_bad_overrides_fail_clearly(compose_cfg, override, error):
     with pytest.raises(error) as info:
         compose_cfg(override)
@@ -86,8 +89,9 @@ def test_yaml_unknown_key_rejected(tmp_path):
 
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
-    (conf / "miner" / "typo.yaml").write_text("defaults:\n  - miner_schema\n_target_: facenet.mining.BatchAllMiner\n"
-                                              "margn: 0.3\n")
+    (conf / "miner" / "typo.yaml").write_text(
+        "defaults:\n  - miner_schema\n_target_: facenet.mining.BatchAllMiner\nmargn: 0.3\n"
+    )
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)) as info:

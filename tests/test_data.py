@@ -108,7 +108,7 @@ def test_pk_sampler_batches():
         ids = labels[batch]
         assert (ids == ids[:, :1]).all()  # K images of one identity per slot
         assert len(set(ids[:, 0])) == 3 and 4 not in ids
-        for slot, ident in zip(batch, ids[:, 0]):
+        for slot, ident in zip(batch, ids[:, 0], strict=True):
             if (labels == ident).sum() >= 4:
                 assert len(set(slot)) == 4  # no repeats when the identity has enough images
     assert np.array_equal(sampler.epoch_indices(0), batches.reshape(-1))  # reproducible per epoch
@@ -127,7 +127,9 @@ def test_synthetic_is_deterministic_cached_and_lfw_compatible(tmp_path):
     for f in sorted(a.glob("*/*.png")):
         assert np.array_equal(cv2.imread(str(f)), cv2.imread(str(b / f.parent.name / f.name)))
     mtime = (a / "manifest.json").stat().st_mtime
-    assert generate_train(tmp_path / "a", 3, 2, 24, 3, workers=1) == a and (a / "manifest.json").stat().st_mtime == mtime
+    assert (
+        generate_train(tmp_path / "a", 3, 2, 24, 3, workers=1) == a and (a / "manifest.json").stat().st_mtime == mtime
+    )
     ev = generate_eval(tmp_path / "a", identities_per_fold=3, images_per_identity=3, pairs_per_fold=4, image_size=24)
     pairs = read_pairs(ev / "pairs.txt", ev)
     assert pairs.n_folds == 10 and len(pairs) == 80 and pairs.issame.sum() == 40

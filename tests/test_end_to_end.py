@@ -14,8 +14,9 @@ from facenet.errors import UserError
 @pytest.fixture(scope="module")
 def trained(compose_cfg, tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e")
-    cfg = compose_cfg("experiment=smoke", f"output_dir={out}", "tracking.log_every_steps=1", "epochs=2",
-                      "train.keep_checkpoint_max=1")
+    cfg = compose_cfg(
+        "experiment=smoke", f"output_dir={out}", "tracking.log_every_steps=1", "epochs=2", "train.keep_checkpoint_max=1"
+    )
     metrics = run(cfg)
     return cfg, out, metrics
 
@@ -30,8 +31,18 @@ def test_training_run_is_logged_to_mlflow(trained):
     assert r.data.params["margin"] == "0.2" and r.data.params["batch.identities"] == "4"
     assert r.data.params["optimizer._target_"] == "mindspore.nn.Adam"
     assert r.data.metrics["eval/accuracy"] == pytest.approx(metrics["accuracy"])
-    for key in ("train/loss", "train/lr", "train/active_fraction", "train/d_ap", "train/d_an", "eval/auc",
-                "eval/eer", "eval/threshold", "eval/accuracy_std", "eval/val_at_far_0.001"):
+    for key in (
+        "train/loss",
+        "train/lr",
+        "train/active_fraction",
+        "train/d_ap",
+        "train/d_an",
+        "eval/auc",
+        "eval/eer",
+        "eval/threshold",
+        "eval/accuracy_std",
+        "eval/val_at_far_0.001",
+    ):
         assert key in r.data.metrics, key
     history = client.get_metric_history(r.info.run_id, "train/loss")
     assert [m.step for m in history] == list(range(1, 7))  # 2 epochs x 3 steps, every step logged
@@ -61,11 +72,14 @@ def test_eval_task_reproduces_checkpoint_accuracy(trained, compose_cfg):
     assert got["auc"] == pytest.approx(metrics["auc"], abs=1e-6)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["task=eval"], "needs a checkpoint"),
-    (["task=eval", "ckpt=/nonexistent.ckpt"], "does not exist"),
-    (["task=fly"], "task must be one of"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["task=eval"], "needs a checkpoint"),
+        (["task=eval", "ckpt=/nonexistent.ckpt"], "does not exist"),
+        (["task=fly"], "task must be one of"),
+    ],
+)
 def test_bad_inputs_give_clear_errors_and_failed_runs(compose_cfg, tmp_path, overrides, message):
     cfg = compose_cfg("experiment=smoke", f"output_dir={tmp_path}", *overrides)
     with pytest.raises(UserError, match=message):
@@ -76,8 +90,16 @@ def test_bad_inputs_give_clear_errors_and_failed_runs(compose_cfg, tmp_path, ove
         assert all(r.info.status == "FAILED" for r in runs)
 
 
-SMALL = ["epochs=1", "train.steps_per_epoch=1", "batch.identities=2", "batch.images_per_identity=2",
-         "preprocess.image_size=32", "eval.identities_per_fold=2", "eval.images_per_identity=2", "eval.pairs_per_fold=1"]
+SMALL = [
+    "epochs=1",
+    "train.steps_per_epoch=1",
+    "batch.identities=2",
+    "batch.images_per_identity=2",
+    "preprocess.image_size=32",
+    "eval.identities_per_fold=2",
+    "eval.images_per_identity=2",
+    "eval.pairs_per_fold=1",
+]
 
 
 def test_missing_dataset_root_fails(compose_cfg, tmp_path):
@@ -116,7 +138,12 @@ def test_pairs_naming_missing_images_fail(compose_cfg, tmp_path):
         (tmp_path / "lfw" / name).mkdir(parents=True)
         cv2.imwrite(str(tmp_path / "lfw" / name / f"{name}_0001.jpg"), np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "pairs.txt").write_text("1\t1\nA\t1\t2\nA\t1\tB\t1\n")
-    cfg = compose_cfg(*SMALL[:5], f"output_dir={tmp_path}", "eval=lfw", f"eval.root={tmp_path / 'lfw'}",
-                      f"eval.pairs={tmp_path / 'pairs.txt'}")
+    cfg = compose_cfg(
+        *SMALL[:5],
+        f"output_dir={tmp_path}",
+        "eval=lfw",
+        f"eval.root={tmp_path / 'lfw'}",
+        f"eval.pairs={tmp_path / 'pairs.txt'}",
+    )
     with pytest.raises(UserError, match="A/A_0002"):
         run(cfg)

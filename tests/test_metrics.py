@@ -38,7 +38,7 @@ def test_kfold_accuracy_matches_brute_force(ties):
     accs, thresholds = [], []
     for k in range(10):
         test = np.zeros(600, bool)
-        test[k * 60:(k + 1) * 60] = True
+        test[k * 60 : (k + 1) * 60] = True
         dt, st = d[~test], same[~test]
         # brute force: every midpoint/value as a candidate, first best in ascending order
         cands = np.r_[np.nextafter(dt.min(), -np.inf), np.unique(dt)]
@@ -70,7 +70,7 @@ def test_auc_against_pairwise_counting_and_trapezoid():
 def test_roc_brute_force():
     d, same = random_pairs(n=200, seed=9, ties=True)
     fpr, tpr, thr = roc_curve(d, same)
-    for f, t, th in zip(fpr, tpr, thr):
+    for f, t, th in zip(fpr, tpr, thr, strict=True):
         assert f == pytest.approx((d[~same] <= th).mean())
         assert t == pytest.approx((d[same] <= th).mean())
 
@@ -104,7 +104,7 @@ def test_val_at_far_brute_force():
     vals = []
     for k in range(10):
         test = np.zeros(len(d), bool)
-        test[k * 200:(k + 1) * 200] = True
+        test[k * 200 : (k + 1) * 200] = True
         dt, st = d[~test], same[~test]
         ok = [t for t in np.unique(dt) if (dt[~st] <= t).mean() <= far]
         t = max(ok) if ok else -np.inf

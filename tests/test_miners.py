@@ -57,8 +57,11 @@ CASES = [  # (P, K, dim, seed) and irregular label sets
 
 
 @pytest.mark.parametrize("labels,dim,seed", CASES)
-@pytest.mark.parametrize("miner,oracle", [(BatchAllMiner(), brute_batch_all), (BatchHardMiner(), brute_batch_hard),
-                                          (SemiHardMiner(), brute_semi_hard)], ids=["batch_all", "batch_hard", "semi_hard"])
+@pytest.mark.parametrize(
+    "miner,oracle",
+    [(BatchAllMiner(), brute_batch_all), (BatchHardMiner(), brute_batch_hard), (SemiHardMiner(), brute_semi_hard)],
+    ids=["batch_all", "batch_hard", "semi_hard"],
+)
 def test_miner_matches_brute_force(miner, oracle, labels, dim, seed):
     rng = np.random.default_rng(seed)
     e = rng.normal(size=(len(labels), dim)).astype(np.float32)

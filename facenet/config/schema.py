@@ -4,7 +4,7 @@ before any work starts. `register()` puts them in Hydra's ConfigStore."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -189,9 +189,9 @@ class HardwareConf:
 @dataclass
 class MlflowTrackingConf:
     _target_: str = "facenet.tracking.MlflowTracker"
-    tracking_uri: Optional[str] = None
+    tracking_uri: str | None = None
     experiment: str = "facenet"
-    run_name: Optional[str] = None
+    run_name: str | None = None
     output_dir: str = "${output_dir}"
     log_every_steps: int = 10
 
@@ -210,7 +210,7 @@ class BatchConf:
 
 @dataclass
 class TrainConf:
-    steps_per_epoch: Optional[int] = None  # None: images in the training set // batch size
+    steps_per_epoch: int | None = None  # None: images in the training set // batch size
     eval_every: int = 1
     ckpt_every: int = 1
     keep_checkpoint_max: int = 3
@@ -219,7 +219,7 @@ class TrainConf:
 @dataclass
 class Config:
     task: str = "train"
-    ckpt: Optional[str] = None
+    ckpt: str | None = None
     lr: float = 0.001
     margin: float = 0.2
     epochs: int = 10
@@ -250,10 +250,19 @@ SCHEMAS = {
     "eval": {"synthetic_eval_schema": SyntheticEvalConf, "lfw_schema": LfwEvalConf},
     "miner": {"miner_schema": MinerConf},
     "loss": {"triplet_schema": TripletLossConf},
-    "optimizer": {"adam_schema": AdamConf, "adamw_schema": AdamWConf, "sgd_schema": SGDConf,
-                  "adagrad_schema": AdagradConf, "rmsprop_schema": RMSPropConf},
-    "lr_schedule": {"constant_schema": ConstantScheduleConf, "step_schema": StepScheduleConf,
-                    "multistep_schema": MultiStepScheduleConf, "cosine_schema": CosineScheduleConf},
+    "optimizer": {
+        "adam_schema": AdamConf,
+        "adamw_schema": AdamWConf,
+        "sgd_schema": SGDConf,
+        "adagrad_schema": AdagradConf,
+        "rmsprop_schema": RMSPropConf,
+    },
+    "lr_schedule": {
+        "constant_schema": ConstantScheduleConf,
+        "step_schema": StepScheduleConf,
+        "multistep_schema": MultiStepScheduleConf,
+        "cosine_schema": CosineScheduleConf,
+    },
     "hardware": {"hardware_schema": HardwareConf},
     "tracking": {"mlflow_schema": MlflowTrackingConf, "off_schema": NoTrackingConf},
 }

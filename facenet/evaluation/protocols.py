@@ -36,11 +36,24 @@ class LfwPairs(VerificationProtocol):
 class SyntheticPairs(VerificationProtocol):
     """Generated held-out identities with their own `pairs.txt` (identities disjoint from training)."""
 
-    def __init__(self, identities_per_fold: int, images_per_identity: int, pairs_per_fold: int, image_size: int,
-                 seed: int, data_dir: str, **kw):
+    def __init__(
+        self,
+        identities_per_fold: int,
+        images_per_identity: int,
+        pairs_per_fold: int,
+        image_size: int,
+        seed: int,
+        data_dir: str,
+        **kw,
+    ):
         super().__init__(**kw)
-        self.spec = dict(identities_per_fold=identities_per_fold, images_per_identity=images_per_identity,
-                         pairs_per_fold=pairs_per_fold, image_size=image_size, seed=seed)
+        self.spec = dict(
+            identities_per_fold=identities_per_fold,
+            images_per_identity=images_per_identity,
+            pairs_per_fold=pairs_per_fold,
+            image_size=image_size,
+            seed=seed,
+        )
         self.data_dir = data_dir
 
     def load(self, workers: int = 2) -> PairSet:

@@ -15,8 +15,14 @@ from facenet.data.pipeline import eval_batches
 from facenet.metrics import VerificationReport, verification_report
 
 
-def embed_paths(net: nn.Cell, paths: Sequence[str], transform: EvalTransform, batch_size: int, workers: int = 2,
-                desc: str = "embedding") -> np.ndarray:
+def embed_paths(
+    net: nn.Cell,
+    paths: Sequence[str],
+    transform: EvalTransform,
+    batch_size: int,
+    workers: int = 2,
+    desc: str = "embedding",
+) -> np.ndarray:
     """(N, D) embeddings of `paths`, in order, with BatchNorm in inference mode (restored afterwards)."""
     was_training = net.training
     net.set_train(False)
@@ -36,10 +42,17 @@ def pair_distances(emb: np.ndarray, pairs: PairSet) -> np.ndarray:
     return np.linalg.norm(emb[pairs.left] - emb[pairs.right], axis=1)
 
 
-def evaluate_pairs(net: nn.Cell, pairs: PairSet, transform: EvalTransform, batch_size: int,
-                   far_targets: Sequence[float], workers: int = 2) -> tuple[VerificationReport, np.ndarray]:
+def evaluate_pairs(
+    net: nn.Cell,
+    pairs: PairSet,
+    transform: EvalTransform,
+    batch_size: int,
+    far_targets: Sequence[float],
+    workers: int = 2,
+) -> tuple[VerificationReport, np.ndarray]:
     """Verification report over every pair, plus the distances it was computed from."""
     emb = embed_paths(net, pairs.paths, transform, batch_size, workers, desc="eval embeddings")
     d = pair_distances(emb, pairs)
-    return verification_report(d, pairs.issame, n_folds=pairs.n_folds if pairs.n_folds > 1 else 10,
-                               far_targets=tuple(far_targets)), d
+    return verification_report(
+        d, pairs.issame, n_folds=pairs.n_folds if pairs.n_folds > 1 else 10, far_targets=tuple(far_targets)
+    ), d

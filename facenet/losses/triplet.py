@@ -38,10 +38,12 @@ class TripletLoss(nn.Cell):
         n_active = ((hinge > 0).astype(ms.float32) * selected).sum()
         total = (hinge * selected).sum()
         loss = total / (n_active + 1e-8) if self.active_mean else total / ops.maximum(n_selected, 1.0)
-        telemetry = ops.stack([
-            n_active / ops.maximum(n_selected, 1.0),
-            (dist * pos).sum() / ops.maximum(pos.sum(), 1.0),
-            (dist * neg).sum() / ops.maximum(neg.sum(), 1.0),
-            ops.sqrt((emb * emb).sum(axis=1)).mean(),
-        ])
+        telemetry = ops.stack(
+            [
+                n_active / ops.maximum(n_selected, 1.0),
+                (dist * pos).sum() / ops.maximum(pos.sum(), 1.0),
+                (dist * neg).sum() / ops.maximum(neg.sum(), 1.0),
+                ops.sqrt((emb * emb).sum(axis=1)).mean(),
+            ]
+        )
         return loss, ops.stop_gradient(telemetry)

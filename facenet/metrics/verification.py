@@ -102,17 +102,27 @@ class VerificationReport:
         return out
 
     def scalars(self) -> dict[str, float]:
-        out = {"accuracy": self.accuracy_mean, "accuracy_std": self.accuracy_std, "threshold": self.threshold_mean,
-               "threshold_std": self.threshold_std, "auc": self.auc, "eer": self.eer}
+        out = {
+            "accuracy": self.accuracy_mean,
+            "accuracy_std": self.accuracy_std,
+            "threshold": self.threshold_mean,
+            "threshold_std": self.threshold_std,
+            "auc": self.auc,
+            "eer": self.eer,
+        }
         for far, v in self.val_at_far.items():
             out[f"val_at_far_{far:g}"] = v["val_mean"]
             out[f"val_at_far_{far:g}_std"] = v["val_std"]
         return out
 
 
-def verification_report(distances: np.ndarray, issame: np.ndarray, n_folds: int = 10,
-                        far_targets: tuple[float, ...] = (1e-3,), higher_is_closer: bool = False
-                        ) -> VerificationReport:
+def verification_report(
+    distances: np.ndarray,
+    issame: np.ndarray,
+    n_folds: int = 10,
+    far_targets: tuple[float, ...] = (1e-3,),
+    higher_is_closer: bool = False,
+) -> VerificationReport:
     """k-fold verification protocol (LFW View 2 style).
 
     For each fold, the accuracy threshold is chosen on the other folds by exact search over all distinct
@@ -146,13 +156,25 @@ def verification_report(distances: np.ndarray, issame: np.ndarray, n_folds: int 
             s = same[test]
             vals[far].append((accepted[s].mean() if s.any() else np.nan, accepted[~s].mean() if (~s).any() else np.nan))
     fpr, tpr, roc_t = roc_curve(d, same)
-    val_at_far = {far: {"val_mean": float(np.nanmean([v for v, _ in r])), "val_std": float(np.nanstd([v for v, _ in r])),
-                        "far_mean": float(np.nanmean([f for _, f in r]))} for far, r in vals.items()}
+    val_at_far = {
+        far: {
+            "val_mean": float(np.nanmean([v for v, _ in r])),
+            "val_std": float(np.nanstd([v for v, _ in r])),
+            "far_mean": float(np.nanmean([f for _, f in r])),
+        }
+        for far, r in vals.items()
+    }
     return VerificationReport(
-        n_pairs=len(d), n_folds=n_folds,
-        accuracy_mean=float(np.mean(accs)), accuracy_std=float(np.std(accs)), fold_accuracies=[float(a) for a in accs],
-        threshold_mean=float(np.mean(thresholds)), threshold_std=float(np.std(thresholds)),
-        fold_thresholds=[float(t) for t in thresholds], val_at_far=val_at_far,
-        auc=auc_score(d, same), eer=equal_error_rate(fpr, tpr),
+        n_pairs=len(d),
+        n_folds=n_folds,
+        accuracy_mean=float(np.mean(accs)),
+        accuracy_std=float(np.std(accs)),
+        fold_accuracies=[float(a) for a in accs],
+        threshold_mean=float(np.mean(thresholds)),
+        threshold_std=float(np.std(thresholds)),
+        fold_thresholds=[float(t) for t in thresholds],
+        val_at_far=val_at_far,
+        auc=auc_score(d, same),
+        eer=equal_error_rate(fpr, tpr),
         roc={"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": (sign * roc_t).tolist()},
     )

@@ -8,8 +8,10 @@ from mindspore import nn
 
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, relu: bool = True) -> nn.SequentialCell:
-    layers = [nn.Conv2d(cin, cout, kernel, stride=stride, pad_mode="pad", padding=kernel // 2, has_bias=False),
-              nn.BatchNorm2d(cout, momentum=0.9)]
+    layers = [
+        nn.Conv2d(cin, cout, kernel, stride=stride, pad_mode="pad", padding=kernel // 2, has_bias=False),
+        nn.BatchNorm2d(cout, momentum=0.9),
+    ]
     if relu:
         layers.append(nn.ReLU())
     return nn.SequentialCell(layers)
@@ -35,8 +37,9 @@ class Bottleneck(nn.Cell):
     def __init__(self, cin: int, width: int, stride: int):
         super().__init__()
         cout = width * self.expansion
-        self.body = nn.SequentialCell([_conv_bn(cin, width, 1), _conv_bn(width, width, 3, stride),
-                                       _conv_bn(width, cout, 1, relu=False)])
+        self.body = nn.SequentialCell(
+            [_conv_bn(cin, width, 1), _conv_bn(width, width, 3, stride), _conv_bn(width, cout, 1, relu=False)]
+        )
         self.short = _conv_bn(cin, cout, 1, stride, relu=False) if stride != 1 or cin != cout else nn.Identity()
         self.relu = nn.ReLU()
 
@@ -54,8 +57,16 @@ class ResNet(nn.Cell):
     stem for small face crops (3, 1 or 2, no pool).
     """
 
-    def __init__(self, block: str = "basic", layers: Sequence[int] = (2, 2, 2, 2), base_width: int = 64,
-                 stem_kernel: int = 7, stem_stride: int = 2, stem_pool: bool = True, in_channels: int = 3):
+    def __init__(
+        self,
+        block: str = "basic",
+        layers: Sequence[int] = (2, 2, 2, 2),
+        base_width: int = 64,
+        stem_kernel: int = 7,
+        stem_stride: int = 2,
+        stem_pool: bool = True,
+        in_channels: int = 3,
+    ):
         super().__init__()
         if block not in _BLOCKS:
             raise ValueError(f"backbone.block must be one of {sorted(_BLOCKS)}, got {block!r}")

@@ -63,6 +63,8 @@ def load_network_weights(net: nn.Cell, path: str | Path) -> None:
     picked = {k: v for k, v in params.items() if k in wanted}
     missing = sorted(wanted - set(picked))
     if missing:
-        raise ValueError(f"checkpoint {path} does not fit this network: {len(missing)} parameters missing, e.g. "
-                         + ", ".join(missing[:5]))
+        raise ValueError(
+            f"checkpoint {path} does not fit this network: {len(missing)} parameters missing, e.g. "
+            + ", ".join(missing[:5])
+        )
     ms.load_param_into_net(net, picked, strict_load=True)

@@ -36,8 +36,14 @@ def constant(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: f
     return _with_warmup(np.full(len(s), base_lr), base_lr, w)
 
 
-def step(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0, step_epochs: int = 30,
-         gamma: float = 0.1) -> np.ndarray:
+def step(
+    base_lr: float,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
+    step_epochs: int = 30,
+    gamma: float = 0.1,
+) -> np.ndarray:
     """base_lr * gamma ** floor(epoch / step_epochs)."""
     if step_epochs < 1:
         raise ValueError(f"step_epochs must be >= 1, got {step_epochs}")
@@ -45,16 +51,23 @@ def step(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float
     return _with_warmup(base_lr * gamma ** (s // steps_per_epoch // step_epochs), base_lr, w)
 
 
-def multistep(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0,
-              milestones: Sequence[int] = (30, 60, 90), gamma: float = 0.1) -> np.ndarray:
+def multistep(
+    base_lr: float,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
+    milestones: Sequence[int] = (30, 60, 90),
+    gamma: float = 0.1,
+) -> np.ndarray:
     """base_lr * gamma ** (number of milestones <= epoch)."""
     s, w = _steps(epochs, steps_per_epoch, warmup_epochs)
     passed = np.searchsorted(np.sort(np.asarray(milestones)), s // steps_per_epoch, side="right")
     return _with_warmup(base_lr * gamma**passed, base_lr, w)
 
 
-def cosine(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0,
-           min_lr: float = 0.0) -> np.ndarray:
+def cosine(
+    base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0, min_lr: float = 0.0
+) -> np.ndarray:
     """min_lr + (base_lr - min_lr) * (1 + cos(pi * t)) / 2, t going from 0 to 1 over the post-warm-up steps."""
     s, w = _steps(epochs, steps_per_epoch, warmup_epochs)
     t = (s - w) / max(len(s) - w, 1)

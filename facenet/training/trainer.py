@@ -30,16 +30,23 @@ log = logging.getLogger(__name__)
 def model_spec(cfg: DictConfig) -> dict:
     """What a checkpoint needs to be rebuilt and fed exactly as in training."""
     return {
-        "model": {"backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
-                  "head": OmegaConf.to_container(cfg.head, resolve=True)},
-        "preprocess": {"image_size": int(cfg.preprocess.image_size), "channel_order": "RGB",
-                       "normalize": "(x - 127.5) / 127.5", "layout": "NCHW"},
+        "model": {
+            "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
+            "head": OmegaConf.to_container(cfg.head, resolve=True),
+        },
+        "preprocess": {
+            "image_size": int(cfg.preprocess.image_size),
+            "channel_order": "RGB",
+            "normalize": "(x - 127.5) / 127.5",
+            "layout": "NCHW",
+        },
         "embedding_size": int(cfg.embedding_size),
     }
 
 
-def evaluate_and_log(net, pairs, protocol, transform, workers: int, tracker, step: int, out_dir: Path,
-                     prefix: str = "eval") -> dict[str, float]:
+def evaluate_and_log(
+    net, pairs, protocol, transform, workers: int, tracker, step: int, out_dir: Path, prefix: str = "eval"
+) -> dict[str, float]:
     """Score every pair, log scalars, write the ROC plot, histogram and report JSON (logged as artifacts)."""
     report, distances = evaluate_pairs(net, pairs, transform, protocol.batch_size, protocol.far_targets, workers)
     scalars = report.scalars()
@@ -50,9 +57,16 @@ def evaluate_and_log(net, pairs, protocol, transform, workers: int, tracker, ste
     distance_histogram(distances, pairs.issame, report.threshold_mean, out_dir / "distances.png")
     for name in ("report.json", "roc.png", "distances.png"):
         tracker.log_artifact(out_dir / name, prefix)
-    log.info("%s: accuracy %.4f +- %.4f, threshold %.3f, AUC %.4f, EER %.4f, %s", prefix, report.accuracy_mean,
-             report.accuracy_std, report.threshold_mean, report.auc, report.eer,
-             ", ".join(f"VAL@FAR={f:g} {v['val_mean']:.4f}" for f, v in report.val_at_far.items()))
+    log.info(
+        "%s: accuracy %.4f +- %.4f, threshold %.3f, AUC %.4f, EER %.4f, %s",
+        prefix,
+        report.accuracy_mean,
+        report.accuracy_std,
+        report.threshold_mean,
+        report.auc,
+        report.eer,
+        ", ".join(f"VAL@FAR={f:g} {v['val_mean']:.4f}" for f, v in report.val_at_far.items()),
+    )
     return scalars
 
 
@@ -65,13 +79,25 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     pairs = protocol.load(workers)
     p, k = cfg.batch.identities, cfg.batch.images_per_identity
     steps = cfg.train.steps_per_epoch or max(1, len(data) // (p * k))
-    log.info("training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d x %d",
-             len(data), data.num_identities, data.root, len(pairs), steps, p, k)
+    log.info(
+        "training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d x %d",
+        len(data),
+        data.num_identities,
+        data.root,
+        len(pairs),
+        steps,
+        p,
+        k,
+    )
 
     net = build_network(cfg.backbone, cfg.head)
     n_params = count_parameters(net)
-    log.info("network: %s + %s, %.2fM parameters", cfg.backbone._target_.rsplit(".", 1)[-1],
-             cfg.head._target_.rsplit(".", 1)[-1], n_params / 1e6)
+    log.info(
+        "network: %s + %s, %.2fM parameters",
+        cfg.backbone._target_.rsplit(".", 1)[-1],
+        cfg.head._target_.rsplit(".", 1)[-1],
+        n_params / 1e6,
+    )
     lr = instantiate(cfg.lr_schedule)(epochs=cfg.epochs, steps_per_epoch=steps)
     optimizer = build_optimizer(instantiate(cfg.optimizer), net, lr)
     loss = instantiate(cfg.loss, miner=instantiate(cfg.miner))
@@ -81,12 +107,20 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     size = int(cfg.preprocess.image_size)
     sampler = PKSampler(data.table["class"].to_numpy(), p, k, steps, cfg.epochs, seed=cfg.seed)
     augment = TrainTransform(size, **OmegaConf.to_container(cfg.augment))
-    batches = train_batches(data.table["path"].tolist(), data.table["class"].to_numpy(), sampler, augment,
-                            workers, cfg.seed)
+    batches = train_batches(
+        data.table["path"].tolist(), data.table["class"].to_numpy(), sampler, augment, workers, cfg.seed
+    )
     eval_transform = EvalTransform(size)
     ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, model_spec(cfg))
-    tracker.log_metrics({"model/parameters": n_params, "data/images": len(data),
-                         "data/identities": data.num_identities, "data/eval_pairs": len(pairs)}, 0)
+    tracker.log_metrics(
+        {
+            "model/parameters": n_params,
+            "data/images": len(data),
+            "data/identities": data.num_identities,
+            "data/eval_pairs": len(pairs),
+        },
+        0,
+    )
 
     metrics: dict[str, float] = {}
     global_step = 0
@@ -107,15 +141,22 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
             bar.update()
             if global_step % tracker.log_every_steps == 0 or i == steps - 1:
                 mean = np.mean(window, axis=0)
-                tracker.log_metrics({"train/loss": mean[0], "train/lr": float(lr[global_step - 1]),
-                                     **{f"train/{n}": v for n, v in zip(TELEMETRY, mean[1:])},
-                                     "train/images_per_sec": rate}, global_step)
+                tracker.log_metrics(
+                    {
+                        "train/loss": mean[0],
+                        "train/lr": float(lr[global_step - 1]),
+                        **{f"train/{n}": v for n, v in zip(TELEMETRY, mean[1:], strict=True)},
+                        "train/images_per_sec": rate,
+                    },
+                    global_step,
+                )
                 window = []
         bar.close()
         last = epoch == cfg.epochs - 1
         if (epoch + 1) % cfg.train.eval_every == 0 or last:
-            metrics = evaluate_and_log(net, pairs, protocol, eval_transform, workers, tracker, global_step,
-                                       run_dir / "eval", "eval")
+            metrics = evaluate_and_log(
+                net, pairs, protocol, eval_transform, workers, tracker, global_step, run_dir / "eval", "eval"
+            )
             metrics["epoch"] = epoch + 1
         if (epoch + 1) % cfg.train.ckpt_every == 0 or last:
             path = ckpts.save(step_fn, epoch + 1, global_step, {k: v for k, v in metrics.items()})

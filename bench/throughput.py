@@ -1,0 +1,162 @@
+"""Training and embedding throughput, and the share of step time spent in mining + loss.
+
+    .venv/bin/python bench/throughput.py [--steps 20] [--repeats 3]
+
+Prints images/s (median over repeats) for: the default config (compiled step alone, and end to end with the
+data pipeline), ResNet-18 at 112x112 with 16 identities x 4 images, evaluation embedding, and the mining + loss
+share (full step vs the same step with a trivial loss), per miner. Timings on shared 2-core machines are noisy:
+compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+
+from facenet.config.schema import register  # noqa: E402
+from facenet.runtime import init_runtime  # noqa: E402
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+class PlainLoss:
+    """A trivial loss with the triplet loss's outputs, to time the step without mining."""
+
+    def __new__(cls):
+        import mindspore as ms
+        from mindspore import nn, ops
+
+        class _Plain(nn.Cell):
+            def construct(self, emb, labels):
+                return (emb * emb).sum() * 1e-3, ops.zeros(4, ms.float32)
+
+        return _Plain()
+
+
+def build_step(cfg, loss=None):
+    from facenet.models.build import build_network
+    from facenet.training.optim import build_optimizer
+    from facenet.training.step import TrainStep
+
+    net = build_network(cfg.backbone, cfg.head)
+    opt = build_optimizer(instantiate(cfg.optimizer), net, np.full(10_000, cfg.lr, np.float32))
+    loss = loss if loss is not None else instantiate(cfg.loss, miner=instantiate(cfg.miner))
+    step = TrainStep(net, loss, opt)
+    step.set_train(True)
+    return net, step
+
+
+def time_steps(step, cfg, steps: int, repeats: int) -> float:
+    """Median images/s of the compiled step on random batches (compilation excluded)."""
+    import mindspore as ms
+
+    p, k, size = cfg.batch.identities, cfg.batch.images_per_identity, cfg.preprocess.image_size
+    x = ms.Tensor(np.random.default_rng(0).uniform(-1, 1, (p * k, 3, size, size)).astype(np.float32))
+    y = ms.Tensor(np.repeat(np.arange(p), k).astype(np.int32))
+    step(x, y)[0].asnumpy()  # compile
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(steps):
+            out = step(x, y)
+        out[0].asnumpy()
+        rates.append(steps * p * k / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def time_pipeline(cfg, steps: int) -> float:
+    """images/s end to end: mindspore.dataset pipeline (decode, augment, P x K batches) + compiled step."""
+    from omegaconf import OmegaConf
+
+    from facenet.data.images import TrainTransform
+    from facenet.data.pipeline import train_batches
+    from facenet.data.sampler import PKSampler
+
+    data = instantiate(cfg.dataset).load(cfg.hardware.data_workers)
+    p, k = cfg.batch.identities, cfg.batch.images_per_identity
+    sampler = PKSampler(data.table["class"].to_numpy(), p, k, steps + 1, 1, seed=0)
+    tf = TrainTransform(cfg.preprocess.image_size, **OmegaConf.to_container(cfg.augment))
+    batches = train_batches(
+        data.table["path"].tolist(), data.table["class"].to_numpy(), sampler, tf, cfg.hardware.data_workers, 0
+    )
+    _, step = build_step(cfg)
+    step(*next(batches))[0].asnumpy()
+    t = time.perf_counter()
+    for images, labels in batches:
+        out = step(images, labels)
+    out[0].asnumpy()
+    return steps * p * k / (time.perf_counter() - t)
+
+
+def time_embedding(cfg, batch: int, repeats: int) -> float:
+    import mindspore as ms
+
+    from facenet.models.build import build_network
+
+    net = build_network(cfg.backbone, cfg.head)
+    net.set_train(False)
+    size = cfg.preprocess.image_size
+    x = ms.Tensor(np.random.default_rng(0).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
+    net(x).asnumpy()
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(5):
+            out = net(x)
+        out.asnumpy()
+        rates.append(5 * batch / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir", default="data")
+    args = parser.parse_args()
+    register()
+    init_runtime("CPU", 0, "GRAPH")
+    default = config(f"data_dir={args.data_dir}")
+    r18 = config("backbone=resnet18", "preprocess.image_size=112", "batch.identities=16", "batch.images_per_identity=4")
+    rows = []
+    for name, cfg in (("default (resnet_tiny @64, 16x4)", default), ("resnet18 @112, 16x4", r18)):
+        _, step = build_step(cfg)
+        rows.append((f"train step, {name}", time_steps(step, cfg, args.steps, args.repeats)))
+        rows.append((f"embed, {name.split(',')[0]} batch 128", time_embedding(cfg, 128, args.repeats)))
+    rows.append(("train end to end incl. data pipeline, default", time_pipeline(default, args.steps * 2)))
+    for label, value in rows:
+        print(f"{label:<55s} {value:8.1f} images/s")
+    for name, cfg in (("default", default), ("resnet18 @112", r18)):
+        _, plain = build_step(cfg, PlainLoss())
+        plain_rate = time_steps(plain, cfg, args.steps, args.repeats)
+        for miner in ("batch_all", "batch_hard", "semi_hard"):
+            mcfg = config(
+                *(["backbone=resnet18", "preprocess.image_size=112"] if "resnet18" in name else []),
+                f"miner={miner}",
+                f"data_dir={args.data_dir}",
+            )
+            _, full = build_step(mcfg)
+            full_rate = time_steps(full, mcfg, args.steps, args.repeats)
+            share = 1 - full_rate / plain_rate  # (t_full - t_plain) / t_full
+            print(
+                f"mining + loss share of step time, {name}, {miner:<10s} {100 * share:6.1f} %  "
+                f"(step {1000 * 64 / full_rate:.1f} ms vs {1000 * 64 / plain_rate:.1f} ms without)"
+            )
+
+
+if __name__ == "__main__":
+    main()
