@@ -99,8 +99,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     try:
         tracker.log_artifact(run_dir / "config.yaml")
         metrics = TASKS[cfg.task](cfg, run_dir, tracker)
-    except BaseException:
-        tracker.end("FAILED")
+    except BaseException as err:
+        tracker.end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     tracker.log_artifact(run_dir / "metrics.json")

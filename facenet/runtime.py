@@ -1,4 +1,7 @@
-"""MindSpore start-up: device, execution mode and the numpy-2 warm-up, done once per process."""
+"""MindSpore start-up: device, execution mode and the numpy-2 warm-up, done once per process.
+
+(`ONEDNN_MAX_CPU_ISA` is set by `facenet/__init__.py`, which Python runs before any submodule imports mindspore.)
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import sys
 import mindspore as ms
 import numpy as np
 
-import facenet  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before mindspore is imported)
+from facenet.errors import ConfigError
 
 _MODES = {"GRAPH": ms.GRAPH_MODE, "PYNATIVE": ms.PYNATIVE_MODE}
 _state: dict[str, object] = {}
@@ -38,17 +41,18 @@ def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH") -
     """
     mode = mode.upper()
     if mode not in _MODES:
-        raise ValueError(f"hardware.mode must be one of {sorted(_MODES)}, got {mode!r}")
+        raise ConfigError(f"hardware.mode must be one of {sorted(_MODES)}, got {mode!r}")
     wanted = (device.upper(), int(device_id))
     if "device" in _state:
         if _state["device"] != wanted:
-            raise RuntimeError(f"MindSpore already runs on {_state['device']}; cannot switch to {wanted} in-process")
+            raise ConfigError(f"MindSpore already runs on {_state['device']}; cannot switch to {wanted} in-process")
         ms.set_context(mode=_MODES[mode])
         return
     try:
         ms.set_device(wanted[0], wanted[1]) if wanted[0] != "CPU" else ms.set_device("CPU")
-    except RuntimeError as err:
-        raise RuntimeError(f"cannot use device {wanted[0]}:{wanted[1]}: {err}".splitlines()[0]) from None
+    except (RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot use hardware.device={wanted[0]} (device_id {wanted[1]}): {first}") from None
     ms.set_context(mode=_MODES[mode])
     with _quiet_stderr():
         try:
