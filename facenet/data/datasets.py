@@ -1,0 +1,50 @@
+"""Training sets from config: each option resolves to an identity table (`id,name,class,path`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from facenet.data.index import index_folder
+from facenet.data.synthetic import generate_train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSet:
+    table: pd.DataFrame  # columns id, name, class, path
+    root: Path
+
+    @property
+    def num_identities(self) -> int:
+        return int(self.table["class"].nunique())
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+class FolderDataset:
+    """`root/<identity>/<image>`: VGGFace2, CASIA-WebFace, LFW and similar layouts (jpg, png, pgm, ...)."""
+
+    def __init__(self, root: str, image_size: int):
+        self.root, self.image_size = Path(root).expanduser(), image_size
+
+    def load(self, workers: int = 2) -> TrainSet:
+        return TrainSet(index_folder(self.root), self.root)
+
+
+class SyntheticDataset:
+    """Generated identities (facenet.data.synthetic), cached under `data_dir`."""
+
+    def __init__(self, identities: int, images_per_identity: int, image_size: int, seed: int, data_dir: str):
+        self.identities, self.images_per_identity = identities, images_per_identity
+        self.image_size, self.seed, self.data_dir = image_size, seed, data_dir
+
+    def load(self, workers: int = 2) -> TrainSet:
+        root = generate_train(self.data_dir, self.identities, self.images_per_identity, self.image_size, self.seed,
+                              workers)
+        return TrainSet(index_folder(root), root)

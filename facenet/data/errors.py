@@ -1,0 +1,5 @@
+"""Re-export: data errors are user errors."""
+
+from facenet.errors import DataError
+
+__all__ = ["DataError"]

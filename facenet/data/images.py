@@ -1,0 +1,74 @@
+"""Image decoding and preprocessing (OpenCV). The preprocessing spec travels with every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facenet.errors import DataError
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode any OpenCV-readable file (grey or colour) to an RGB uint8 HxWx3 array."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise DataError(f"cannot decode image {path!r}: {err.strerror}") from None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise DataError(f"cannot decode image {path!r} (missing, empty or corrupt file)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def to_input(img: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB -> 3xHxW float32 in [-1, 1], the network's input convention."""
+    return ((img.astype(np.float32) - 127.5) / 127.5).transpose(2, 0, 1)
+
+
+def resize(img: np.ndarray, size: int, interpolation: int | None = None) -> np.ndarray:
+    """Resize to size x size; area interpolation when shrinking, linear when enlarging, unless given."""
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    if interpolation is None:
+        interpolation = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interpolation)
+
+
+@dataclass(frozen=True)
+class EvalTransform:
+    """Deterministic preprocessing: resize to `image_size`, scale to [-1, 1]."""
+
+    image_size: int
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        return to_input(resize(img, self.image_size))
+
+
+_INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA, cv2.INTER_LANCZOS4)
+
+
+@dataclass(frozen=True)
+class TrainTransform:
+    """Training augmentation: resize, random shift (reflect-pad then random crop), horizontal flip.
+
+    The crop keeps the output at `image_size` and the face at the scale evaluation sees.
+    """
+
+    image_size: int
+    hflip: bool = True
+    max_shift: float = 0.0
+    random_interpolation: bool = False
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        interp = _INTERPOLATIONS[rng.integers(len(_INTERPOLATIONS))] if self.random_interpolation else None
+        img = resize(img, self.image_size, interp)
+        pad = int(round(self.max_shift * self.image_size))
+        if pad > 0:
+            img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+            y, x = rng.integers(0, 2 * pad + 1, 2)
+            img = img[y:y + self.image_size, x:x + self.image_size]
+        if self.hflip and rng.random() < 0.5:
+            img = img[:, ::-1]
+        return to_input(np.ascontiguousarray(img))

@@ -1,0 +1,92 @@
+"""Verification pairs in the LFW `pairs.txt` format, resolved against an identity-folder tree."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facenet.errors import DataError
+from facenet.data.index import IMAGE_EXTENSIONS
+
+
+@dataclass
+class PairSet:
+    """Pairs as indices into a list of unique image paths, in file order (the official fold order)."""
+
+    paths: list[str]
+    left: np.ndarray
+    right: np.ndarray
+    issame: np.ndarray
+    n_folds: int
+
+    def __len__(self) -> int:
+        return len(self.issame)
+
+
+def _resolve(root: Path, name: str, number: int) -> Path | None:
+    stem = root / name / f"{name}_{number:04d}"
+    for ext in IMAGE_EXTENSIONS:
+        for candidate in (stem.with_suffix(ext), stem.with_suffix(ext.upper())):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike) -> PairSet:
+    """Parse `pairs_file` (header `folds pairs_per_class`, then `name i j` same pairs and `name1 i name2 j`
+    different pairs) and resolve every image under `root` as `Name/Name_0001.<ext>`.
+
+    Every pair is kept. A malformed line or a missing image is an error that names them all.
+    """
+    pairs_file, root = Path(pairs_file).expanduser(), Path(root).expanduser()
+    if not pairs_file.is_file():
+        raise DataError(f"pairs file {str(pairs_file)!r} does not exist")
+    if not root.is_dir():
+        raise DataError(f"evaluation root {str(root)!r} does not exist or is not a folder")
+    lines = [ln.split() for ln in pairs_file.read_text().splitlines() if ln.strip()]
+    if not lines:
+        raise DataError(f"pairs file {pairs_file} is empty")
+    header, body = lines[0], lines[1:]
+    n_folds = 1
+    if len(header) == 2 and all(t.isdigit() for t in header):
+        n_folds, per_class = int(header[0]), int(header[1])
+        if n_folds * per_class * 2 != len(body):
+            raise DataError(f"{pairs_file}: header says {n_folds} folds x {per_class} same + {per_class} different "
+                            f"pairs = {2 * n_folds * per_class}, but the file has {len(body)} pair lines")
+    elif not (len(header) == 1 and header[0].isdigit()):  # View 1 files have a single count line
+        body = lines
+    index: dict[Path, int] = {}
+    left, right, same, missing, bad = [], [], [], [], []
+    for lineno, tokens in enumerate(body, start=2):
+        try:
+            if len(tokens) == 3:
+                a, b, flag = (tokens[0], int(tokens[1])), (tokens[0], int(tokens[2])), True
+            elif len(tokens) == 4:
+                a, b, flag = (tokens[0], int(tokens[1])), (tokens[2], int(tokens[3])), False
+            else:
+                raise ValueError
+        except ValueError:
+            bad.append(f"line {lineno}: {' '.join(tokens)!r}")
+            continue
+        ends = []
+        for name, number in (a, b):
+            path = _resolve(root, name, number)
+            if path is None:
+                missing.append(f"{name}/{name}_{number:04d}")
+                continue
+            ends.append(index.setdefault(path, len(index)))
+        if len(ends) == 2:
+            left.append(ends[0])
+            right.append(ends[1])
+            same.append(flag)
+    if bad:
+        raise DataError(f"{pairs_file}: {len(bad)} malformed pair lines (expected 3 or 4 tokens): "
+                        + "; ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+    if missing:
+        unique = sorted(set(missing))
+        raise DataError(f"{len(unique)} images named in {pairs_file} are missing under {root}: "
+                        + ", ".join(unique[:20]) + (f" ... ({len(unique) - 20} more)" if len(unique) > 20 else ""))
+    return PairSet([str(p) for p in index], np.array(left), np.array(right), np.array(same, dtype=bool), n_folds)
