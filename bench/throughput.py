@@ -95,7 +95,7 @@ def time_pipeline(cfg, steps: int) -> float:
 
     data = instantiate(cfg.dataset).load(cfg.hardware.data_workers)
     p, k = cfg.batch.identities, cfg.batch.images_per_identity
-    sampler = PKSampler(data.table["class"].to_numpy(), p, k, steps + 1, 1, seed=0)
+    sampler = PKSampler(data.table["class"].to_numpy(), p, k, steps + 1, seed=0)
     tf = TrainTransform(cfg.preprocess.image_size, **OmegaConf.to_container(cfg.augment))
     batches = train_batches(
         data.table["path"].tolist(), data.table["class"].to_numpy(), sampler, tf, cfg.hardware.data_workers, 0

@@ -99,25 +99,38 @@ def test_read_pairs_errors(tmp_path):
 
 def test_pk_sampler_batches():
     labels = np.repeat(np.arange(6), [5, 4, 3, 2, 1, 6])  # identity 4 has a single image
-    sampler = PKSampler(labels, identities=3, images_per_identity=4, steps_per_epoch=5, epochs=2, seed=1)
-    assert sampler.skipped == 1 and len(sampler) == 2 * 5 * 3 * 4
-    stream = np.array(list(sampler))
-    assert np.array_equal(stream, np.array(list(sampler)))  # iterating again replays the same stream
-    batches = stream[:60].reshape(5, 3, 4)
-    for batch in batches:
+    sampler = PKSampler(labels, identities=3, images_per_identity=4, steps_per_epoch=5, seed=1)
+    assert sampler.skipped == 1 and len(sampler) == 5 * 3 * 4
+    epoch0 = sampler.epoch_indices(0)
+    for batch in epoch0.reshape(5, 3, 4):
         ids = labels[batch]
         assert (ids == ids[:, :1]).all()  # K images of one identity per slot
         assert len(set(ids[:, 0])) == 3 and 4 not in ids
         for slot, ident in zip(batch, ids[:, 0], strict=True):
             if (labels == ident).sum() >= 4:
                 assert len(set(slot)) == 4  # no repeats when the identity has enough images
-    assert np.array_equal(sampler.epoch_indices(0), batches.reshape(-1))  # reproducible per epoch
-    assert np.array_equal(sampler.epoch_indices(1), stream[60:])
-    assert not np.array_equal(sampler.epoch_indices(0), sampler.epoch_indices(1))
-    resumed = PKSampler(labels, identities=3, images_per_identity=4, steps_per_epoch=5, epochs=2, seed=1, start_epoch=1)
-    assert np.array_equal(np.array(list(resumed)), stream[60:])
+    same_seed = PKSampler(labels, identities=3, images_per_identity=4, steps_per_epoch=5, seed=1)
+    assert np.array_equal(same_seed.epoch_indices(0), epoch0)  # reproducible from (seed, epoch) alone
+    assert not np.array_equal(sampler.epoch_indices(1), epoch0)
     with pytest.raises(DataError, match="only 5 identities"):
         PKSampler(labels, identities=6, images_per_identity=2, steps_per_epoch=1)
+
+
+def test_train_batches_reproducible_across_worker_counts(tmp_path):
+    from facenet.data.pipeline import train_batches
+
+    make_tree(tmp_path, {f"p{i}": 3 for i in range(4)})
+    table = index_folder(tmp_path)
+    sampler = PKSampler(table["class"].to_numpy(), 2, 3, steps_per_epoch=3, seed=0)
+    aug = TrainTransform(16, hflip=True, max_shift=0.2)
+
+    def epoch(workers):
+        out = list(train_batches(table["path"].tolist(), table["class"].to_numpy(), sampler, aug, workers, 7, 1))
+        return np.concatenate([b[0].asnumpy() for b in out]), np.concatenate([b[1].asnumpy() for b in out])
+
+    (x1, y1), (x2, y2) = epoch(1), epoch(2)
+    assert x1.shape == (18, 3, 16, 16) and np.array_equal(y1, table["class"].to_numpy()[sampler.epoch_indices(1)])
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
 
 
 def test_synthetic_is_deterministic_cached_and_lfw_compatible(tmp_path):

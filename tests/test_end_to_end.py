@@ -147,3 +147,17 @@ def test_pairs_naming_missing_images_fail(compose_cfg, tmp_path):
     )
     with pytest.raises(UserError, match="A/A_0002"):
         run(cfg)
+
+
+def test_same_seed_reproduces_the_run(trained, compose_cfg, tmp_path):
+    cfg, out, metrics = trained
+    again = run(
+        compose_cfg(
+            "experiment=smoke",
+            f"output_dir={tmp_path}",
+            "tracking.log_every_steps=1",
+            "epochs=2",
+            "train.keep_checkpoint_max=1",
+        )
+    )
+    assert again["accuracy"] == metrics["accuracy"] and again["auc"] == pytest.approx(metrics["auc"], abs=1e-6)

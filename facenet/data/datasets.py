@@ -45,6 +45,7 @@ class SyntheticDataset:
         self.image_size, self.seed, self.data_dir = image_size, seed, data_dir
 
     def load(self, workers: int = 2) -> TrainSet:
-        root = generate_train(self.data_dir, self.identities, self.images_per_identity, self.image_size, self.seed,
-                              workers)
+        root = generate_train(
+            self.data_dir, self.identities, self.images_per_identity, self.image_size, self.seed, workers
+        )
         return TrainSet(index_folder(root), root)

@@ -68,7 +68,7 @@ class TrainTransform:
         if pad > 0:
             img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REFLECT)
             y, x = rng.integers(0, 2 * pad + 1, 2)
-            img = img[y:y + self.image_size, x:x + self.image_size]
+            img = img[y : y + self.image_size, x : x + self.image_size]
         if self.hflip and rng.random() < 0.5:
             img = img[:, ::-1]
         return to_input(np.ascontiguousarray(img))

@@ -36,11 +36,17 @@ def index_folder(root: str | os.PathLike) -> pd.DataFrame:
         names += [name] * len(files)
         paths += [str((root / name / f).resolve()) for f in files]
     if not paths:
-        raise DataError(f"no images found under {str(root)!r}: expected one sub-folder of images per identity "
-                        f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
+        raise DataError(
+            f"no images found under {str(root)!r}: expected one sub-folder of images per identity "
+            f"(extensions {', '.join(IMAGE_EXTENSIONS)})"
+        )
     if empty:
-        log.warning("%d identity folders under %s hold no images and are ignored: %s", len(empty), root,
-                    ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else ""))
+        log.warning(
+            "%d identity folders under %s hold no images and are ignored: %s",
+            len(empty),
+            root,
+            ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else ""),
+        )
     table = pd.DataFrame({"name": names, "path": paths})
     table.insert(0, "id", range(len(table)))
     table.insert(2, "class", pd.factorize(table["name"], sort=True)[0])

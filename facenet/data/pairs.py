@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facenet.errors import DataError
 from facenet.data.index import IMAGE_EXTENSIONS
+from facenet.errors import DataError
 
 
 @dataclass
@@ -54,8 +54,10 @@ def read_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike) -> PairSe
     if len(header) == 2 and all(t.isdigit() for t in header):
         n_folds, per_class = int(header[0]), int(header[1])
         if n_folds * per_class * 2 != len(body):
-            raise DataError(f"{pairs_file}: header says {n_folds} folds x {per_class} same + {per_class} different "
-                            f"pairs = {2 * n_folds * per_class}, but the file has {len(body)} pair lines")
+            raise DataError(
+                f"{pairs_file}: header says {n_folds} folds x {per_class} same + {per_class} different "
+                f"pairs = {2 * n_folds * per_class}, but the file has {len(body)} pair lines"
+            )
     elif not (len(header) == 1 and header[0].isdigit()):  # View 1 files have a single count line
         body = lines
     index: dict[Path, int] = {}
@@ -83,10 +85,16 @@ def read_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike) -> PairSe
             right.append(ends[1])
             same.append(flag)
     if bad:
-        raise DataError(f"{pairs_file}: {len(bad)} malformed pair lines (expected 3 or 4 tokens): "
-                        + "; ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+        raise DataError(
+            f"{pairs_file}: {len(bad)} malformed pair lines (expected 3 or 4 tokens): "
+            + "; ".join(bad[:10])
+            + (" ..." if len(bad) > 10 else "")
+        )
     if missing:
         unique = sorted(set(missing))
-        raise DataError(f"{len(unique)} images named in {pairs_file} are missing under {root}: "
-                        + ", ".join(unique[:20]) + (f" ... ({len(unique) - 20} more)" if len(unique) > 20 else ""))
+        raise DataError(
+            f"{len(unique)} images named in {pairs_file} are missing under {root}: "
+            + ", ".join(unique[:20])
+            + (f" ... ({len(unique) - 20} more)" if len(unique) > 20 else "")
+        )
     return PairSet([str(p) for p in index], np.array(left), np.array(right), np.array(same, dtype=bool), n_folds)

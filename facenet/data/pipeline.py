@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 
 import mindspore as ms
@@ -12,26 +13,44 @@ from facenet.data.images import EvalTransform, TrainTransform, read_image
 from facenet.data.sampler import PKSampler
 
 
-class _TrainSource:
-    """Random-access (image, label); augmentation randomness is derived from (seed, draw count) per worker call."""
+def _workers(n: int) -> int:
+    """MindSpore refuses more parallel workers than CPU cores; clamp instead of failing."""
+    return max(1, min(int(n), os.cpu_count() or 1))
 
-    def __init__(self, paths: Sequence[str], labels: np.ndarray, transform: TrainTransform, seed: int):
-        self.paths, self.labels, self.transform = list(paths), labels.astype(np.int32), transform
-        self._rng = np.random.default_rng([seed, 7])
+
+class _EpochSource:
+    """Position `j` of one epoch's index stream -> (augmented image, label).
+
+    Augmentation randomness comes from (seed, epoch, j) alone, so a run is reproducible whatever the number of
+    worker threads and the order they pick items in.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: np.ndarray,
+        indices: np.ndarray,
+        transform: TrainTransform,
+        seed: int,
+        epoch: int,
+    ):
+        self.paths, self.labels, self.indices = paths, labels.astype(np.int32), indices
+        self.transform, self.seed, self.epoch = transform, seed, epoch
         self.error: Exception | None = None  # MindSpore re-raises worker errors as RuntimeError; keep the original
 
-
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        # 0-d array, not a numpy scalar: MindSpore's GeneratorDataset converts rows with np.array(copy=False)
+    def __getitem__(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        i = int(self.indices[j])
         try:
             img = read_image(self.paths[i])
         except Exception as err:
             self.error = err
             raise
-        return self.transform(img, self._rng), np.array(self.labels[i])
+        rng = np.random.default_rng([self.seed, self.epoch, int(j)])
+        # 0-d array, not a numpy scalar: MindSpore's GeneratorDataset converts rows with np.array(copy=False)
+        return self.transform(img, rng), np.array(self.labels[i])
 
 
 class _EvalSource:
@@ -45,16 +64,28 @@ class _EvalSource:
         return (self.transform(read_image(self.paths[i])),)
 
 
-def train_batches(paths: Sequence[str], labels: np.ndarray, sampler: PKSampler, transform: TrainTransform,
-                  workers: int, seed: int) -> Iterator[tuple[ms.Tensor, ms.Tensor]]:
-    """(images, labels) batches of P*K in sampler order (P identities x K images each), every epoch in one stream.
+def train_batches(
+    paths: Sequence[str],
+    labels: np.ndarray,
+    sampler: PKSampler,
+    transform: TrainTransform,
+    workers: int,
+    seed: int,
+    epoch: int,
+) -> Iterator[tuple[ms.Tensor, ms.Tensor]]:
+    """One epoch of (images, labels) batches of P*K in sampler order (P identities x K images each).
 
     A decoding error is raised as itself (e.g. `DataError` naming the file), not as MindSpore's wrapper.
     """
-    source = _TrainSource(paths, labels, transform, seed)
-    data = ds.GeneratorDataset(source, column_names=["image", "label"], sampler=sampler,
-                               num_parallel_workers=max(1, workers), python_multiprocessing=False)
-    iterator = data.batch(sampler.p * sampler.k, drop_remainder=True).create_tuple_iterator(num_epochs=1)
+    source = _EpochSource(list(paths), labels, sampler.epoch_indices(epoch), transform, seed, epoch)
+    data = ds.GeneratorDataset(
+        source,
+        column_names=["image", "label"],
+        shuffle=False,
+        num_parallel_workers=_workers(workers),
+        python_multiprocessing=False,
+    )
+    iterator = data.batch(sampler.batch_size, drop_remainder=True).create_tuple_iterator(num_epochs=1)
     while True:
         try:
             batch = next(iterator)
@@ -67,12 +98,18 @@ def train_batches(paths: Sequence[str], labels: np.ndarray, sampler: PKSampler, 
         yield batch[0], batch[1]
 
 
-def eval_batches(paths: Sequence[str], transform: EvalTransform, batch_size: int, workers: int
-                 ) -> Iterator[tuple[np.ndarray, int]]:
+def eval_batches(
+    paths: Sequence[str], transform: EvalTransform, batch_size: int, workers: int
+) -> Iterator[tuple[np.ndarray, int]]:
     """Yield (batch, n_valid) over `paths` in order; the last batch is zero-padded to `batch_size`, so a compiled
     network sees one shape, and `n_valid` says how many rows are real. No image is dropped."""
-    data = ds.GeneratorDataset(_EvalSource(paths, transform), column_names=["image"], shuffle=False,
-                               num_parallel_workers=max(1, workers), python_multiprocessing=False)
+    data = ds.GeneratorDataset(
+        _EvalSource(paths, transform),
+        column_names=["image"],
+        shuffle=False,
+        num_parallel_workers=_workers(workers),
+        python_multiprocessing=False,
+    )
     data = data.batch(batch_size, drop_remainder=False)
     for (batch,) in data.create_tuple_iterator(output_numpy=True, num_epochs=1):
         n = len(batch)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -13,18 +12,17 @@ log = logging.getLogger(__name__)
 
 
 class PKSampler:
-    """Yields image indices for epochs `start_epoch..epochs-1`, each `steps_per_epoch` batches of P identities x
-    K images, as one stream (MindSpore may iterate a sampler several times while setting up a pipeline, so
-    iteration is stateless: every pass yields the same stream).
+    """Image indices for batches of P identities x K images; epoch `e` is reproducible from `(seed, e)` alone, so a
+    run resumed at any epoch replays the same order.
 
     Identities are drawn without replacement within a batch; an identity with fewer than K images contributes
     all of them plus repeats drawn at random; identities with a single image cannot form a positive pair and are
-    left out (counted in `skipped`). Epoch `e` is reproducible from `(seed, e)` alone, so resuming mid-run
-    replays the same order.
+    left out (counted in `skipped`).
     """
 
-    def __init__(self, labels: np.ndarray, identities: int, images_per_identity: int, steps_per_epoch: int,
-                 epochs: int = 1, seed: int = 0, start_epoch: int = 0):
+    def __init__(
+        self, labels: np.ndarray, identities: int, images_per_identity: int, steps_per_epoch: int, seed: int = 0
+    ):
         labels = np.asarray(labels)
         classes, counts = np.unique(labels, return_counts=True)
         usable = classes[counts >= 2]
@@ -35,12 +33,16 @@ class PKSampler:
             raise DataError(f"batch.identities={identities} but only {len(usable)} identities have at least 2 images")
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], usable)
-        self._members = [order[b:b + c] for b, c in zip(bounds, counts[counts >= 2])]
+        self._members = [order[b : b + c] for b, c in zip(bounds, counts[counts >= 2], strict=True)]
         self.p, self.k, self.steps, self.seed = identities, images_per_identity, steps_per_epoch, seed
-        self.epochs, self.start_epoch = epochs, start_epoch
+
+    @property
+    def batch_size(self) -> int:
+        return self.p * self.k
 
     def __len__(self) -> int:
-        return (self.epochs - self.start_epoch) * self.steps * self.p * self.k
+        """Images per epoch."""
+        return self.steps * self.p * self.k
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
         """All indices of one epoch, batch after batch (steps x P x K)."""
@@ -54,7 +56,3 @@ class PKSampler:
                 else:
                     out[step, slot] = np.concatenate([members, rng.choice(members, self.k - len(members))])
         return out.reshape(-1)
-
-    def __iter__(self) -> Iterator[int]:
-        for epoch in range(self.start_epoch, self.epochs):
-            yield from self.epoch_indices(epoch).tolist()

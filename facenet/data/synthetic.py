@@ -89,48 +89,132 @@ def render(p: dict, rng: np.random.Generator, size: int) -> np.ndarray:
     fw, fh = p["face_w"] * s, p["face_h"] * s
     if p["hair_style"] in (1, 3):  # long hair behind the face
         cv2.ellipse(img, (int(cx), int(cy + 0.05 * s)), (int(fw * 1.25), int(fh * 1.15)), 0, 180, 360, hair, -1)
-        cv2.rectangle(img, _pt(cx, cy, s, -p["face_w"] * 1.25, -0.05), _pt(cx, cy, s, p["face_w"] * 1.25, 0.3), hair, -1)
+        cv2.rectangle(
+            img, _pt(cx, cy, s, -p["face_w"] * 1.25, -0.05), _pt(cx, cy, s, p["face_w"] * 1.25, 0.3), hair, -1
+        )
     for side in (-1, 1):
         cv2.circle(img, _pt(cx, cy, s, side * p["face_w"], 0.0), int(p["ear"] * s), skin, -1, cv2.LINE_AA)
     cv2.ellipse(img, (int(cx), int(cy)), (int(fw), int(fh)), 0, 180, 360, skin, -1, cv2.LINE_AA)
     cv2.ellipse(img, (int(cx), int(cy)), (int(fw * p["jaw"]), int(fh)), 0, 0, 180, skin, -1, cv2.LINE_AA)
-    cv2.rectangle(img, (int(cx - fw * min(p["jaw"], 1.0)), int(cy - 2)), (int(cx + fw * min(p["jaw"], 1.0)), int(cy + 2)), skin, -1)
+    cv2.rectangle(
+        img,
+        (int(cx - fw * min(p["jaw"], 1.0)), int(cy - 2)),
+        (int(cx + fw * min(p["jaw"], 1.0)), int(cy + 2)),
+        skin,
+        -1,
+    )
     if p["hair_style"] != 2:  # not bald: a cap of hair down to the hairline
-        cv2.ellipse(img, (int(cx), int(cy - fh * (1 - p["hairline"]) * 0.6)), (int(fw * 1.05), int(fh * p["hairline"])), 0, 180, 360, hair, -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            (int(cx), int(cy - fh * (1 - p["hairline"]) * 0.6)),
+            (int(fw * 1.05), int(fh * p["hairline"])),
+            0,
+            180,
+            360,
+            hair,
+            -1,
+            cv2.LINE_AA,
+        )
     if p["beard"]:
-        cv2.ellipse(img, (int(cx), int(cy + 0.12 * s)), (int(fw * 0.8), int(fh * 0.75)), 0, 10, 170, hair, int(0.05 * s), cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            (int(cx), int(cy + 0.12 * s)),
+            (int(fw * 0.8), int(fh * 0.75)),
+            0,
+            10,
+            170,
+            hair,
+            int(0.05 * s),
+            cv2.LINE_AA,
+        )
     fx = cx + yaw * s
     openness = rng.uniform(0.5, 1.0)
     for side in (-1, 1):
         ex, ey = fx + side * p["eye_dx"] * s, cy + p["eye_y"] * s
         r = p["eye_r"] * s
-        cv2.ellipse(img, (int(ex), int(ey)), (int(r), max(1, int(r * p["eye_ratio"] * openness))), 0, 0, 360, (245, 245, 245), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            (int(ex), int(ey)),
+            (int(r), max(1, int(r * p["eye_ratio"] * openness))),
+            0,
+            0,
+            360,
+            (245, 245, 245),
+            -1,
+            cv2.LINE_AA,
+        )
         cv2.circle(img, (int(ex), int(ey)), max(1, int(r * 0.55)), tuple(float(v) for v in p["iris"]), -1, cv2.LINE_AA)
         cv2.circle(img, (int(ex), int(ey)), max(1, int(r * 0.22)), (10, 10, 10), -1, cv2.LINE_AA)
         by = ey - p["brow_dy"] * s
         tilt = side * p["brow_tilt"] * p["brow_w"] * s
-        cv2.line(img, (int(ex - p["brow_w"] * s), int(by + tilt)), (int(ex + p["brow_w"] * s), int(by - tilt)), hair, max(1, int(p["brow_t"] * s)), cv2.LINE_AA)
+        cv2.line(
+            img,
+            (int(ex - p["brow_w"] * s), int(by + tilt)),
+            (int(ex + p["brow_w"] * s), int(by - tilt)),
+            hair,
+            max(1, int(p["brow_t"] * s)),
+            cv2.LINE_AA,
+        )
     nose_top, nose_bot = cy + (p["eye_y"] + 0.03) * s, cy + (p["eye_y"] + 0.03 + p["nose_len"]) * s
     shade = tuple(float(v) * 0.75 for v in p["skin"])
-    cv2.line(img, (int(fx), int(nose_top)), (int(fx - p["nose_w"] * s * 0.5), int(nose_bot)), shade, max(1, int(0.012 * s)), cv2.LINE_AA)
-    cv2.line(img, (int(fx - p["nose_w"] * s * 0.5), int(nose_bot)), (int(fx + p["nose_w"] * s * 0.5), int(nose_bot)), shade, max(1, int(0.012 * s)), cv2.LINE_AA)
+    cv2.line(
+        img,
+        (int(fx), int(nose_top)),
+        (int(fx - p["nose_w"] * s * 0.5), int(nose_bot)),
+        shade,
+        max(1, int(0.012 * s)),
+        cv2.LINE_AA,
+    )
+    cv2.line(
+        img,
+        (int(fx - p["nose_w"] * s * 0.5), int(nose_bot)),
+        (int(fx + p["nose_w"] * s * 0.5), int(nose_bot)),
+        shade,
+        max(1, int(0.012 * s)),
+        cv2.LINE_AA,
+    )
     smile = rng.uniform(-0.6, 1.0)  # expression
     my, mw = cy + p["mouth_y"] * s, p["mouth_w"] * s
     start, end = (0, 180) if smile >= 0 else (180, 360)
-    cv2.ellipse(img, (int(fx), int(my)), (int(mw), max(1, int(abs(smile) * 0.04 * s))), 0, start, end, tuple(float(v) for v in p["lip"]), max(1, int(p["mouth_t"] * s)), cv2.LINE_AA)
+    cv2.ellipse(
+        img,
+        (int(fx), int(my)),
+        (int(mw), max(1, int(abs(smile) * 0.04 * s))),
+        0,
+        start,
+        end,
+        tuple(float(v) for v in p["lip"]),
+        max(1, int(p["mouth_t"] * s)),
+        cv2.LINE_AA,
+    )
     if p["mole"] is not None:
         cv2.circle(img, _pt(fx, cy, s, *p["mole"]), max(1, int(0.012 * s)), (30, 40, 60), -1, cv2.LINE_AA)
     occlusion = rng.random()
     if occlusion < 0.12:  # sunglasses
         for side in (-1, 1):
-            cv2.circle(img, (int(fx + side * p["eye_dx"] * s), int(cy + p["eye_y"] * s)), int(0.065 * s), (25, 25, 25), -1, cv2.LINE_AA)
+            cv2.circle(
+                img,
+                (int(fx + side * p["eye_dx"] * s), int(cy + p["eye_y"] * s)),
+                int(0.065 * s),
+                (25, 25, 25),
+                -1,
+                cv2.LINE_AA,
+            )
     elif occlusion < 0.22:  # a random occluder (hand, scarf, microphone)
         color = tuple(float(v) for v in rng.uniform(0, 255, 3))
         x0, y0 = rng.uniform(0.2, 0.7, 2) * n
-        cv2.rectangle(img, (int(x0), int(y0)), (int(x0 + rng.uniform(0.1, 0.3) * n), int(y0 + rng.uniform(0.1, 0.3) * n)), color, -1)
+        cv2.rectangle(
+            img,
+            (int(x0), int(y0)),
+            (int(x0 + rng.uniform(0.1, 0.3) * n), int(y0 + rng.uniform(0.1, 0.3) * n)),
+            color,
+            -1,
+        )
     elif occlusion < 0.32:  # hat
         color = tuple(float(v) for v in rng.uniform(0, 255, 3))
-        cv2.ellipse(img, (int(cx), int(cy - fh * 0.55)), (int(fw * 1.3), int(fh * 0.55)), 0, 180, 360, color, -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img, (int(cx), int(cy - fh * 0.55)), (int(fw * 1.3), int(fh * 0.55)), 0, 180, 360, color, -1, cv2.LINE_AA
+        )
     # pose, scale and shift as one similarity transform
     angle = rng.uniform(-15, 15)
     scale = rng.uniform(0.9, 1.1)
@@ -185,36 +269,68 @@ def _render_all(jobs: list[tuple], workers: int, desc: str) -> None:
         list(tqdm(pool.map(_render_identity, jobs, chunksize=8), total=len(jobs), desc=desc, unit="id"))
 
 
-def generate_train(data_dir: str | os.PathLike, identities: int, images_per_identity: int, image_size: int,
-                   seed: int = 0, workers: int = 2) -> Path:
+def generate_train(
+    data_dir: str | os.PathLike,
+    identities: int,
+    images_per_identity: int,
+    image_size: int,
+    seed: int = 0,
+    workers: int = 2,
+) -> Path:
     """Identity folders `id_00000/id_00000_0001.png`, ... for training; generated once, then read from cache."""
     if identities < 2 or images_per_identity < 2:
-        raise ValueError(f"synthetic training needs >= 2 identities with >= 2 images, got {identities} x {images_per_identity}")
+        raise ValueError(
+            f"synthetic training needs >= 2 identities with >= 2 images, got {identities} x {images_per_identity}"
+        )
     params = dict(identities=identities, images_per_identity=images_per_identity, image_size=image_size, seed=seed)
 
     def build(tmp: Path) -> None:
-        _render_all([(seed, 0, i, images_per_identity, image_size, str(tmp), f"id_{i:05d}") for i in range(identities)],
-                    workers, "synthetic train identities")
+        _render_all(
+            [(seed, 0, i, images_per_identity, image_size, str(tmp), f"id_{i:05d}") for i in range(identities)],
+            workers,
+            "synthetic train identities",
+        )
 
     return _cached(data_dir, "train", params, build)
 
 
-def generate_eval(data_dir: str | os.PathLike, identities_per_fold: int, images_per_identity: int,
-                  pairs_per_fold: int, image_size: int, seed: int = 0, workers: int = 2) -> Path:
+def generate_eval(
+    data_dir: str | os.PathLike,
+    identities_per_fold: int,
+    images_per_identity: int,
+    pairs_per_fold: int,
+    image_size: int,
+    seed: int = 0,
+    workers: int = 2,
+) -> Path:
     """Held-out identities (a separate random stream, so disjoint from training) and `pairs.txt` over them:
     10 identity-disjoint folds of `pairs_per_fold` same and as many different pairs, LFW View 2 format."""
     max_same = identities_per_fold * images_per_identity * (images_per_identity - 1) // 2
     max_diff = identities_per_fold * (identities_per_fold - 1) // 2 * images_per_identity**2
     if identities_per_fold < 2 or images_per_identity < 2 or pairs_per_fold > min(max_same, max_diff):
-        raise ValueError(f"synthetic eval set too small for {pairs_per_fold} same and different pairs per fold: "
-                         f"{identities_per_fold} identities x {images_per_identity} images per fold")
-    params = dict(identities_per_fold=identities_per_fold, images_per_identity=images_per_identity,
-                  pairs_per_fold=pairs_per_fold, image_size=image_size, seed=seed)
+        raise ValueError(
+            f"synthetic eval set too small for {pairs_per_fold} same and different pairs per fold: "
+            f"{identities_per_fold} identities x {images_per_identity} images per fold"
+        )
+    params = dict(
+        identities_per_fold=identities_per_fold,
+        images_per_identity=images_per_identity,
+        pairs_per_fold=pairs_per_fold,
+        image_size=image_size,
+        seed=seed,
+    )
     names = [[f"eval_{f:02d}_{i:03d}" for i in range(identities_per_fold)] for f in range(10)]
 
     def build(tmp: Path) -> None:
-        _render_all([(seed, 1, f * 100_000 + i, images_per_identity, image_size, str(tmp), name)
-                     for f, fold in enumerate(names) for i, name in enumerate(fold)], workers, "synthetic eval identities")
+        _render_all(
+            [
+                (seed, 1, f * 100_000 + i, images_per_identity, image_size, str(tmp), name)
+                for f, fold in enumerate(names)
+                for i, name in enumerate(fold)
+            ],
+            workers,
+            "synthetic eval identities",
+        )
         _write_pairs(names, images_per_identity, pairs_per_fold, seed, tmp / "pairs.txt")
 
     return _cached(data_dir, "eval", params, build)

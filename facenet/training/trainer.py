@@ -105,11 +105,9 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     step_fn.set_train(True)
 
     size = int(cfg.preprocess.image_size)
-    sampler = PKSampler(data.table["class"].to_numpy(), p, k, steps, cfg.epochs, seed=cfg.seed)
+    sampler = PKSampler(data.table["class"].to_numpy(), p, k, steps, seed=cfg.seed)
     augment = TrainTransform(size, **OmegaConf.to_container(cfg.augment))
-    batches = train_batches(
-        data.table["path"].tolist(), data.table["class"].to_numpy(), sampler, augment, workers, cfg.seed
-    )
+    paths, classes = data.table["path"].tolist(), data.table["class"].to_numpy()
     eval_transform = EvalTransform(size)
     ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, model_spec(cfg))
     tracker.log_metrics(
@@ -128,8 +126,8 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step")
         window: list[np.ndarray] = []
         t0 = time.perf_counter()
-        for i in range(steps):
-            images, labels = next(batches)
+        batches = train_batches(paths, classes, sampler, augment, workers, cfg.seed, epoch)
+        for i, (images, labels) in enumerate(batches):
             loss_value, telemetry = step_fn(images, labels)
             values = np.r_[float(loss_value.asnumpy()), telemetry.asnumpy()]
             if not np.isfinite(values[0]):
