@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from facenet.errors import DataError
 
@@ -28,7 +29,7 @@ def index_folder(root: str | os.PathLike) -> pd.DataFrame:
     empty = []
     with os.scandir(root) as entries:
         folders = sorted(e.name for e in entries if e.is_dir())
-    for name in folders:
+    for name in tqdm(folders, desc="indexing identities", unit="id", leave=False, disable=len(folders) < 1000):
         with os.scandir(root / name) as entries:
             files = sorted(e.name for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
