@@ -42,7 +42,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, fl
     """task=eval: rebuild the network from the checkpoint's sidecar and score the configured pairs."""
     from facenet.data.images import EvalTransform
     from facenet.models.build import build_network
-    from facenet.training.checkpoints import load_network_weights, sidecar
+    from facenet.training.checkpoints import load_network_weights, read_spec, sidecar
     from facenet.training.trainer import evaluate_and_log, model_spec
 
     if not cfg.ckpt:
@@ -52,7 +52,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, fl
         raise ConfigError(f"checkpoint {str(ckpt)!r} does not exist")
     spec_file = sidecar(ckpt)
     if spec_file.is_file():
-        spec = json.loads(spec_file.read_text())
+        spec = read_spec(ckpt)
     else:
         log.warning("%s has no sidecar %s: building the network from the current config", ckpt, spec_file.name)
         spec = model_spec(cfg)

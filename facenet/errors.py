@@ -11,3 +11,7 @@ class DataError(UserError, ValueError):
 
 class ConfigError(UserError, ValueError):
     """A configuration value is invalid or missing."""
+
+
+class TrainingDiverged(UserError, FloatingPointError):
+    """The loss became NaN or infinite."""

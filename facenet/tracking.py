@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from facenet.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -59,7 +61,7 @@ class MlflowTracker(NullTracker):
         self.artifact_root = (out / "mlartifacts").as_uri()
         self.experiment, self.run_name = experiment, run_name
         if log_every_steps < 1:
-            raise ValueError(f"tracking.log_every_steps must be >= 1, got {log_every_steps}")
+            raise ConfigError(f"tracking.log_every_steps must be >= 1, got {log_every_steps}")
         self.log_every_steps = log_every_steps
         self.client = None
         self.run_id = None

@@ -91,7 +91,7 @@ def test_read_pairs_errors(tmp_path):
     with pytest.raises(DataError, match="malformed"):
         read_pairs(tmp_path / "p.txt", tmp_path)
     write_pairs(tmp_path / "p.txt", ["A\t1\t2"], header="10\t300")
-    with pytest.raises(DataError, match="header says"):
+    with pytest.raises(DataError, match="announces 6000 pair lines, the file has 1"):
         read_pairs(tmp_path / "p.txt", tmp_path)
     with pytest.raises(DataError, match="does not exist"):
         read_pairs(tmp_path / "nope.txt", tmp_path)
@@ -153,3 +153,21 @@ def test_synthetic_is_deterministic_cached_and_lfw_compatible(tmp_path):
         assert pairs.issame[list(rows)].tolist() == [True] * 4 + [False] * 4
     with pytest.raises(ValueError, match="too small"):
         generate_eval(tmp_path, identities_per_fold=2, images_per_identity=2, pairs_per_fold=5, image_size=24)
+
+
+def test_pairs_without_fold_header_get_stratified_folds(tmp_path):
+    make_tree(tmp_path, {"A": 3, "B": 3}, ext="jpg")
+    same = ["A\t1\t2", "A\t1\t3", "A\t2\t3", "B\t1\t2", "B\t1\t3", "B\t2\t3"] * 4  # 24 same
+    diff = [f"A\t{i}\tB\t{j}" for i in (1, 2, 3) for j in (1, 2, 3)] * 3  # 27 different
+    write_pairs(tmp_path / "view1.txt", same[:20] + diff[:20], header="20")  # View 1: count line
+    write_pairs(tmp_path / "plain.txt", same + diff, header=same[0])  # no header at all: every line a pair
+    for name, n in (("view1.txt", 40), ("plain.txt", 52)):
+        pairs = read_pairs(tmp_path / name, tmp_path)
+        assert pairs.n_folds == 1 and len(pairs) == n
+        order = pairs.fold_order(10)
+        assert sorted(order) == list(range(n))
+        for block in np.array_split(pairs.issame[order], 10):
+            assert block.any() and not block.all()  # every fold holds same and different pairs
+    write_pairs(tmp_path / "short.txt", same[:20] + diff[:19], header="20")
+    with pytest.raises(DataError, match="announces 40 pair lines, the file has 39"):
+        read_pairs(tmp_path / "short.txt", tmp_path)

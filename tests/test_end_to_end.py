@@ -10,20 +10,27 @@ from mlflow.tracking import MlflowClient
 from facenet.app import run
 from facenet.errors import UserError
 
+# 3 epochs x 3 steps, evaluated every epoch, checkpointed every 2nd epoch (and the last), newest 1 kept
+TRAIN = [
+    "experiment=smoke",
+    "tracking.log_every_steps=1",
+    "epochs=3",
+    "train.ckpt_every=2",
+    "train.keep_checkpoint_max=1",
+]
+
 
 @pytest.fixture(scope="module")
 def trained(compose_cfg, tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e")
-    cfg = compose_cfg(
-        "experiment=smoke", f"output_dir={out}", "tracking.log_every_steps=1", "epochs=2", "train.keep_checkpoint_max=1"
-    )
-    metrics = run(cfg)
-    return cfg, out, metrics
+    metrics = run(compose_cfg(*TRAIN, f"output_dir={out}"))
+    (run_dir,) = [p for p in (out / "runs").glob("*/*") if p.is_dir()]
+    return run_dir, out, metrics
 
 
 def test_training_run_is_logged_to_mlflow(trained):
-    cfg, out, metrics = trained
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["epoch"] == 2
+    _, out, metrics = trained
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["epoch"] == 3
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     exp = client.get_experiment_by_name("facenet")
     (r,) = client.search_runs([exp.experiment_id])
@@ -45,7 +52,7 @@ def test_training_run_is_logged_to_mlflow(trained):
     ):
         assert key in r.data.metrics, key
     history = client.get_metric_history(r.info.run_id, "train/loss")
-    assert [m.step for m in history] == list(range(1, 7))  # 2 epochs x 3 steps, every step logged
+    assert [m.step for m in history] == list(range(1, 10))  # 3 epochs x 3 steps, every step logged
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"config.yaml", "metrics.json", "eval", "checkpoints"} <= artifacts
     assert {a.path for a in client.list_artifacts(r.info.run_id, "eval")} >= {"eval/roc.png", "eval/report.json"}
@@ -53,41 +60,68 @@ def test_training_run_is_logged_to_mlflow(trained):
     assert ckpts == {"checkpoints/best.ckpt", "checkpoints/best.json"}
 
 
-def test_checkpoints_rotated_and_best_kept(trained):
-    cfg, out, metrics = trained
-    (run_dir,) = [p for p in (out / "runs").glob("*/*") if p.is_dir()]
+def test_checkpoints_rotated_and_best_is_the_best_evaluation(trained):
+    run_dir, out, metrics = trained
     kept = sorted(p.name for p in (run_dir / "checkpoints").glob("facenet-*.ckpt"))
-    assert kept == ["facenet-rank0-2_6.ckpt"]  # keep_checkpoint_max=1
+    assert kept == ["facenet-rank0-3_9.ckpt"]  # epochs 2 and 3 saved, keep_checkpoint_max=1
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    (r,) = client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
+    history = [m.value for m in sorted(client.get_metric_history(r.info.run_id, "eval/accuracy"), key=lambda m: m.step)]
+    assert len(history) == 3
     spec = json.loads((run_dir / "checkpoints" / "best.json").read_text())
+    assert spec["epoch"] == 1 + history.index(max(history))  # first epoch reaching the best accuracy
+    assert spec["metrics"]["accuracy"] == max(history) == metrics["best_accuracy"]
     assert spec["preprocess"]["image_size"] == 32 and spec["model"]["head"]["embedding_size"] == 128
 
 
 def test_eval_task_reproduces_checkpoint_accuracy(trained, compose_cfg):
-    cfg, out, metrics = trained
-    (run_dir,) = [p for p in (out / "runs").glob("*/*") if p.is_dir()]
-    last = run_dir / "checkpoints" / "facenet-rank0-2_6.ckpt"
-    ev = compose_cfg("experiment=smoke", f"output_dir={out / 'ev'}", "task=eval", f"ckpt={last}")
-    got = run(ev)
+    run_dir, out, metrics = trained
+    last = run_dir / "checkpoints" / "facenet-rank0-3_9.ckpt"
+    got = run(compose_cfg("experiment=smoke", f"output_dir={out / 'ev'}", "task=eval", f"ckpt={last}"))
     assert got["accuracy"] == pytest.approx(metrics["accuracy"])
     assert got["auc"] == pytest.approx(metrics["auc"], abs=1e-6)
 
 
+def test_checkpoint_problems_are_clear(trained, compose_cfg, tmp_path):
+    run_dir, _, _ = trained
+    best = run_dir / "checkpoints" / "best.ckpt"
+    # warm start (ckpt with task=train) into another architecture
+    cfg = compose_cfg("experiment=smoke", f"output_dir={tmp_path}", f"ckpt={best}", "backbone.base_width=8")
+    with pytest.raises(UserError, match="does not fit this network"):
+        run(cfg)
+    # a sidecar naming something that is not a model class is refused, not instantiated
+    (tmp_path / "evil.ckpt").write_bytes(best.read_bytes())
+    spec = json.loads(best.with_suffix(".json").read_text())
+    spec["model"]["head"]["_target_"] = "os.system"
+    (tmp_path / "evil.json").write_text(json.dumps(spec))
+    with pytest.raises(UserError, match="outside"):
+        run(compose_cfg("experiment=smoke", f"output_dir={tmp_path}", "task=eval", f"ckpt={tmp_path / 'evil.ckpt'}"))
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    (tmp_path / "junk.json").write_text(best.with_suffix(".json").read_text())
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        run(compose_cfg("experiment=smoke", f"output_dir={tmp_path}", "task=eval", f"ckpt={tmp_path / 'junk.ckpt'}"))
+
+
 @pytest.mark.parametrize(
-    "overrides,message",
+    "overrides,message,logged",
     [
-        (["task=eval"], "needs a checkpoint"),
-        (["task=eval", "ckpt=/nonexistent.ckpt"], "does not exist"),
-        (["task=fly"], "task must be one of"),
+        (["task=eval"], "needs a checkpoint", True),
+        (["task=eval", "ckpt=/nonexistent.ckpt"], "does not exist", True),
+        (["batch.identities=1"], r"batch.identities=1 \(must be >= 2\)", True),
+        (["batch.images_per_identity=1", "train.eval_every=0"], "images_per_identity=1.*eval_every=0", True),
+        (["lr_schedule=step", "lr_schedule.step_epochs=0"], "step_epochs must be >= 1", True),
+        (["task=fly"], "task must be one of", False),
     ],
 )
-def test_bad_inputs_give_clear_errors_and_failed_runs(compose_cfg, tmp_path, overrides, message):
+def test_bad_inputs_give_clear_errors_and_failed_runs(compose_cfg, tmp_path, overrides, message, logged):
     cfg = compose_cfg("experiment=smoke", f"output_dir={tmp_path}", *overrides)
     with pytest.raises(UserError, match=message):
         run(cfg)
-    if (tmp_path / "mlflow.db").exists():
+    assert (tmp_path / "mlflow.db").exists() == logged
+    if logged:
         client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-        runs = client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
-        assert all(r.info.status == "FAILED" for r in runs)
+        (r,) = client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
+        assert r.info.status == "FAILED"
 
 
 SMALL = [
@@ -150,14 +184,6 @@ def test_pairs_naming_missing_images_fail(compose_cfg, tmp_path):
 
 
 def test_same_seed_reproduces_the_run(trained, compose_cfg, tmp_path):
-    cfg, out, metrics = trained
-    again = run(
-        compose_cfg(
-            "experiment=smoke",
-            f"output_dir={tmp_path}",
-            "tracking.log_every_steps=1",
-            "epochs=2",
-            "train.keep_checkpoint_max=1",
-        )
-    )
+    _, _, metrics = trained
+    again = run(compose_cfg(*TRAIN, f"output_dir={tmp_path}"))
     assert again["accuracy"] == metrics["accuracy"] and again["auc"] == pytest.approx(metrics["auc"], abs=1e-6)

@@ -53,7 +53,15 @@ CASES = [  # (P, K, dim, seed) and irregular label sets
     (np.repeat(np.arange(4), 3), 2, 0),
     (np.repeat(np.arange(8), 4), 8, 1),
     (np.array([0, 0, 1, 2, 2, 2, 3, 1, 0]), 3, 2),  # unsorted, unequal counts, one identity with K=1
+    (np.array([5, 5, 5]), 2, 3),  # one identity: no negatives, nothing to mine
+    (np.array([0, 1, 2]), 2, 4),  # no positives
 ]
+
+
+def tied_case():
+    """Integer points on a line: many equal distances, so "first index on ties" decides."""
+    e = np.array([[0], [1], [2], [1], [3], [2], [0], [4]], np.float32)
+    return e, np.array([0, 0, 0, 1, 1, 1, 2, 2], np.int32)
 
 
 @pytest.mark.parametrize("labels,dim,seed", CASES)
@@ -79,3 +87,13 @@ def test_semi_hard_picks_band_negative_and_falls_back():
     # every negative closer than the positive: the farthest negative is taken
     e = np.array([[0.0], [3.0], [0.5], [1.0], [2.0]], np.float32)
     assert (0, 1, 4) in mined(SemiHardMiner(), e, y)
+
+
+@pytest.mark.parametrize(
+    "miner,oracle",
+    [(BatchAllMiner(), brute_batch_all), (BatchHardMiner(), brute_batch_hard), (SemiHardMiner(), brute_semi_hard)],
+    ids=["batch_all", "batch_hard", "semi_hard"],
+)
+def test_miner_ties_take_first_index(miner, oracle):
+    e, y = tied_case()
+    assert mined(miner, e, y) == oracle(brute_distances(e.astype(np.float64)), y)

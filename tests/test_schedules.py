@@ -18,16 +18,21 @@ def test_step():
     assert lr == pytest.approx([1, 1, 0.5, 0.5, 0.25])
 
 
+def test_step_with_warmup():
+    lr = schedules.step(1.0, epochs=4, steps_per_epoch=2, warmup_epochs=1.5, step_epochs=2, gamma=0.5)
+    assert lr == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5])
+
+
 def test_multistep_with_warmup():
-    lr = schedules.multistep(1.0, epochs=4, steps_per_epoch=2, warmup_epochs=0.5, milestones=[1, 3], gamma=0.1)
-    assert lr == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.01, 0.01])
+    lr = schedules.multistep(1.0, epochs=4, steps_per_epoch=4, warmup_epochs=0.5, milestones=[1, 3], gamma=0.1)
+    assert lr == pytest.approx([0.5, 1.0, 1.0, 1.0] + [0.1] * 8 + [0.01] * 4)
 
 
 def test_cosine():
     lr = schedules.cosine(1.0, epochs=1, steps_per_epoch=5, min_lr=0.0)
-    assert lr == pytest.approx([1.0, 0.904508, 0.654508, 0.345492, 0.095492], abs=1e-6)
-    lr = schedules.cosine(2.0, epochs=2, steps_per_epoch=2, warmup_epochs=1, min_lr=1.0)
-    assert lr == pytest.approx([1.0, 2.0, 2.0, 1.5])
+    assert lr == pytest.approx([1.0, 0.853553, 0.5, 0.146447, 0.0], abs=1e-6)  # ends at min_lr
+    lr = schedules.cosine(2.0, epochs=2, steps_per_epoch=3, warmup_epochs=1, min_lr=1.0)
+    assert lr == pytest.approx([2 / 3, 4 / 3, 2.0, 2.0, 1.5, 1.0])
 
 
 @pytest.mark.parametrize("fn", [schedules.constant, schedules.step, schedules.multistep, schedules.cosine])

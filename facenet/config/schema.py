@@ -45,7 +45,6 @@ class SyntheticDatasetConf:
 class FolderDatasetConf:
     _target_: str = "facenet.data.datasets.FolderDataset"
     root: str = MISSING
-    image_size: int = 112
 
 
 @dataclass
@@ -72,7 +71,8 @@ class LfwEvalConf:
 
 @dataclass
 class PreprocessConf:
-    image_size: int = "${dataset.image_size}"  # type: ignore[assignment]
+    # network input size: the dataset's native size where it has one (generated sets), else 112
+    image_size: int = "${oc.select:dataset.image_size,112}"  # type: ignore[assignment]
 
 
 @dataclass

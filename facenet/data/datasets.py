@@ -30,8 +30,8 @@ class TrainSet:
 class FolderDataset:
     """`root/<identity>/<image>`: VGGFace2, CASIA-WebFace, LFW and similar layouts (jpg, png, pgm, ...)."""
 
-    def __init__(self, root: str, image_size: int):
-        self.root, self.image_size = Path(root).expanduser(), image_size
+    def __init__(self, root: str):
+        self.root = Path(root).expanduser()
 
     def load(self, workers: int = 2) -> TrainSet:
         return TrainSet(index_folder(self.root), self.root)

@@ -25,6 +25,21 @@ class PairSet:
     def __len__(self) -> int:
         return len(self.issame)
 
+    def fold_order(self, n_folds: int = 10) -> np.ndarray:
+        """Permutation whose consecutive blocks are the evaluation folds.
+
+        With a View 2 header (`folds pairs`) the file order already is the official fold order. Without one (View 1
+        files, plain pair lists) same and different pairs are dealt round-robin into `n_folds` stratified folds,
+        so every fold holds both kinds (consecutive blocks of "all same, then all different" would not).
+        """
+        if self.n_folds > 1:
+            return np.arange(len(self))
+        fold = np.empty(len(self), dtype=np.int64)
+        for flag in (True, False):
+            members = np.flatnonzero(self.issame == flag)
+            fold[members] = np.arange(len(members)) % n_folds
+        return np.lexsort((np.arange(len(self)), fold))
+
 
 def _resolve(root: Path, name: str, number: int) -> Path | None:
     stem = root / name / f"{name}_{number:04d}"
@@ -46,23 +61,25 @@ def read_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike) -> PairSe
         raise DataError(f"pairs file {str(pairs_file)!r} does not exist")
     if not root.is_dir():
         raise DataError(f"evaluation root {str(root)!r} does not exist or is not a folder")
-    lines = [ln.split() for ln in pairs_file.read_text().splitlines() if ln.strip()]
+    lines = [(no, ln.split()) for no, ln in enumerate(pairs_file.read_text().splitlines(), start=1) if ln.strip()]
     if not lines:
         raise DataError(f"pairs file {pairs_file} is empty")
-    header, body = lines[0], lines[1:]
+    header, body = lines[0][1], lines[1:]
     n_folds = 1
-    if len(header) == 2 and all(t.isdigit() for t in header):
+    if len(header) == 2 and all(t.isdigit() for t in header):  # View 2: folds, same (= different) pairs per fold
         n_folds, per_class = int(header[0]), int(header[1])
-        if n_folds * per_class * 2 != len(body):
-            raise DataError(
-                f"{pairs_file}: header says {n_folds} folds x {per_class} same + {per_class} different "
-                f"pairs = {2 * n_folds * per_class}, but the file has {len(body)} pair lines"
-            )
-    elif not (len(header) == 1 and header[0].isdigit()):  # View 1 files have a single count line
-        body = lines
+        expected = 2 * n_folds * per_class
+    elif len(header) == 1 and header[0].isdigit():  # View 1: N same then N different pairs
+        expected = 2 * int(header[0])
+    else:  # no header: every line is a pair
+        body, expected = lines, len(lines)
+    if expected != len(body):
+        raise DataError(
+            f"{pairs_file}: header {' '.join(header)!r} announces {expected} pair lines, the file has {len(body)}"
+        )
     index: dict[Path, int] = {}
     left, right, same, missing, bad = [], [], [], [], []
-    for lineno, tokens in enumerate(body, start=2):
+    for lineno, tokens in body:
         try:
             if len(tokens) == 3:
                 a, b, flag = (tokens[0], int(tokens[1])), (tokens[0], int(tokens[2])), True

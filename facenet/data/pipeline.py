@@ -56,12 +56,43 @@ class _EpochSource:
 class _EvalSource:
     def __init__(self, paths: Sequence[str], transform: EvalTransform):
         self.paths, self.transform = list(paths), transform
+        self.error: Exception | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray]:
-        return (self.transform(read_image(self.paths[i])),)
+        try:
+            img = read_image(self.paths[i])
+        except Exception as err:
+            self.error = err
+            raise
+        return (self.transform(img),)
+
+
+def _rows(source: _EpochSource | _EvalSource, data: ds.Dataset, output_numpy: bool) -> Iterator[tuple]:
+    """Iterate `data` (built on `source`); a source error is raised as itself (e.g. `DataError` naming the file),
+    not as MindSpore's RuntimeError wrapper."""
+    iterator = data.create_tuple_iterator(output_numpy=output_numpy, num_epochs=1)
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except RuntimeError:
+            if source.error is not None:
+                raise source.error from None
+            raise
+
+
+def _generator(source: _EpochSource | _EvalSource, columns: list[str], workers: int) -> ds.GeneratorDataset:
+    return ds.GeneratorDataset(
+        source,
+        column_names=columns,
+        shuffle=False,
+        num_parallel_workers=_workers(workers),
+        python_multiprocessing=False,
+    )
 
 
 def train_batches(
@@ -73,29 +104,10 @@ def train_batches(
     seed: int,
     epoch: int,
 ) -> Iterator[tuple[ms.Tensor, ms.Tensor]]:
-    """One epoch of (images, labels) batches of P*K in sampler order (P identities x K images each).
-
-    A decoding error is raised as itself (e.g. `DataError` naming the file), not as MindSpore's wrapper.
-    """
+    """One epoch of (images, labels) batches of P*K in sampler order (P identities x K images each)."""
     source = _EpochSource(list(paths), labels, sampler.epoch_indices(epoch), transform, seed, epoch)
-    data = ds.GeneratorDataset(
-        source,
-        column_names=["image", "label"],
-        shuffle=False,
-        num_parallel_workers=_workers(workers),
-        python_multiprocessing=False,
-    )
-    iterator = data.batch(sampler.batch_size, drop_remainder=True).create_tuple_iterator(num_epochs=1)
-    while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        except RuntimeError:
-            if source.error is not None:
-                raise source.error from None
-            raise
-        yield batch[0], batch[1]
+    data = _generator(source, ["image", "label"], workers).batch(sampler.batch_size, drop_remainder=True)
+    yield from _rows(source, data, output_numpy=False)
 
 
 def eval_batches(
@@ -103,15 +115,9 @@ def eval_batches(
 ) -> Iterator[tuple[np.ndarray, int]]:
     """Yield (batch, n_valid) over `paths` in order; the last batch is zero-padded to `batch_size`, so a compiled
     network sees one shape, and `n_valid` says how many rows are real. No image is dropped."""
-    data = ds.GeneratorDataset(
-        _EvalSource(paths, transform),
-        column_names=["image"],
-        shuffle=False,
-        num_parallel_workers=_workers(workers),
-        python_multiprocessing=False,
-    )
-    data = data.batch(batch_size, drop_remainder=False)
-    for (batch,) in data.create_tuple_iterator(output_numpy=True, num_epochs=1):
+    source = _EvalSource(paths, transform)
+    data = _generator(source, ["image"], workers).batch(batch_size, drop_remainder=False)
+    for (batch,) in _rows(source, data, output_numpy=True):
         n = len(batch)
         if n < batch_size:
             batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), batch.dtype)])

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from facenet.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 _SKIN = np.array([[205, 225, 250], [170, 200, 235], [130, 170, 215], [95, 135, 185], [60, 95, 140], [45, 70, 105]])
@@ -279,7 +281,7 @@ def generate_train(
 ) -> Path:
     """Identity folders `id_00000/id_00000_0001.png`, ... for training; generated once, then read from cache."""
     if identities < 2 or images_per_identity < 2:
-        raise ValueError(
+        raise ConfigError(
             f"synthetic training needs >= 2 identities with >= 2 images, got {identities} x {images_per_identity}"
         )
     params = dict(identities=identities, images_per_identity=images_per_identity, image_size=image_size, seed=seed)
@@ -308,7 +310,7 @@ def generate_eval(
     max_same = identities_per_fold * images_per_identity * (images_per_identity - 1) // 2
     max_diff = identities_per_fold * (identities_per_fold - 1) // 2 * images_per_identity**2
     if identities_per_fold < 2 or images_per_identity < 2 or pairs_per_fold > min(max_same, max_diff):
-        raise ValueError(
+        raise ConfigError(
             f"synthetic eval set too small for {pairs_per_fold} same and different pairs per fold: "
             f"{identities_per_fold} identities x {images_per_identity} images per fold"
         )

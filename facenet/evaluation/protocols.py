@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from facenet.data.pairs import PairSet, read_pairs
 from facenet.data.synthetic import generate_eval
+from facenet.errors import ConfigError
 
 
 class VerificationProtocol:
@@ -13,9 +14,9 @@ class VerificationProtocol:
 
     def __init__(self, batch_size: int = 128, far_targets: Sequence[float] = (1e-3,)):
         if batch_size < 1:
-            raise ValueError(f"eval.batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"eval.batch_size must be >= 1, got {batch_size}")
         if not all(0 < f < 1 for f in far_targets):
-            raise ValueError(f"eval.far_targets must lie in (0, 1), got {list(far_targets)}")
+            raise ConfigError(f"eval.far_targets must lie in (0, 1), got {list(far_targets)}")
         self.batch_size, self.far_targets = batch_size, tuple(float(f) for f in far_targets)
 
     def load(self, workers: int = 2) -> PairSet:

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from facenet.data.images import EvalTransform
 from facenet.data.pairs import PairSet
 from facenet.data.pipeline import eval_batches
+from facenet.errors import DataError
 from facenet.metrics import VerificationReport, verification_report
 
 
@@ -50,9 +51,15 @@ def evaluate_pairs(
     far_targets: Sequence[float],
     workers: int = 2,
 ) -> tuple[VerificationReport, np.ndarray]:
-    """Verification report over every pair, plus the distances it was computed from."""
+    """Verification report over every pair, plus the distances it was computed from (in file order)."""
+    n_folds = pairs.n_folds if pairs.n_folds > 1 else 10
+    if len(pairs) < 2 * n_folds or pairs.issame.all() or not pairs.issame.any():
+        raise DataError(
+            f"verification needs same and different pairs and at least {2 * n_folds} pairs for {n_folds} folds; "
+            f"got {int(pairs.issame.sum())} same and {int((~pairs.issame).sum())} different"
+        )
     emb = embed_paths(net, pairs.paths, transform, batch_size, workers, desc="eval embeddings")
     d = pair_distances(emb, pairs)
-    return verification_report(
-        d, pairs.issame, n_folds=pairs.n_folds if pairs.n_folds > 1 else 10, far_targets=tuple(far_targets)
-    ), d
+    order = pairs.fold_order(n_folds)
+    report = verification_report(d[order], pairs.issame[order], n_folds=n_folds, far_targets=tuple(far_targets))
+    return report, d

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import nn, ops
 
+from facenet.errors import ConfigError
 from facenet.mining.base import Miner, label_masks, pairwise_distances
 
 REDUCTIONS = ("active_mean", "mean")
@@ -23,9 +24,9 @@ class TripletLoss(nn.Cell):
     def __init__(self, miner: Miner, margin: float = 0.5, squared: bool = False, reduction: str = "active_mean"):
         super().__init__()
         if reduction not in REDUCTIONS:
-            raise ValueError(f"loss.reduction must be one of {REDUCTIONS}, got {reduction!r}")
+            raise ConfigError(f"loss.reduction must be one of {REDUCTIONS}, got {reduction!r}")
         if margin < 0:
-            raise ValueError(f"margin must be >= 0, got {margin}")
+            raise ConfigError(f"margin must be >= 0, got {margin}")
         self.miner, self.margin, self.squared = miner, float(margin), bool(squared)
         self.active_mean = reduction == "active_mean"
 

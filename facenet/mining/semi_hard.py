@@ -21,4 +21,5 @@ class SemiHardMiner(Miner):
         has_semi = (farther.max(axis=2) > 0).expand_dims(2)
         one_semi = ops.one_hot(semi, b, 1.0, 0.0)
         one_easy = ops.one_hot(easiest, b, 1.0, 0.0).expand_dims(1)
-        return ops.where(has_semi, one_semi, one_easy) * pos.expand_dims(2)
+        has_neg = neg.max(axis=1).reshape(-1, 1, 1)  # an anchor without negatives (one-identity batch) mines nothing
+        return ops.where(has_semi, one_semi, one_easy) * pos.expand_dims(2) * has_neg

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from mindspore import nn, ops
 
+from facenet.errors import ConfigError
+
 
 def l2_normalize(x, eps: float = 1e-20):
     """x / ||x||, written out: `ops.L2Normalize` has a very slow backward on CPU."""
@@ -16,7 +18,7 @@ class EmbeddingHead(nn.Cell):
     def __init__(self, in_channels: int, embedding_size: int = 128, scale: float = 1.0):
         super().__init__()
         if embedding_size < 1 or scale <= 0:
-            raise ValueError(f"embedding_size must be >= 1 and scale > 0, got {embedding_size}, {scale}")
+            raise ConfigError(f"embedding_size must be >= 1 and scale > 0, got {embedding_size}, {scale}")
         self.proj = nn.Dense(in_channels, embedding_size)
         self.scale = float(scale)
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from mindspore import nn
 
+from facenet.errors import ConfigError
+
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, relu: bool = True) -> nn.SequentialCell:
     layers = [
@@ -69,9 +71,9 @@ class ResNet(nn.Cell):
     ):
         super().__init__()
         if block not in _BLOCKS:
-            raise ValueError(f"backbone.block must be one of {sorted(_BLOCKS)}, got {block!r}")
+            raise ConfigError(f"backbone.block must be one of {sorted(_BLOCKS)}, got {block!r}")
         if len(layers) != 4 or min(layers) < 1:
-            raise ValueError(f"backbone.layers needs four positive block counts, got {list(layers)}")
+            raise ConfigError(f"backbone.layers needs four positive block counts, got {list(layers)}")
         cls = _BLOCKS[block]
         stem = [_conv_bn(in_channels, base_width, stem_kernel, stem_stride)]
         if stem_pool:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import mindspore as ms
 from mindspore import nn
 
+from facenet.errors import ConfigError
+
 log = logging.getLogger(__name__)
+
+# A sidecar's `_target_`s are instantiated: only the project's own model classes may be named there.
+_ALLOWED_TARGETS = ("facenet.models.",)
 
 
 def sidecar(path: str | Path) -> Path:
@@ -19,22 +23,26 @@ def sidecar(path: str | Path) -> Path:
 
 
 class CheckpointManager:
-    """Saves `facenet-rank{rank}-{epoch}_{step}.ckpt` into `folder`, keeps the newest `keep_max`, and copies the
-    best-accuracy one to `best.ckpt`. `spec` (model + preprocessing) is written beside every file."""
+    """Periodic checkpoints `facenet-rank{rank}-{epoch}_{step}.ckpt` (the newest `keep_max` are kept) and
+    `best.ckpt`, written whenever an evaluation beats every earlier one. `spec` (model + preprocessing) is written
+    beside every file."""
 
     def __init__(self, folder: str | Path, keep_max: int, spec: dict, rank: int = 0):
         if keep_max < 1:
-            raise ValueError(f"train.keep_checkpoint_max must be >= 1, got {keep_max}")
+            raise ConfigError(f"train.keep_checkpoint_max must be >= 1, got {keep_max}")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.keep_max, self.spec, self.rank = keep_max, spec, rank
         self.saved: list[Path] = []
         self.best_accuracy = float("-inf")
 
-    def save(self, cell: nn.Cell, epoch: int, step: int, metrics: dict[str, float]) -> Path:
-        path = self.folder / f"facenet-rank{self.rank}-{epoch}_{step}.ckpt"
+    def _write(self, cell: nn.Cell, path: Path, epoch: int, step: int, metrics: dict[str, float]) -> Path:
         ms.save_checkpoint(cell, str(path))
         sidecar(path).write_text(json.dumps({**self.spec, "epoch": epoch, "step": step, "metrics": metrics}, indent=2))
+        return path
+
+    def save(self, cell: nn.Cell, epoch: int, step: int, metrics: dict[str, float]) -> Path:
+        path = self._write(cell, self.folder / f"facenet-rank{self.rank}-{epoch}_{step}.ckpt", epoch, step, metrics)
         self.saved.append(path)
         while len(self.saved) > self.keep_max:
             old = self.saved.pop(0)
@@ -42,29 +50,50 @@ class CheckpointManager:
             sidecar(old).unlink(missing_ok=True)
         return path
 
-    def update_best(self, path: Path, accuracy: float) -> Path | None:
-        """Copy `path` to best.ckpt if `accuracy` beats every earlier one; returns the best path if it changed."""
-        if accuracy <= self.best_accuracy:
-            return None
-        self.best_accuracy = accuracy
-        best = self.folder / "best.ckpt"
-        shutil.copyfile(path, best)
-        shutil.copyfile(sidecar(path), sidecar(best))
-        return best
+    def save_if_best(self, cell: nn.Cell, epoch: int, step: int, metrics: dict[str, float]) -> bool:
+        """Write best.ckpt if `metrics["accuracy"]` beats every earlier evaluation."""
+        if metrics["accuracy"] <= self.best_accuracy:
+            return False
+        self.best_accuracy = metrics["accuracy"]
+        self._write(cell, self.folder / "best.ckpt", epoch, step, metrics)
+        return True
+
+
+def read_spec(ckpt: str | Path) -> dict:
+    """The sidecar of `ckpt`, checked: model config with allowed targets and the preprocessing spec."""
+    path = sidecar(ckpt)
+    try:
+        spec = json.loads(path.read_text())
+        model, size = spec["model"], int(spec["preprocess"]["image_size"])
+        targets = [model["backbone"]["_target_"], model["head"]["_target_"]]
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing: a checkpoint needs its sidecar (model and preprocessing spec)") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path} is not a valid checkpoint sidecar ({type(err).__name__}: {err})") from None
+    bad = [t for t in targets if not str(t).startswith(_ALLOWED_TARGETS)]
+    if bad or size < 1:
+        raise ConfigError(f"{path} names classes outside {_ALLOWED_TARGETS} or a bad image size: {bad or size}")
+    return spec
 
 
 def load_network_weights(net: nn.Cell, path: str | Path) -> None:
     """Load the network's parameters from a training checkpoint (which also holds optimizer state)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    params = ms.load_checkpoint(str(path))
-    wanted = {p.name for p in net.get_parameters()}
+        raise ConfigError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        params = ms.load_checkpoint(str(path))
+    except (ValueError, RuntimeError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot read checkpoint {path}: {first}") from None
+    wanted = {p.name: p for p in net.get_parameters()}
     picked = {k: v for k, v in params.items() if k in wanted}
-    missing = sorted(wanted - set(picked))
-    if missing:
-        raise ValueError(
-            f"checkpoint {path} does not fit this network: {len(missing)} parameters missing, e.g. "
-            + ", ".join(missing[:5])
+    missing = sorted(set(wanted) - set(picked))
+    shapes = [k for k, v in picked.items() if tuple(v.shape) != tuple(wanted[k].shape)]
+    if missing or shapes:
+        raise ConfigError(
+            f"checkpoint {path} does not fit this network: {len(missing)} parameters missing"
+            + (f" (e.g. {', '.join(missing[:3])})" if missing else "")
+            + (f", {len(shapes)} with other shapes (e.g. {', '.join(shapes[:3])})" if shapes else "")
         )
     ms.load_param_into_net(net, picked, strict_load=True)

@@ -13,14 +13,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from facenet.errors import ConfigError
+
 
 def _steps(epochs: int, steps_per_epoch: int, warmup_epochs: float) -> tuple[np.ndarray, int]:
     if epochs < 1 or steps_per_epoch < 1:
-        raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {epochs}, {steps_per_epoch}")
+        raise ConfigError(f"epochs and steps_per_epoch must be >= 1, got {epochs}, {steps_per_epoch}")
     total = epochs * steps_per_epoch
     warmup = int(round(warmup_epochs * steps_per_epoch))
     if not 0 <= warmup <= total:
-        raise ValueError(f"warmup_epochs={warmup_epochs} must lie between 0 and epochs={epochs}")
+        raise ConfigError(f"warmup_epochs={warmup_epochs} must lie between 0 and epochs={epochs}")
     return np.arange(total), warmup
 
 
@@ -46,7 +48,7 @@ def step(
 ) -> np.ndarray:
     """base_lr * gamma ** floor(epoch / step_epochs)."""
     if step_epochs < 1:
-        raise ValueError(f"step_epochs must be >= 1, got {step_epochs}")
+        raise ConfigError(f"step_epochs must be >= 1, got {step_epochs}")
     s, w = _steps(epochs, steps_per_epoch, warmup_epochs)
     return _with_warmup(base_lr * gamma ** (s // steps_per_epoch // step_epochs), base_lr, w)
 
@@ -68,7 +70,8 @@ def multistep(
 def cosine(
     base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0, min_lr: float = 0.0
 ) -> np.ndarray:
-    """min_lr + (base_lr - min_lr) * (1 + cos(pi * t)) / 2, t going from 0 to 1 over the post-warm-up steps."""
+    """min_lr + (base_lr - min_lr) * (1 + cos(pi * t)) / 2, t going from 0 (first step after warm-up) to 1 (last
+    step, which therefore runs at min_lr)."""
     s, w = _steps(epochs, steps_per_epoch, warmup_epochs)
-    t = (s - w) / max(len(s) - w, 1)
+    t = (s - w) / max(len(s) - w - 1, 1)  # 0 at the first post-warm-up step, 1 at the last
     return _with_warmup(min_lr + (base_lr - min_lr) * 0.5 * (1 + np.cos(np.pi * t)), base_lr, w)

@@ -16,11 +16,12 @@ from tqdm import tqdm
 from facenet.data.images import EvalTransform, TrainTransform
 from facenet.data.pipeline import train_batches
 from facenet.data.sampler import PKSampler
+from facenet.errors import ConfigError, TrainingDiverged
 from facenet.evaluation.verify import evaluate_pairs
 from facenet.models.build import build_network
 from facenet.models.embedding import count_parameters
 from facenet.plots import distance_histogram, roc_plot
-from facenet.training.checkpoints import CheckpointManager
+from facenet.training.checkpoints import CheckpointManager, load_network_weights
 from facenet.training.optim import build_optimizer
 from facenet.training.step import TELEMETRY, TrainStep
 
@@ -70,8 +71,36 @@ def evaluate_and_log(
     return scalars
 
 
+def validate(cfg: DictConfig) -> None:
+    """Range checks the schema's types cannot express, before any data is touched."""
+    checks = {
+        "batch.identities": (cfg.batch.identities, 2),
+        "batch.images_per_identity": (cfg.batch.images_per_identity, 2),
+        "epochs": (cfg.epochs, 1),
+        "train.eval_every": (cfg.train.eval_every, 1),
+        "train.ckpt_every": (cfg.train.ckpt_every, 1),
+        "train.keep_checkpoint_max": (cfg.train.keep_checkpoint_max, 1),
+        "preprocess.image_size": (cfg.preprocess.image_size, 8),
+        "hardware.data_workers": (cfg.hardware.data_workers, 1),
+    }
+    if cfg.train.steps_per_epoch is not None:
+        checks["train.steps_per_epoch"] = (cfg.train.steps_per_epoch, 1)
+    bad = [f"{key}={value} (must be >= {low})" for key, (value, low) in checks.items() if value < low]
+    if bad:
+        hint = " (triplets need P >= 2 identities with K >= 2 images each)" if "batch." in bad[0] else ""
+        raise ConfigError("invalid settings: " + ", ".join(bad) + hint)
+
+
+def _log_window(tracker, window: list[np.ndarray], lr: float, rate: float, step: int) -> None:
+    mean = np.mean(window, axis=0)
+    metrics = {"train/loss": mean[0], "train/lr": lr, "train/images_per_sec": rate}
+    metrics.update({f"train/{n}": v for n, v in zip(TELEMETRY, mean[1:], strict=True)})
+    tracker.log_metrics(metrics, step)
+
+
 def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
-    """Train with triplet loss; returns the final evaluation metrics."""
+    """Train with triplet loss; returns the final evaluation metrics (plus `best_accuracy`)."""
+    validate(cfg)
     ms.set_seed(cfg.seed)
     workers = cfg.hardware.data_workers
     data = instantiate(cfg.dataset).load(workers)
@@ -81,23 +110,15 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     steps = cfg.train.steps_per_epoch or max(1, len(data) // (p * k))
     log.info(
         "training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d x %d",
-        len(data),
-        data.num_identities,
-        data.root,
-        len(pairs),
-        steps,
-        p,
-        k,
-    )
+        len(data), data.num_identities, data.root, len(pairs), steps, p, k,
+    )  # fmt: skip
 
     net = build_network(cfg.backbone, cfg.head)
+    if cfg.ckpt:
+        load_network_weights(net, cfg.ckpt)
+        log.info("initial weights from %s (optimizer state starts fresh)", cfg.ckpt)
     n_params = count_parameters(net)
-    log.info(
-        "network: %s + %s, %.2fM parameters",
-        cfg.backbone._target_.rsplit(".", 1)[-1],
-        cfg.head._target_.rsplit(".", 1)[-1],
-        n_params / 1e6,
-    )
+    log.info("network: %s, %.2fM parameters", cfg.backbone._target_.rsplit(".", 1)[-1], n_params / 1e6)
     lr = instantiate(cfg.lr_schedule)(epochs=cfg.epochs, steps_per_epoch=steps)
     optimizer = build_optimizer(instantiate(cfg.optimizer), net, lr)
     loss = instantiate(cfg.loss, miner=instantiate(cfg.miner))
@@ -110,59 +131,41 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     paths, classes = data.table["path"].tolist(), data.table["class"].to_numpy()
     eval_transform = EvalTransform(size)
     ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, model_spec(cfg))
-    tracker.log_metrics(
-        {
-            "model/parameters": n_params,
-            "data/images": len(data),
-            "data/identities": data.num_identities,
-            "data/eval_pairs": len(pairs),
-        },
-        0,
-    )
+    sizes = {"parameters": n_params, "images": len(data), "identities": data.num_identities, "eval_pairs": len(pairs)}
+    tracker.log_metrics({f"data/{k_}": v for k_, v in sizes.items()}, 0)
 
     metrics: dict[str, float] = {}
     global_step = 0
-    for epoch in range(cfg.epochs):
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step")
+    for epoch in range(1, cfg.epochs + 1):
+        bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", unit="step")
         window: list[np.ndarray] = []
         t0 = time.perf_counter()
-        batches = train_batches(paths, classes, sampler, augment, workers, cfg.seed, epoch)
-        for i, (images, labels) in enumerate(batches):
+        for i, (images, labels) in enumerate(train_batches(paths, classes, sampler, augment, workers, cfg.seed, epoch)):
             loss_value, telemetry = step_fn(images, labels)
             values = np.r_[float(loss_value.asnumpy()), telemetry.asnumpy()]
             if not np.isfinite(values[0]):
-                raise FloatingPointError(f"loss became {values[0]} at step {global_step}; lower lr or check data")
+                raise TrainingDiverged(f"loss became {values[0]} at step {global_step + 1}: lower lr or check the data")
             window.append(values)
             global_step += 1
             rate = (i + 1) * p * k / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{values[0]:.4f}", active=f"{values[1]:.2f}", img_s=f"{rate:.0f}")
             bar.update()
             if global_step % tracker.log_every_steps == 0 or i == steps - 1:
-                mean = np.mean(window, axis=0)
-                tracker.log_metrics(
-                    {
-                        "train/loss": mean[0],
-                        "train/lr": float(lr[global_step - 1]),
-                        **{f"train/{n}": v for n, v in zip(TELEMETRY, mean[1:], strict=True)},
-                        "train/images_per_sec": rate,
-                    },
-                    global_step,
-                )
+                _log_window(tracker, window, float(lr[global_step - 1]), rate, global_step)
                 window = []
         bar.close()
-        last = epoch == cfg.epochs - 1
-        if (epoch + 1) % cfg.train.eval_every == 0 or last:
+        last = epoch == cfg.epochs
+        if epoch % cfg.train.eval_every == 0 or last:
             metrics = evaluate_and_log(
                 net, pairs, protocol, eval_transform, workers, tracker, global_step, run_dir / "eval", "eval"
             )
-            metrics["epoch"] = epoch + 1
-        if (epoch + 1) % cfg.train.ckpt_every == 0 or last:
-            path = ckpts.save(step_fn, epoch + 1, global_step, {k: v for k, v in metrics.items()})
-            if metrics and metrics.get("epoch") == epoch + 1 and ckpts.update_best(path, metrics["accuracy"]):
-                log.info("new best accuracy %.4f at epoch %d", metrics["accuracy"], epoch + 1)
+            metrics["epoch"] = epoch
+            if ckpts.save_if_best(step_fn, epoch, global_step, metrics):
+                log.info("new best accuracy %.4f at epoch %d", metrics["accuracy"], epoch)
+        if epoch % cfg.train.ckpt_every == 0 or last:
+            ckpts.save(step_fn, epoch, global_step, metrics)
     best = run_dir / "checkpoints" / "best.ckpt"
-    if best.exists():
-        tracker.log_artifact(best, "checkpoints")
-        tracker.log_artifact(best.with_suffix(".json"), "checkpoints")
-        metrics["best_accuracy"] = ckpts.best_accuracy
+    tracker.log_artifact(best, "checkpoints")
+    tracker.log_artifact(best.with_suffix(".json"), "checkpoints")
+    metrics["best_accuracy"] = ckpts.best_accuracy
     return metrics
