@@ -98,7 +98,7 @@ def time_pipeline(cfg, steps: int) -> float:
     sampler = PKSampler(data.table["class"].to_numpy(), p, k, steps + 1, seed=0)
     tf = TrainTransform(cfg.preprocess.image_size, **OmegaConf.to_container(cfg.augment))
     batches = train_batches(
-        data.table["path"].tolist(), data.table["class"].to_numpy(), sampler, tf, cfg.hardware.data_workers, 0
+        data.table["path"].tolist(), data.table["class"].to_numpy(), sampler, tf, cfg.hardware.data_workers, 0, 1
     )
     _, step = build_step(cfg)
     step(*next(batches))[0].asnumpy()

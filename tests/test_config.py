@@ -10,7 +10,9 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from facenet.models.build import build_network
 from tests.conftest import CONF
 
-GROUPS = ["backbone", "head", "dataset", "eval", "miner", "loss", "optimizer", "lr_schedule", "hardware", "tracking"]
+GROUPS = [
+    "backbone", "head", "batch", "dataset", "eval", "miner", "loss", "optimizer", "lr_schedule", "hardware", "tracking"
+]  # fmt: skip
 REQUIRED = {"dataset=folder": ["dataset.root=/x"], "eval=lfw": ["eval.root=/x", "eval.pairs=/x/pairs.txt"]}
 
 
@@ -43,6 +45,13 @@ def test_every_option_composes_and_instantiates(compose_cfg, group):
             net = build_network(cfg.backbone, cfg.head)
             opt = build_optimizer(obj, net, np.full(10, cfg.lr, np.float32))
             assert isinstance(opt, ms.nn.Optimizer)
+        elif group == "batch":
+            import pandas as pd
+
+            table = pd.DataFrame({"id": [str(i) for i in range(80)], "name": [f"n{i // 4}" for i in range(80)]})
+            table["class"] = np.arange(80) // 4
+            sampler = obj(table, steps_per_epoch=3, seed=0)
+            assert sampler.epoch_indices(1).shape == (3 * sampler.batch_size,)
         elif group == "lr_schedule":
             lr = obj(epochs=2, steps_per_epoch=3)
             assert lr.shape == (6,) and lr.max() == pytest.approx(cfg.lr)
@@ -58,7 +67,7 @@ def test_top_level_knobs_reach_groups(compose_cfg):
 
 def test_experiment_overrides_defaults(compose_cfg):
     cfg = compose_cfg("experiment=smoke")
-    assert cfg.epochs == 1 and cfg.batch.identities == 4 and cfg.train.steps_per_epoch == 3
+    assert cfg.epochs == 1 and cfg.batch.identities == 16 and cfg.train.steps_per_epoch == 3
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from facenet.data.images import EvalTransform, TrainTransform, read_image
-from facenet.data.index import index_folder
+from facenet.data.index import index_folder, read_index_csv
 from facenet.data.pairs import read_pairs
 from facenet.data.sampler import PKSampler
 from facenet.data.synthetic import generate_eval, generate_train
@@ -31,7 +32,34 @@ def test_index_folder_columns_and_classes(tmp_path):
     table = index_folder(tmp_path)
     assert list(table.columns) == ["id", "name", "class", "path"]
     assert table["name"].tolist() == ["alice"] * 3 + ["bob"] * 2
-    assert table["class"].tolist() == [0, 0, 0, 1, 1] and table["id"].tolist() == list(range(5))
+    assert table["class"].tolist() == [0, 0, 0, 1, 1]
+    assert table["id"].tolist() == ["alice_0001", "alice_0002", "alice_0003", "bob_0001", "bob_0002"]
+    assert table["path"].iloc[3] == str((tmp_path / "bob" / "bob_0001.png").resolve())
+
+
+def test_index_cache_reused_and_invalidated(tmp_path):
+    root = make_tree(tmp_path / "faces", {"a": 2, "b": 2})
+    cache = tmp_path / "cache"
+    first = index_folder(root, cache)
+    (cached,) = cache.glob("index-*.csv")
+    pd.testing.assert_frame_equal(index_folder(root, cache), first)  # read back from the CSV, same table
+    make_tree(root, {"a": 3})  # a new image changes folder a's mtime
+    again = index_folder(root, cache)
+    assert len(again) == 5 and len(list(cache.glob("index-*.csv"))) == 2
+
+
+def test_reference_index_csv(tmp_path):
+    root = make_tree(tmp_path / "faces", {"n1": 2, "n2": 1}, ext="jpg")
+    (tmp_path / "ref.csv").write_text("id,name,class\nn1_0001,n1,0\nn1_0002,n1,0\nn2_0001,n2,1\n")
+    table = read_index_csv(tmp_path / "ref.csv", root)
+    assert table.columns.tolist() == ["id", "name", "class", "path"]
+    assert table["path"].tolist() == [
+        str((root / n / f"{i}.jpg").resolve())
+        for i, n in zip(["n1_0001", "n1_0002", "n2_0001"], ["n1", "n1", "n2"], strict=True)
+    ]
+    (tmp_path / "bad.csv").write_text("id,name\nx,y\n")
+    with pytest.raises(DataError, match="needs columns"):
+        read_index_csv(tmp_path / "bad.csv", root)
 
 
 def test_index_folder_bad_roots(tmp_path):

@@ -35,7 +35,7 @@ def test_training_run_is_logged_to_mlflow(trained):
     exp = client.get_experiment_by_name("facenet")
     (r,) = client.search_runs([exp.experiment_id])
     assert r.info.status == "FINISHED"
-    assert r.data.params["margin"] == "0.2" and r.data.params["batch.identities"] == "4"
+    assert r.data.params["margin"] == "0.2" and r.data.params["batch.identities"] == "16"
     assert r.data.params["optimizer._target_"] == "mindspore.nn.Adam"
     assert r.data.metrics["eval/accuracy"] == pytest.approx(metrics["accuracy"])
     for key in (
@@ -107,8 +107,9 @@ def test_checkpoint_problems_are_clear(trained, compose_cfg, tmp_path):
     [
         (["task=eval"], "needs a checkpoint", True),
         (["task=eval", "ckpt=/nonexistent.ckpt"], "does not exist", True),
-        (["batch.identities=1"], r"batch.identities=1 \(must be >= 2\)", True),
-        (["batch.images_per_identity=1", "train.eval_every=0"], "images_per_identity=1.*eval_every=0", True),
+        (["batch.identities=1"], "batch.identities=1, batch.images_per_identity=4: triplets need P >= 2", True),
+        (["train.ckpt_every=0", "train.eval_every=0"], r"eval_every=0 \(must be >= 1\), train.ckpt_every=0", True),
+        (["miner=random_triplets"], "needs batch=triplets, not batch=pk", True),
         (["lr_schedule=step", "lr_schedule.step_epochs=0"], "step_epochs must be >= 1", True),
         (["task=fly"], "task must be one of", False),
     ],
@@ -187,3 +188,20 @@ def test_same_seed_reproduces_the_run(trained, compose_cfg, tmp_path):
     _, _, metrics = trained
     again = run(compose_cfg(*TRAIN, f"output_dir={tmp_path}"))
     assert again["accuracy"] == metrics["accuracy"] and again["auc"] == pytest.approx(metrics["auc"], abs=1e-6)
+
+
+def test_offline_random_triplets_train(compose_cfg, tmp_path):
+    cfg = compose_cfg(
+        "experiment=smoke",
+        f"output_dir={tmp_path}",
+        "batch=triplets",
+        "batch.triplets=4",
+        "miner=random_triplets",
+        "margin=0.5",
+        "tracking.log_every_steps=1",
+    )
+    metrics = run(cfg)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (r,) = client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
+    assert r.info.status == "FINISHED" and 0 <= metrics["accuracy"] <= 1
+    assert r.data.params["batch.triplets"] == "4" and r.data.metrics["train/loss"] > 0

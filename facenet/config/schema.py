@@ -45,6 +45,8 @@ class SyntheticDatasetConf:
 class FolderDatasetConf:
     _target_: str = "facenet.data.datasets.FolderDataset"
     root: str = MISSING
+    index_csv: str | None = None  # the reference recipe's `id,name,class` CSV instead of scanning `root`
+    cache_dir: str | None = "${data_dir}/index"  # scanned indexes are cached here (null: always rescan)
 
 
 @dataclass
@@ -201,16 +203,29 @@ class NoTrackingConf:
     _target_: str = "facenet.tracking.NullTracker"
 
 
-# ---------------------------------------------------------------- top level
 @dataclass
-class BatchConf:
+class PKBatchConf:
+    _target_: str = "facenet.data.sampler.PKSampler"
+    _partial_: bool = True
     identities: int = 16
     images_per_identity: int = 4
 
 
 @dataclass
+class TripletBatchConf:
+    _target_: str = "facenet.data.triplets.TripletSampler"
+    _partial_: bool = True
+    triplets: int = 64
+    triplets_per_epoch: int = 10000
+    csv: str | None = None
+
+
+# ---------------------------------------------------------------- top level
+
+
+@dataclass
 class TrainConf:
-    steps_per_epoch: int | None = None  # None: images in the training set // batch size
+    steps_per_epoch: int | None = None  # None: the batch option's default (pk: images // (P*K))
     eval_every: int = 1
     ckpt_every: int = 1
     keep_checkpoint_max: int = 3
@@ -227,7 +242,7 @@ class Config:
     embedding_size: int = 128
     output_dir: str = "outputs"
     data_dir: str = "data"
-    batch: BatchConf = field(default_factory=BatchConf)
+    batch: Any = MISSING
     train: TrainConf = field(default_factory=TrainConf)
     preprocess: PreprocessConf = field(default_factory=PreprocessConf)
     augment: AugmentConf = field(default_factory=AugmentConf)
@@ -246,6 +261,7 @@ class Config:
 SCHEMAS = {
     "backbone": {"resnet_schema": ResNetConf},
     "head": {"embedding_head_schema": EmbeddingHeadConf},
+    "batch": {"pk_schema": PKBatchConf, "triplets_schema": TripletBatchConf},
     "dataset": {"synthetic_schema": SyntheticDatasetConf, "folder_schema": FolderDatasetConf},
     "eval": {"synthetic_eval_schema": SyntheticEvalConf, "lfw_schema": LfwEvalConf},
     "miner": {"miner_schema": MinerConf},

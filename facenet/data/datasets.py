@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from facenet.data.index import index_folder
+from facenet.data.index import index_folder, read_index_csv
 from facenet.data.synthetic import generate_train
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,16 @@ class TrainSet:
 
 
 class FolderDataset:
-    """`root/<identity>/<image>`: VGGFace2, CASIA-WebFace, LFW and similar layouts (jpg, png, pgm, ...)."""
+    """`root/<identity>/<image>`: VGGFace2, CASIA-WebFace, LFW and similar layouts (jpg, png, pgm, ...), indexed
+    by scanning (cached in `cache_dir`) or read from the reference recipe's `index_csv`."""
 
-    def __init__(self, root: str):
-        self.root = Path(root).expanduser()
+    def __init__(self, root: str, index_csv: str | None = None, cache_dir: str | None = None):
+        self.root, self.index_csv, self.cache_dir = Path(root).expanduser(), index_csv, cache_dir
 
     def load(self, workers: int = 2) -> TrainSet:
-        return TrainSet(index_folder(self.root), self.root)
+        if self.index_csv:
+            return TrainSet(read_index_csv(self.index_csv, self.root), self.root)
+        return TrainSet(index_folder(self.root, self.cache_dir), self.root)
 
 
 class SyntheticDataset:

@@ -10,7 +10,6 @@ import mindspore.dataset as ds
 import numpy as np
 
 from facenet.data.images import EvalTransform, TrainTransform, read_image
-from facenet.data.sampler import PKSampler
 
 
 def _workers(n: int) -> int:
@@ -98,13 +97,14 @@ def _generator(source: _EpochSource | _EvalSource, columns: list[str], workers: 
 def train_batches(
     paths: Sequence[str],
     labels: np.ndarray,
-    sampler: PKSampler,
+    sampler,
     transform: TrainTransform,
     workers: int,
     seed: int,
     epoch: int,
 ) -> Iterator[tuple[ms.Tensor, ms.Tensor]]:
-    """One epoch of (images, labels) batches of P*K in sampler order (P identities x K images each)."""
+    """One epoch of (images, labels) batches in sampler order (`sampler.epoch_indices(epoch)`, `batch_size` each:
+    P identities x K images, or anchors | positives | negatives for offline triplets)."""
     source = _EpochSource(list(paths), labels, sampler.epoch_indices(epoch), transform, seed, epoch)
     data = _generator(source, ["image", "label"], workers).batch(sampler.batch_size, drop_remainder=True)
     yield from _rows(source, data, output_numpy=False)

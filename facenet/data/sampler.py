@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 
-from facenet.errors import DataError
+from facenet.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +21,17 @@ class PKSampler:
     left out (counted in `skipped`).
     """
 
-    def __init__(
-        self, labels: np.ndarray, identities: int, images_per_identity: int, steps_per_epoch: int, seed: int = 0
-    ):
-        labels = np.asarray(labels)
+    layout = "pk"
+
+    def __init__(self, labels: np.ndarray | pd.DataFrame, identities: int, images_per_identity: int,
+                 steps_per_epoch: int | None = None, seed: int = 0):  # fmt: skip
+        """`labels`: one class per image (or the index table); `steps_per_epoch` None: images // (P * K)."""
+        if identities < 2 or images_per_identity < 2:
+            raise ConfigError(
+                f"batch.identities={identities}, batch.images_per_identity={images_per_identity}: triplets need "
+                "P >= 2 identities with K >= 2 images each"
+            )
+        labels = labels["class"].to_numpy() if isinstance(labels, pd.DataFrame) else np.asarray(labels)
         classes, counts = np.unique(labels, return_counts=True)
         usable = classes[counts >= 2]
         self.skipped = int((counts < 2).sum())
@@ -34,7 +42,8 @@ class PKSampler:
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], usable)
         self._members = [order[b : b + c] for b, c in zip(bounds, counts[counts >= 2], strict=True)]
-        self.p, self.k, self.steps, self.seed = identities, images_per_identity, steps_per_epoch, seed
+        self.p, self.k, self.seed = identities, images_per_identity, seed
+        self.steps = steps_per_epoch or max(1, len(labels) // (identities * images_per_identity))
 
     @property
     def batch_size(self) -> int:

@@ -25,7 +25,12 @@ def label_masks(labels):
 
 
 class Miner(nn.Cell):
-    """Selects triplets: construct(dist, pos, neg) -> float mask (B, B, B), 1 where (a, p, n) is used."""
+    """Selects triplets: construct(dist, pos, neg) -> float mask (B, B, B), 1 where (a, p, n) is used.
+
+    `layout` is the batch structure the miner needs: "pk" (any batch with labels) or "triplets" (batch=triplets).
+    """
+
+    layout = "pk"
 
     def construct(self, dist, pos, neg):
         raise NotImplementedError

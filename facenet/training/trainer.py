@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 from facenet.data.images import EvalTransform, TrainTransform
 from facenet.data.pipeline import train_batches
-from facenet.data.sampler import PKSampler
 from facenet.errors import ConfigError, TrainingDiverged
 from facenet.evaluation.verify import evaluate_pairs
 from facenet.models.build import build_network
@@ -74,8 +73,6 @@ def evaluate_and_log(
 def validate(cfg: DictConfig) -> None:
     """Range checks the schema's types cannot express, before any data is touched."""
     checks = {
-        "batch.identities": (cfg.batch.identities, 2),
-        "batch.images_per_identity": (cfg.batch.images_per_identity, 2),
         "epochs": (cfg.epochs, 1),
         "train.eval_every": (cfg.train.eval_every, 1),
         "train.ckpt_every": (cfg.train.ckpt_every, 1),
@@ -87,8 +84,7 @@ def validate(cfg: DictConfig) -> None:
         checks["train.steps_per_epoch"] = (cfg.train.steps_per_epoch, 1)
     bad = [f"{key}={value} (must be >= {low})" for key, (value, low) in checks.items() if value < low]
     if bad:
-        hint = " (triplets need P >= 2 identities with K >= 2 images each)" if "batch." in bad[0] else ""
-        raise ConfigError("invalid settings: " + ", ".join(bad) + hint)
+        raise ConfigError("invalid settings: " + ", ".join(bad))
 
 
 def _log_window(tracker, window: list[np.ndarray], lr: float, rate: float, step: int) -> None:
@@ -106,11 +102,14 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     data = instantiate(cfg.dataset).load(workers)
     protocol = instantiate(cfg.eval)
     pairs = protocol.load(workers)
-    p, k = cfg.batch.identities, cfg.batch.images_per_identity
-    steps = cfg.train.steps_per_epoch or max(1, len(data) // (p * k))
+    sampler = instantiate(cfg.batch)(data.table, steps_per_epoch=cfg.train.steps_per_epoch, seed=cfg.seed)
+    miner = instantiate(cfg.miner)
+    if miner.layout != "pk" and miner.layout != sampler.layout:
+        raise ConfigError(f"miner={type(miner).__name__} needs batch={miner.layout}, not batch={sampler.layout}")
+    steps, batch_size = sampler.steps, sampler.batch_size
     log.info(
-        "training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d x %d",
-        len(data), data.num_identities, data.root, len(pairs), steps, p, k,
+        "training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d images (%s)",
+        len(data), data.num_identities, data.root, len(pairs), steps, batch_size, sampler.layout,
     )  # fmt: skip
 
     net = build_network(cfg.backbone, cfg.head)
@@ -121,12 +120,11 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     log.info("network: %s, %.2fM parameters", cfg.backbone._target_.rsplit(".", 1)[-1], n_params / 1e6)
     lr = instantiate(cfg.lr_schedule)(epochs=cfg.epochs, steps_per_epoch=steps)
     optimizer = build_optimizer(instantiate(cfg.optimizer), net, lr)
-    loss = instantiate(cfg.loss, miner=instantiate(cfg.miner))
+    loss = instantiate(cfg.loss, miner=miner)
     step_fn = TrainStep(net, loss, optimizer)
     step_fn.set_train(True)
 
     size = int(cfg.preprocess.image_size)
-    sampler = PKSampler(data.table["class"].to_numpy(), p, k, steps, seed=cfg.seed)
     augment = TrainTransform(size, **OmegaConf.to_container(cfg.augment))
     paths, classes = data.table["path"].tolist(), data.table["class"].to_numpy()
     eval_transform = EvalTransform(size)
@@ -147,7 +145,7 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
                 raise TrainingDiverged(f"loss became {values[0]} at step {global_step + 1}: lower lr or check the data")
             window.append(values)
             global_step += 1
-            rate = (i + 1) * p * k / (time.perf_counter() - t0)
+            rate = (i + 1) * batch_size / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{values[0]:.4f}", active=f"{values[1]:.2f}", img_s=f"{rate:.0f}")
             bar.update()
             if global_step % tracker.log_every_steps == 0 or i == steps - 1:
