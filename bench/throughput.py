@@ -59,7 +59,7 @@ def build_step(cfg):
     from facenet.training.optim import build_optimizer
     from facenet.training.step import TrainStep
 
-    net = build_network(cfg.backbone, cfg.head)
+    net = build_network(cfg.backbone, cfg.head, cfg.preprocess.image_size)
     opt = build_optimizer(instantiate(cfg.optimizer), net, np.full(10_000, cfg.lr, np.float32))
     loss = instantiate(cfg.loss, miner=instantiate(cfg.miner))
     step = TrainStep(net, loss, opt)
@@ -114,7 +114,7 @@ def time_embedding(cfg, batch: int, repeats: int) -> float:
 
     from facenet.models.build import build_network
 
-    net = build_network(cfg.backbone, cfg.head)
+    net = build_network(cfg.backbone, cfg.head, cfg.preprocess.image_size)
     net.set_train(False)
     size = cfg.preprocess.image_size
     x = ms.Tensor(np.random.default_rng(0).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))

@@ -64,7 +64,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, fl
             size,
             cfg.preprocess.image_size,
         )
-    net = build_network(spec["model"]["backbone"], spec["model"]["head"])
+    net = build_network(spec["model"]["backbone"], spec["model"]["head"], size)
     load_network_weights(net, ckpt)
     protocol = instantiate(cfg.eval)
     pairs = protocol.load(cfg.hardware.data_workers)

@@ -60,3 +60,18 @@ def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH") -
         except SystemError:
             pass
     _state["device"] = wanted
+
+
+AMP_LEVELS = ("O0", "O1", "O2", "O3")
+
+
+def mixed_precision(net, level: str, device: str):
+    """Cast `net` for MindSpore's automatic mixed precision `level` (O0: float32, unchanged). CPU kernels run O0
+    only, so any other level there is a configuration error rather than a silent no-op."""
+    if level not in AMP_LEVELS:
+        raise ConfigError(f"hardware.amp_level must be one of {AMP_LEVELS}, got {level!r}")
+    if level == "O0":
+        return net
+    if device.upper() == "CPU":
+        raise ConfigError(f"hardware.amp_level={level} needs a GPU or Ascend device; on CPU use O0")
+    return ms.amp.auto_mixed_precision(net, level)

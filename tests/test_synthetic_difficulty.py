@@ -34,7 +34,7 @@ def test_untrained_network_scores_at_most_075(default_eval):
 
     cfg, pairs = default_eval
     ms.set_seed(0)
-    net = build_network(cfg.backbone, cfg.head)
+    net = build_network(cfg.backbone, cfg.head, cfg.preprocess.image_size)
     report, _ = evaluate_pairs(net, pairs, EvalTransform(cfg.preprocess.image_size), 128, (1e-3,))
     print(f"untrained {cfg.backbone.block} network accuracy on default synthetic pairs: {report.accuracy_mean:.4f}")
     assert report.accuracy_mean <= 0.75

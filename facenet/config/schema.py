@@ -23,11 +23,27 @@ class ResNetConf:
 
 
 @dataclass
+class MobileFaceNetConf:
+    _target_: str = "facenet.models.mobilefacenet.MobileFaceNet"
+    width: int = 64
+    out_channels: int = 512
+
+
+@dataclass
+class InceptionResNetV1Conf:
+    _target_: str = "facenet.models.inception_resnet_v1.InceptionResNetV1"
+    repeats: list[int] = field(default_factory=lambda: [5, 10, 5])
+
+
+@dataclass
 class EmbeddingHeadConf:
     _target_: str = "facenet.models.head.EmbeddingHead"
     _partial_: bool = True
     embedding_size: int = "${embedding_size}"  # type: ignore[assignment]
     scale: float = 1.0
+    pool: str = "avg"
+    dropout: float = 0.0
+    batch_norm: bool = False
 
 
 # ---------------------------------------------------------------- data
@@ -60,6 +76,7 @@ class SyntheticEvalConf:
     data_dir: str = "${data_dir}"
     batch_size: int = 128
     far_targets: list[float] = field(default_factory=lambda: [1e-3])
+    flip_tta: bool = False
 
 
 @dataclass
@@ -69,6 +86,7 @@ class LfwEvalConf:
     pairs: str = MISSING
     batch_size: int = 128
     far_targets: list[float] = field(default_factory=lambda: [1e-3])
+    flip_tta: bool = False
 
 
 @dataclass
@@ -186,6 +204,7 @@ class HardwareConf:
     device_id: int = 0
     mode: str = "GRAPH"
     data_workers: int = 2
+    amp_level: str = "O0"
 
 
 @dataclass
@@ -229,6 +248,7 @@ class TrainConf:
     eval_every: int = 1
     ckpt_every: int = 1
     keep_checkpoint_max: int = 3
+    max_minutes: float | None = None  # stop (then evaluate and checkpoint) after this much time in training steps
 
 
 @dataclass
@@ -240,6 +260,7 @@ class Config:
     epochs: int = 10
     seed: int = 0
     embedding_size: int = 128
+    init_std: float | None = None  # null: MindSpore's default initialisers; a float: conv/dense weights ~ N(0, std)
     output_dir: str = "outputs"
     data_dir: str = "data"
     batch: Any = MISSING
@@ -259,7 +280,11 @@ class Config:
 
 
 SCHEMAS = {
-    "backbone": {"resnet_schema": ResNetConf},
+    "backbone": {
+        "resnet_schema": ResNetConf,
+        "mobilefacenet_schema": MobileFaceNetConf,
+        "inception_resnet_v1_schema": InceptionResNetV1Conf,
+    },
     "head": {"embedding_head_schema": EmbeddingHeadConf},
     "batch": {"pk_schema": PKBatchConf, "triplets_schema": TripletBatchConf},
     "dataset": {"synthetic_schema": SyntheticDatasetConf, "folder_schema": FolderDatasetConf},

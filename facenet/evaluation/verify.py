@@ -23,15 +23,25 @@ def embed_paths(
     batch_size: int,
     workers: int = 2,
     desc: str = "embedding",
+    flip_tta: bool = False,
 ) -> np.ndarray:
-    """(N, D) embeddings of `paths`, in order, with BatchNorm in inference mode (restored afterwards)."""
+    """(N, D) embeddings of `paths`, in order, with BatchNorm in inference mode (restored afterwards).
+
+    `flip_tta`: the embedding of each image and of its horizontal mirror are summed, then rescaled to the
+    network's norm (so distances keep their range and thresholds their meaning).
+    """
     was_training = net.training
     net.set_train(False)
     out = []
     try:
         with tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
             for batch, n in eval_batches(paths, transform, batch_size, workers):
-                out.append(net(ms.Tensor(batch)).asnumpy()[:n])
+                emb = net(ms.Tensor(batch)).asnumpy()[:n]
+                if flip_tta:
+                    both = emb + net(ms.Tensor(np.ascontiguousarray(batch[..., ::-1]))).asnumpy()[:n]
+                    norm = np.linalg.norm(emb, axis=1, keepdims=True)
+                    emb = both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12) * norm
+                out.append(emb)
                 bar.update(n)
     finally:
         net.set_train(was_training)
@@ -50,6 +60,7 @@ def evaluate_pairs(
     batch_size: int,
     far_targets: Sequence[float],
     workers: int = 2,
+    flip_tta: bool = False,
 ) -> tuple[VerificationReport, np.ndarray]:
     """Verification report over every pair, plus the distances it was computed from (in file order)."""
     n_folds = pairs.n_folds if pairs.n_folds > 1 else 10
@@ -58,7 +69,7 @@ def evaluate_pairs(
             f"verification needs same and different pairs and at least {2 * n_folds} pairs for {n_folds} folds; "
             f"got {int(pairs.issame.sum())} same and {int((~pairs.issame).sum())} different"
         )
-    emb = embed_paths(net, pairs.paths, transform, batch_size, workers, desc="eval embeddings")
+    emb = embed_paths(net, pairs.paths, transform, batch_size, workers, "eval embeddings", flip_tta)
     d = pair_distances(emb, pairs)
     order = pairs.fold_order(n_folds)
     report = verification_report(d[order], pairs.issame[order], n_folds=n_folds, far_targets=tuple(far_targets))

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 from mindspore import nn
+from mindspore.common.initializer import Normal, initializer
 
 
 class EmbeddingNet(nn.Cell):
-    def __init__(self, backbone: nn.Cell, head: Callable[[int], nn.Cell]):
+    """backbone (feature map) + head (embedding). The head is built for the backbone's output at `image_size`."""
+
+    def __init__(self, backbone: nn.Cell, head: Callable[..., nn.Cell], image_size: int):
         super().__init__()
         self.backbone = backbone
-        self.head = head(backbone.out_channels)
+        self.head = head(backbone.out_channels, backbone.feature_size(image_size))
 
     def construct(self, x):
         return self.head(self.backbone(x))
 
 
+def init_normal(net: nn.Cell, std: float) -> None:
+    """N(0, std) for every convolution and dense weight, zero biases (the reference recipe's initialisation)."""
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, (nn.Conv2d, nn.Dense)):
+            cell.weight.set_data(initializer(Normal(sigma=std, mean=0.0), cell.weight.shape, cell.weight.dtype))
+            if cell.bias is not None:
+                cell.bias.set_data(initializer("zeros", cell.bias.shape, cell.bias.dtype))
+
+
 def count_parameters(net: nn.Cell) -> int:
     """Number of trainable scalars."""
-    return int(sum(p.size for p in net.trainable_params()))
+    return int(sum(np.prod(p.shape) for p in net.trainable_params()))

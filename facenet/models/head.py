@@ -1,10 +1,12 @@
-"""Embedding head: global average pooling, linear projection, L2 normalisation (times an optional scale)."""
+"""Embedding heads: feature map -> pooled vector -> [dropout] -> projection -> [batch norm] -> L2 norm x scale."""
 
 from __future__ import annotations
 
 from mindspore import nn, ops
 
 from facenet.errors import ConfigError
+
+POOLS = ("avg", "flatten", "gdc")
 
 
 def l2_normalize(x, eps: float = 1e-20):
@@ -13,14 +15,39 @@ def l2_normalize(x, eps: float = 1e-20):
 
 
 class EmbeddingHead(nn.Cell):
-    """(N, C, h, w) feature map -> (N, embedding_size) vectors of norm `scale`."""
+    """(N, C, h, w) feature map -> (N, embedding_size) vectors of norm `scale`.
 
-    def __init__(self, in_channels: int, embedding_size: int = 128, scale: float = 1.0):
+    pool: "avg" global average pooling (C features); "flatten" the whole map (C*h*w features, the reference
+    recipe's `Dense(2048*7*7, 128)` at 224x224); "gdc" a global depthwise convolution over the h x w map
+    (MobileFaceNet's linear GDConv). `dropout` applies before the projection, `batch_norm` after it.
+    """
+
+    def __init__(self, in_channels: int, feature_size: tuple[int, int], embedding_size: int = 128,
+                 scale: float = 1.0, pool: str = "avg", dropout: float = 0.0, batch_norm: bool = False):  # fmt: skip
         super().__init__()
-        if embedding_size < 1 or scale <= 0:
-            raise ConfigError(f"embedding_size must be >= 1 and scale > 0, got {embedding_size}, {scale}")
-        self.proj = nn.Dense(in_channels, embedding_size)
+        if embedding_size < 1 or scale <= 0 or not 0 <= dropout < 1:
+            raise ConfigError(f"head: need embedding_size >= 1, scale > 0, 0 <= dropout < 1; got "
+                              f"{embedding_size}, {scale}, {dropout}")  # fmt: skip
+        if pool not in POOLS:
+            raise ConfigError(f"head.pool must be one of {POOLS}, got {pool!r}")
+        h, w = feature_size
+        self.pool = pool
+        if pool == "gdc":
+            self.gdc = nn.SequentialCell([
+                nn.Conv2d(in_channels, in_channels, (h, w), pad_mode="valid", group=in_channels, has_bias=False),
+                nn.BatchNorm2d(in_channels),
+            ])  # fmt: skip
+        features = in_channels * h * w if pool == "flatten" else in_channels
+        self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+        self.proj = nn.Dense(features, embedding_size)
+        self.bn = nn.BatchNorm1d(embedding_size) if batch_norm else nn.Identity()
         self.scale = float(scale)
 
     def construct(self, x):
-        return l2_normalize(self.proj(x.mean(axis=(2, 3)))) * self.scale
+        if self.pool == "avg":
+            x = x.mean(axis=(2, 3))
+        elif self.pool == "gdc":
+            x = self.gdc(x).reshape(x.shape[0], -1)
+        else:
+            x = x.reshape(x.shape[0], -1)
+        return l2_normalize(self.bn(self.proj(self.dropout(x)))) * self.scale

@@ -87,6 +87,20 @@ class ResNet(nn.Cell):
         self.stem = nn.SequentialCell(stem)
         self.stages = nn.SequentialCell(blocks)
         self.out_channels = cin
+        self._stem = (stem_kernel, stem_stride, stem_pool)
+
+    def feature_size(self, image_size: int) -> tuple[int, int]:
+        """Spatial size of the output map for a square input (conv arithmetic of the stem and three stride-2
+        stages)."""
+        kernel, stride, pool = self._stem
+        s = (image_size + 2 * (kernel // 2) - kernel) // stride + 1
+        if pool:
+            s = -(-s // 2)  # max-pool 3x3/2, "same" padding
+        for _ in range(3):
+            s = (s - 1) // 2 + 1  # 3x3/2 conv, padding 1
+        if s < 1:
+            raise ConfigError(f"input {image_size}x{image_size} is too small for this ResNet")
+        return s, s
 
     def construct(self, x):
         return self.stages(self.stem(x))

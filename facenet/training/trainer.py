@@ -20,6 +20,7 @@ from facenet.evaluation.verify import evaluate_pairs
 from facenet.models.build import build_network
 from facenet.models.embedding import count_parameters
 from facenet.plots import distance_histogram, roc_plot
+from facenet.runtime import mixed_precision
 from facenet.training.checkpoints import CheckpointManager, load_network_weights
 from facenet.training.optim import build_optimizer
 from facenet.training.step import TELEMETRY, TrainStep
@@ -48,7 +49,9 @@ def evaluate_and_log(
     net, pairs, protocol, transform, workers: int, tracker, step: int, out_dir: Path, prefix: str = "eval"
 ) -> dict[str, float]:
     """Score every pair, log scalars, write the ROC plot, histogram and report JSON (logged as artifacts)."""
-    report, distances = evaluate_pairs(net, pairs, transform, protocol.batch_size, protocol.far_targets, workers)
+    report, distances = evaluate_pairs(
+        net, pairs, transform, protocol.batch_size, protocol.far_targets, workers, protocol.flip_tta
+    )
     scalars = report.scalars()
     tracker.log_metrics({f"{prefix}/{k}": v for k, v in scalars.items()}, step)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +83,8 @@ def validate(cfg: DictConfig) -> None:
         "preprocess.image_size": (cfg.preprocess.image_size, 8),
         "hardware.data_workers": (cfg.hardware.data_workers, 1),
     }
+    if cfg.train.max_minutes is not None:
+        checks["train.max_minutes"] = (cfg.train.max_minutes, 1e-9)
     if cfg.train.steps_per_epoch is not None:
         checks["train.steps_per_epoch"] = (cfg.train.steps_per_epoch, 1)
     bad = [f"{key}={value} (must be >= {low})" for key, (value, low) in checks.items() if value < low]
@@ -112,10 +117,11 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
         len(data), data.num_identities, data.root, len(pairs), steps, batch_size, sampler.layout,
     )  # fmt: skip
 
-    net = build_network(cfg.backbone, cfg.head)
+    net = build_network(cfg.backbone, cfg.head, cfg.preprocess.image_size, cfg.init_std)
     if cfg.ckpt:
         load_network_weights(net, cfg.ckpt)
         log.info("initial weights from %s (optimizer state starts fresh)", cfg.ckpt)
+    net = mixed_precision(net, cfg.hardware.amp_level, cfg.hardware.device)
     n_params = count_parameters(net)
     log.info("network: %s, %.2fM parameters", cfg.backbone._target_.rsplit(".", 1)[-1], n_params / 1e6)
     lr = instantiate(cfg.lr_schedule)(epochs=cfg.epochs, steps_per_epoch=steps)
@@ -130,15 +136,20 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     eval_transform = EvalTransform(size)
     ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, model_spec(cfg))
     sizes = {"parameters": n_params, "images": len(data), "identities": data.num_identities, "eval_pairs": len(pairs)}
-    tracker.log_metrics({f"data/{k_}": v for k_, v in sizes.items()}, 0)
+    tracker.log_metrics({("model/" if k_ == "parameters" else "data/") + k_: v for k_, v in sizes.items()}, 0)
 
     metrics: dict[str, float] = {}
     global_step = 0
+    budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes is not None else float("inf")
+    spent, out_of_time = 0.0, False  # seconds in training steps (evaluation excluded)
     for epoch in range(1, cfg.epochs + 1):
         bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", unit="step")
         window: list[np.ndarray] = []
         t0 = time.perf_counter()
         for i, (images, labels) in enumerate(train_batches(paths, classes, sampler, augment, workers, cfg.seed, epoch)):
+            if spent + time.perf_counter() - t0 > budget:
+                out_of_time = True
+                break
             loss_value, telemetry = step_fn(images, labels)
             values = np.r_[float(loss_value.asnumpy()), telemetry.asnumpy()]
             if not np.isfinite(values[0]):
@@ -152,7 +163,14 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
                 _log_window(tracker, window, float(lr[global_step - 1]), rate, global_step)
                 window = []
         bar.close()
-        last = epoch == cfg.epochs
+        spent += time.perf_counter() - t0
+        if window:
+            _log_window(tracker, window, float(lr[global_step - 1]), rate, global_step)
+        if out_of_time:
+            log.info(
+                "train.max_minutes=%g reached after %d steps (epoch %d)", cfg.train.max_minutes, global_step, epoch
+            )
+        last = epoch == cfg.epochs or out_of_time
         if epoch % cfg.train.eval_every == 0 or last:
             metrics = evaluate_and_log(
                 net, pairs, protocol, eval_transform, workers, tracker, global_step, run_dir / "eval", "eval"
@@ -162,6 +180,9 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
                 log.info("new best accuracy %.4f at epoch %d", metrics["accuracy"], epoch)
         if epoch % cfg.train.ckpt_every == 0 or last:
             ckpts.save(step_fn, epoch, global_step, metrics)
+        if out_of_time:
+            break
+    tracker.log_metrics({"train/minutes": spent / 60, "train/steps": global_step}, global_step)
     best = run_dir / "checkpoints" / "best.ckpt"
     tracker.log_artifact(best, "checkpoints")
     tracker.log_artifact(best.with_suffix(".json"), "checkpoints")
