@@ -24,6 +24,9 @@ def split(lfw: Path, out: Path, test_fold: int) -> tuple[int, int]:
     test_names = names[test_fold - 1]
     train_names = set().union(*(n for k, n in enumerate(names) if k != test_fold - 1)) - test_names
     (out / "train").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "train").iterdir():  # an earlier split (another test fold) must not leak into this one
+        if stale.name not in train_names:
+            stale.unlink()
     for name in sorted(train_names):
         link = out / "train" / name
         if not link.exists():

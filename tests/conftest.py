@@ -43,3 +43,17 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real face data {path} is absent (tests read it from ../shared/data, never from the repo)")
     return path
+
+
+def write_faces(root: Path, counts: dict[str, int], ext: str = "png", grey: bool = False, size=(20, 18)) -> Path:
+    """An identity-folder tree of random images: `root/<name>/<name>_0001.<ext>`, counts[name] per identity."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = rng.integers(0, 255, size if grey else (*size, 3), dtype=np.uint8)
+            cv2.imwrite(str(root / name / f"{name}_{i + 1:04d}.{ext}"), img)
+    return root

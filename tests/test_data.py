@@ -13,20 +13,11 @@ from facenet.data.pairs import read_pairs
 from facenet.data.sampler import PKSampler
 from facenet.data.synthetic import generate_eval, generate_train
 from facenet.errors import DataError
-
-
-def make_tree(root, counts, ext="png", grey=False):
-    rng = np.random.default_rng(0)
-    for name, n in counts.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = rng.integers(0, 255, (20, 18) if grey else (20, 18, 3), dtype=np.uint8)
-            cv2.imwrite(str(root / name / f"{name}_{i + 1:04d}.{ext}"), img)
-    return root
+from tests.conftest import write_faces
 
 
 def test_index_folder_columns_and_classes(tmp_path):
-    make_tree(tmp_path, {"bob": 2, "alice": 3})
+    write_faces(tmp_path, {"bob": 2, "alice": 3})
     (tmp_path / "empty").mkdir()
     (tmp_path / "alice" / "notes.txt").write_text("not an image")
     table = index_folder(tmp_path)
@@ -38,18 +29,18 @@ def test_index_folder_columns_and_classes(tmp_path):
 
 
 def test_index_cache_reused_and_invalidated(tmp_path):
-    root = make_tree(tmp_path / "faces", {"a": 2, "b": 2})
+    root = write_faces(tmp_path / "faces", {"a": 2, "b": 2})
     cache = tmp_path / "cache"
     first = index_folder(root, cache)
     (cached,) = cache.glob("index-*.csv")
     pd.testing.assert_frame_equal(index_folder(root, cache), first)  # read back from the CSV, same table
-    make_tree(root, {"a": 3})  # a new image changes folder a's mtime
+    write_faces(root, {"a": 3})  # a new image changes folder a's mtime
     again = index_folder(root, cache)
     assert len(again) == 5 and len(list(cache.glob("index-*.csv"))) == 2
 
 
 def test_reference_index_csv(tmp_path):
-    root = make_tree(tmp_path / "faces", {"n1": 2, "n2": 1}, ext="jpg")
+    root = write_faces(tmp_path / "faces", {"n1": 2, "n2": 1}, ext="jpg")
     (tmp_path / "ref.csv").write_text("id,name,class\nn1_0001,n1,0\nn1_0002,n1,0\nn2_0001,n2,1\n")
     table = read_index_csv(tmp_path / "ref.csv", root)
     assert table.columns.tolist() == ["id", "name", "class", "path"]
@@ -71,7 +62,7 @@ def test_index_folder_bad_roots(tmp_path):
 
 
 def test_read_image_grey_pgm_and_corrupt(tmp_path):
-    make_tree(tmp_path, {"s1": 1}, ext="pgm", grey=True)
+    write_faces(tmp_path, {"s1": 1}, ext="pgm", grey=True)
     img = read_image(str(tmp_path / "s1" / "s1_0001.pgm"))
     assert img.shape == (20, 18, 3) and img.dtype == np.uint8
     bad = tmp_path / "bad.jpg"
@@ -99,7 +90,7 @@ def write_pairs(path, lines, header="2\t1"):
 
 
 def test_read_pairs_lfw_format(tmp_path):
-    make_tree(tmp_path, {"A": 2, "B": 1, "C": 2}, ext="jpg")
+    write_faces(tmp_path, {"A": 2, "B": 1, "C": 2}, ext="jpg")
     write_pairs(tmp_path / "pairs.txt", ["A\t1\t2", "A\t1\tB\t1", "C\t1\t2", "B\t1\tC\t2"])
     pairs = read_pairs(tmp_path / "pairs.txt", tmp_path)
     assert pairs.n_folds == 2 and len(pairs) == 4
@@ -109,7 +100,7 @@ def test_read_pairs_lfw_format(tmp_path):
 
 
 def test_read_pairs_errors(tmp_path):
-    make_tree(tmp_path, {"A": 2}, ext="jpg")
+    write_faces(tmp_path, {"A": 2}, ext="jpg")
     write_pairs(tmp_path / "p.txt", ["A\t1\t2", "A\t1\tZed\t3", "A\t1\t9", "A\t2\tQ\t1"])
     with pytest.raises(DataError) as info:
         read_pairs(tmp_path / "p.txt", tmp_path)
@@ -147,7 +138,7 @@ def test_pk_sampler_batches():
 def test_train_batches_reproducible_across_worker_counts(tmp_path):
     from facenet.data.pipeline import train_batches
 
-    make_tree(tmp_path, {f"p{i}": 3 for i in range(4)})
+    write_faces(tmp_path, {f"p{i}": 3 for i in range(4)})
     table = index_folder(tmp_path)
     sampler = PKSampler(table["class"].to_numpy(), 2, 3, steps_per_epoch=3, seed=0)
     aug = TrainTransform(16, hflip=True, max_shift=0.2)
@@ -184,7 +175,7 @@ def test_synthetic_is_deterministic_cached_and_lfw_compatible(tmp_path):
 
 
 def test_pairs_without_fold_header_get_stratified_folds(tmp_path):
-    make_tree(tmp_path, {"A": 3, "B": 3}, ext="jpg")
+    write_faces(tmp_path, {"A": 3, "B": 3}, ext="jpg")
     same = ["A\t1\t2", "A\t1\t3", "A\t2\t3", "B\t1\t2", "B\t1\t3", "B\t2\t3"] * 4  # 24 same
     diff = [f"A\t{i}\tB\t{j}" for i in (1, 2, 3) for j in (1, 2, 3)] * 3  # 27 different
     write_pairs(tmp_path / "view1.txt", same[:20] + diff[:20], header="20")  # View 1: count line
@@ -199,3 +190,35 @@ def test_pairs_without_fold_header_get_stratified_folds(tmp_path):
     write_pairs(tmp_path / "short.txt", same[:20] + diff[:19], header="20")
     with pytest.raises(DataError, match="announces 40 pair lines, the file has 39"):
         read_pairs(tmp_path / "short.txt", tmp_path)
+
+
+def test_index_keeps_na_like_names_through_the_cache(tmp_path):
+    root = write_faces(tmp_path / "faces", {"NA": 2, "null": 2})
+    fresh = index_folder(root, tmp_path / "cache")
+    cached = index_folder(root, tmp_path / "cache")
+    assert sorted(set(cached["name"])) == ["NA", "null"]
+    pd.testing.assert_frame_equal(fresh, cached)
+
+
+def test_reference_index_csv_bad_class(tmp_path):
+    root = write_faces(tmp_path / "faces", {"n1": 1}, ext="jpg")
+    (tmp_path / "ref.csv").write_text("id,name,class\nn1_0001,n1,zero\n")
+    with pytest.raises(DataError, match="class must hold integers"):
+        read_index_csv(tmp_path / "ref.csv", root)
+
+
+def test_lfw_fold_split_script(tmp_path):
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("lfw_fold_split", ROOT / "scripts" / "lfw_fold_split.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    lfw = write_faces(tmp_path / "lfw", {"A": 2, "B": 1, "C": 2, "D": 1}, ext="jpg")
+    (lfw / "pairs.txt").write_text("2\t1\nA\t1\t2\nA\t1\tB\t1\nC\t1\t2\nC\t2\tD\t1\n")
+    assert mod.split(lfw, tmp_path / "out", test_fold=2) == (2, 2)
+    assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) == ["A", "B"]
+    assert (tmp_path / "out" / "test_pairs.txt").read_text().splitlines()[0] == "1\t1"
+    mod.split(lfw, tmp_path / "out", test_fold=1)  # reusing the folder: fold 1's identities must not linger
+    assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) == ["C", "D"]

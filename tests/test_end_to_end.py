@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from facenet.app import run
 from facenet.errors import UserError
+from tests.conftest import write_faces
 
 # 3 epochs x 3 steps, evaluated every epoch, checkpointed every 2nd epoch (and the last), newest 1 kept
 TRAIN = [
@@ -152,26 +153,15 @@ def test_empty_identity_folders_fail(compose_cfg, tmp_path):
 
 
 def test_corrupt_training_image_fails_clearly(compose_cfg, tmp_path):
-    import cv2
-    import numpy as np
-
-    for name in ("alice", "bob"):
-        (tmp_path / "faces" / name).mkdir(parents=True)
-        for i in range(2):
-            cv2.imwrite(str(tmp_path / "faces" / name / f"{i}.png"), np.zeros((40, 40, 3), np.uint8))
-    (tmp_path / "faces" / "bob" / "1.png").write_bytes(b"\x89PNG truncated")
+    write_faces(tmp_path / "faces", {"alice": 2, "bob": 2}, size=(40, 40))
+    (tmp_path / "faces" / "bob" / "bob_0002.png").write_bytes(b"\x89PNG truncated")
     cfg = compose_cfg(*SMALL, f"output_dir={tmp_path}", "dataset=folder", f"dataset.root={tmp_path / 'faces'}")
-    with pytest.raises(UserError, match="bob/1.png"):
+    with pytest.raises(UserError, match="bob/bob_0002.png"):
         run(cfg)
 
 
 def test_pairs_naming_missing_images_fail(compose_cfg, tmp_path):
-    import cv2
-    import numpy as np
-
-    for name in ("A", "B"):
-        (tmp_path / "lfw" / name).mkdir(parents=True)
-        cv2.imwrite(str(tmp_path / "lfw" / name / f"{name}_0001.jpg"), np.zeros((8, 8, 3), np.uint8))
+    write_faces(tmp_path / "lfw", {"A": 1, "B": 1}, ext="jpg")
     (tmp_path / "pairs.txt").write_text("1\t1\nA\t1\t2\nA\t1\tB\t1\n")
     cfg = compose_cfg(
         *SMALL[:5],

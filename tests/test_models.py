@@ -20,7 +20,7 @@ DEFAULTS = {
     "resnet50": (224, "reference", (2048, 7), 36.35),
     "resnet101": (112, "pool_linear", (2048, 4), 42.76),
     "mobilefacenet": (112, "gdc", (512, 7), 1.00),
-    "inception_resnet_v1": (160, "pool_linear", (1792, 3), 21.19),
+    "inception_resnet_v1": (160, "pool_linear", (1792, 3), 22.79),
 }
 
 

@@ -71,3 +71,19 @@ def test_random_triplets_miner_selects_the_laid_out_triplets():
 def test_class_index_needs_a_positive_pair():
     with pytest.raises(DataError, match="at least 2 classes"):
         ClassIndex(np.array([0, 1, 2]))
+
+
+def test_triplet_csv_command(tmp_path):
+    from facenet.data.index import index_folder
+    from facenet.data.triplets import main
+    from tests.conftest import write_faces
+
+    write_faces(tmp_path / "faces", {"a": 3, "b": 2, "c": 1})
+    main(["--root", str(tmp_path / "faces"), "-n", "50", "--seed", "3", "-o", str(tmp_path / "t.csv")])
+    table = index_folder(tmp_path / "faces")
+    rows = read_triplets_csv(tmp_path / "t.csv", table)
+    assert rows.shape == (50, 3)
+    expected = draw_triplets(ClassIndex(table["class"].to_numpy()), 50, np.random.default_rng(3))
+    assert np.array_equal(rows, expected)
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["--root", str(tmp_path / "none"), "-o", str(tmp_path / "x.csv")])

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
 COLUMNS = ["id", "name", "class", "path"]
+STRINGS = {"keep_default_na": False, "na_filter": False}  # a person or file called "NA" or "null" stays a string
 
 
 def _identity_folders(root: Path) -> list[os.DirEntry]:
@@ -27,10 +28,12 @@ def _identity_folders(root: Path) -> list[os.DirEntry]:
 
 
 def _signature(root: Path, folders: list[os.DirEntry]) -> str:
-    """Changes when an identity folder is added, removed or has files added/removed (folder mtimes)."""
+    """Changes when an identity folder is added, removed, replaced or has files added/removed: folder inode, mtime
+    and ctime (tools like `tar x` or `rsync -a` restore mtimes, but cannot restore ctimes)."""
     h = hashlib.sha1(str(root).encode())
     for e in folders:
-        h.update(f"{e.name}\0{e.stat().st_mtime_ns}\0".encode())
+        st = e.stat()
+        h.update(f"{e.name}\0{st.st_ino}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0".encode())
     return h.hexdigest()
 
 
@@ -67,7 +70,7 @@ def index_folder(root: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     if cache_dir is not None and folders:
         cache = Path(cache_dir).expanduser() / f"index-{_signature(root, folders)[:16]}.csv"
         if cache.is_file():
-            return pd.read_csv(cache, dtype={"id": str, "name": str, "class": np.int64, "path": str})
+            return pd.read_csv(cache, dtype={"id": str, "name": str, "class": np.int64, "path": str}, **STRINGS)
     table = _scan(root, folders)
     if table.empty:
         raise DataError(
@@ -89,8 +92,8 @@ def read_index_csv(csv: str | os.PathLike, root: str | os.PathLike) -> pd.DataFr
     if not csv.is_file():
         raise DataError(f"index CSV {str(csv)!r} does not exist")
     try:
-        table = pd.read_csv(csv, dtype={"id": str, "name": str})
-    except (ValueError, pd.errors.ParserError) as err:
+        table = pd.read_csv(csv, dtype={"id": str, "name": str}, **STRINGS)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read index CSV {csv}: {err}") from None
     missing = {"id", "name", "class"} - set(table.columns)
     if missing or table.empty:
@@ -99,6 +102,9 @@ def read_index_csv(csv: str | os.PathLike, root: str | os.PathLike) -> pd.DataFr
     ext = next((x for x in IMAGE_EXTENSIONS if first.with_name(first.name + x).is_file()), None)
     if ext is None:
         raise DataError(f"{csv}: first image {first}.* not found under {root} (extensions {IMAGE_EXTENSIONS})")
-    table["class"] = table["class"].astype(np.int64)
+    classes = pd.to_numeric(table["class"], errors="coerce")
+    if classes.isna().any() or (classes != classes.round()).any():
+        raise DataError(f"{csv}: column class must hold integers; bad rows: {table.index[classes.isna()][:5].tolist()}")
+    table["class"] = classes.astype(np.int64)
     table["path"] = str(root) + os.sep + table["name"] + os.sep + table["id"] + ext
     return table[COLUMNS]

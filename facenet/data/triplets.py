@@ -44,8 +44,19 @@ def draw_triplets(index: ClassIndex, n: int, rng: np.random.Generator) -> np.nda
     return np.stack([index.order[start[pc] + a], index.order[start[pc] + p], index.order[start[nc] + neg]], axis=1)
 
 
+def _image_key(table: pd.DataFrame) -> pd.MultiIndex:
+    """(name, id): how the reference CSV names an image; must be unique to mean one file."""
+    key = pd.MultiIndex.from_arrays([table["name"], table["id"]])
+    if not key.is_unique:
+        dup = key[key.duplicated()][:3].tolist()
+        raise DataError(f"image ids are not unique within identities (e.g. {dup}: same file name, other extension); "
+                        "triplet CSVs name images by (name, id)")  # fmt: skip
+    return key
+
+
 def triplets_frame(table: pd.DataFrame, triplets: np.ndarray) -> pd.DataFrame:
     """The reference CSV layout: anc_id,pos_id,neg_id,pos_class,neg_class,pos_name,neg_name."""
+    _image_key(table)
     ids, classes, names = table["id"].to_numpy(), table["class"].to_numpy(), table["name"].to_numpy()
     a, p, n = triplets.T
     return pd.DataFrame({"anc_id": ids[a], "pos_id": ids[p], "neg_id": ids[n], "pos_class": classes[a],
@@ -57,11 +68,15 @@ def read_triplets_csv(path: str | os.PathLike, table: pd.DataFrame) -> np.ndarra
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"triplet CSV {str(path)!r} does not exist")
-    frame = pd.read_csv(path, dtype={c: str for c in ("anc_id", "pos_id", "neg_id", "pos_name", "neg_name")})
+    try:
+        frame = pd.read_csv(path, dtype={c: str for c in ("anc_id", "pos_id", "neg_id", "pos_name", "neg_name")},
+                            keep_default_na=False, na_filter=False)  # fmt: skip
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read triplet CSV {path}: {err}") from None
     missing = set(CSV_COLUMNS) - set(frame.columns)
     if missing:
         raise DataError(f"{path} lacks the reference triplet columns {sorted(missing)}")
-    key = pd.MultiIndex.from_arrays([table["name"], table["id"]])
+    key = _image_key(table)
     rows = []
     for col, name in (("anc_id", "pos_name"), ("pos_id", "pos_name"), ("neg_id", "neg_name")):
         idx = key.get_indexer(pd.MultiIndex.from_arrays([frame[name], frame[col]]))
@@ -109,3 +124,34 @@ class TripletSampler:
     def epoch_indices(self, epoch: int) -> np.ndarray:
         t = self.epoch_triplets(epoch).reshape(self.steps, self.b, 3)
         return t.transpose(0, 2, 1).reshape(-1)  # per step: B anchors, B positives, B negatives
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m facenet.data.triplets --root DIR -n 3000000 -o triplets.csv`: the reference recipe's CSV step."""
+    import argparse
+
+    from facenet.data.index import index_folder, read_index_csv
+
+    parser = argparse.ArgumentParser(description="Draw random triplets (reference rules) into a reference CSV.")
+    parser.add_argument("--root", required=True, help="identity-folder tree")
+    parser.add_argument("--index-csv", help="the reference id,name,class CSV instead of scanning --root")
+    parser.add_argument("-n", "--triplets", type=int, default=3_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", required=True)
+    args = parser.parse_args(argv)
+    if args.triplets < 1:
+        raise SystemExit(f"error: -n must be >= 1, got {args.triplets}")
+    try:
+        table = read_index_csv(args.index_csv, args.root) if args.index_csv else index_folder(args.root)
+        triplets = draw_triplets(ClassIndex(table["class"].to_numpy()), args.triplets, np.random.default_rng(args.seed))
+    except DataError as err:
+        raise SystemExit(f"error: {err}") from None
+    try:
+        triplets_frame(table, triplets).to_csv(args.output, index=False)
+    except OSError as err:
+        raise SystemExit(f"error: cannot write {args.output}: {err.strerror}") from None
+    print(f"{len(triplets):,} triplets over {len(table):,} images written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

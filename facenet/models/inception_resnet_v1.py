@@ -1,7 +1,8 @@
 """Inception-ResNet-v1 (Szegedy et al., 2016), the classic FaceNet backbone of davidsandberg/facenet.
 
 160x160 input -> 1792 x 3 x 3 map; with `head=pool_linear` (dropout, 512-d, batch norm) it is davidsandberg's model.
-Blocks are scaled residuals (0.17, 0.10, 0.20) as in his `inception_resnet_v1.py`.
+Blocks are scaled residuals (0.17, 0.10, 0.20) as in his `inception_resnet_v1.py`: `repeats` = (A, B, C) blocks,
+followed by one final unscaled, non-activated Inception-ResNet-C block.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from facenet.errors import ConfigError
 
 def _conv(cin: int, cout: int, kernel, stride: int = 1, valid: bool = False, act: bool = True) -> nn.Cell:
     pad = "valid" if valid else "same"
-    layers = [nn.Conv2d(cin, cout, kernel, stride, pad_mode=pad, has_bias=False), nn.BatchNorm2d(cout, eps=1e-3)]
+    # batch norm as davidsandberg's slim arg scope: decay 0.995, epsilon 0.001
+    bn = nn.BatchNorm2d(cout, eps=1e-3, momentum=0.995)
+    layers = [nn.Conv2d(cin, cout, kernel, stride, pad_mode=pad, has_bias=False), bn]
     if act:
         layers.append(nn.ReLU())
     return nn.SequentialCell(layers)
@@ -85,7 +88,7 @@ class InceptionResNetV1(nn.Cell):
         ])  # fmt: skip
         self.body = nn.SequentialCell(
             [block35() for _ in range(a)] + [reduction_a] + [block17() for _ in range(b)] + [reduction_b]
-            + [block8() for _ in range(c - 1)] + [block8(relu=False)]
+            + [block8() for _ in range(c)] + [block8(relu=False)]
         )  # fmt: skip
         self.out_channels = 1792
 

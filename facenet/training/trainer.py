@@ -135,8 +135,8 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     paths, classes = data.table["path"].tolist(), data.table["class"].to_numpy()
     eval_transform = EvalTransform(size)
     ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, model_spec(cfg))
-    sizes = {"parameters": n_params, "images": len(data), "identities": data.num_identities, "eval_pairs": len(pairs)}
-    tracker.log_metrics({("model/" if k_ == "parameters" else "data/") + k_: v for k_, v in sizes.items()}, 0)
+    sizes = {"images": len(data), "identities": data.num_identities, "eval_pairs": len(pairs)}
+    tracker.log_metrics({"model/parameters": n_params, **{f"data/{k_}": v for k_, v in sizes.items()}}, 0)
 
     metrics: dict[str, float] = {}
     global_step = 0
@@ -164,6 +164,7 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
                 window = []
         bar.close()
         spent += time.perf_counter() - t0
+        out_of_time = out_of_time or (spent >= budget and epoch < cfg.epochs)
         if window:
             _log_window(tracker, window, float(lr[global_step - 1]), rate, global_step)
         if out_of_time:
