@@ -50,3 +50,40 @@ def distance_histogram(distances: np.ndarray, issame: np.ndarray, threshold: flo
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def hardest_pairs(distances: np.ndarray, issame: np.ndarray, threshold: float, k: int = 8
+                  ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Indices of the k worst false accepts (different pairs, smallest distances <= threshold) and false rejects
+    (same pairs, largest distances > threshold), worst first."""
+    fa = np.flatnonzero(~issame & (distances <= threshold))
+    fr = np.flatnonzero(issame & (distances > threshold))
+    return fa[np.argsort(distances[fa], kind="stable")][:k], fr[np.argsort(-distances[fr], kind="stable")][:k]
+
+
+def hardest_pairs_grid(paths: list[str], left: np.ndarray, right: np.ndarray, distances: np.ndarray,
+                       issame: np.ndarray, threshold: float, path: str | Path, k: int = 8) -> Path:  # fmt: skip
+    """Image grid: the worst false accepts (left column) and false rejects (right column), each with its distance."""
+    from facenet.data.images import read_image, resize
+
+    columns = dict(zip(("false accepts", "false rejects"), hardest_pairs(distances, issame, threshold, k), strict=True))
+    n_rows = max(1, *(len(v) for v in columns.values()))
+    fig, axes = plt.subplots(n_rows, 2, figsize=(6.4, 1.75 * n_rows), dpi=100, squeeze=False)
+    for col, (kind, indices) in enumerate(columns.items()):
+        axes[0, col].set_title(f"{kind} (threshold {threshold:.3f})", fontsize=9, color=f"C{3 * (1 - col)}")
+        for row in range(n_rows):
+            ax = axes[row, col]
+            ax.axis("off")
+            if row < len(indices):
+                i = indices[row]
+                a, b = (resize(read_image(paths[j]), 112) for j in (left[i], right[i]))
+                ax.imshow(np.concatenate([a, b], axis=1))
+                ax.text(
+                    0.5, -0.06, f"d = {distances[i]:.3f}", transform=ax.transAxes, ha="center", va="top", fontsize=8
+                )
+            elif row == 0:
+                ax.text(0.5, 0.5, "none", ha="center", va="center")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

@@ -125,3 +125,13 @@ def test_bad_inputs():
         verification_report(np.array([0.0, np.nan, 1, 2]), np.array([1, 0, 1, 0], bool), n_folds=2)
     with pytest.raises(ValueError, match="both same and different"):
         verification_report(np.arange(4.0), np.ones(4, bool), n_folds=2)
+
+
+def test_hardest_pairs_are_the_worst_errors():
+    from facenet.plots import hardest_pairs
+
+    d = np.array([0.1, 0.9, 0.4, 0.45, 1.2, 0.2, 0.55])
+    same = np.array([1, 1, 0, 0, 1, 0, 1], bool)
+    fa, fr = hardest_pairs(d, same, threshold=0.5, k=2)
+    assert fa.tolist() == [5, 2]  # different pairs accepted, closest first
+    assert fr.tolist() == [4, 1]  # same pairs rejected, farthest first

@@ -19,7 +19,7 @@ from facenet.errors import ConfigError, TrainingDiverged
 from facenet.evaluation.verify import evaluate_pairs
 from facenet.models.build import build_network
 from facenet.models.embedding import count_parameters
-from facenet.plots import distance_histogram, roc_plot
+from facenet.plots import distance_histogram, hardest_pairs_grid, roc_plot
 from facenet.runtime import mixed_precision
 from facenet.training.checkpoints import CheckpointManager, load_network_weights
 from facenet.training.optim import build_optimizer
@@ -58,7 +58,9 @@ def evaluate_and_log(
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
     roc_plot(report, out_dir / "roc.png")
     distance_histogram(distances, pairs.issame, report.threshold_mean, out_dir / "distances.png")
-    for name in ("report.json", "roc.png", "distances.png"):
+    hardest_pairs_grid(pairs.paths, pairs.left, pairs.right, distances, pairs.issame, report.threshold_mean,
+                       out_dir / "hardest_pairs.png")  # fmt: skip
+    for name in ("report.json", "roc.png", "distances.png", "hardest_pairs.png"):
         tracker.log_artifact(out_dir / name, prefix)
     log.info(
         "%s: accuracy %.4f +- %.4f, threshold %.3f, AUC %.4f, EER %.4f, %s",
