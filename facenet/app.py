@@ -69,7 +69,15 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, fl
     protocol = instantiate(cfg.eval)
     pairs = protocol.load(cfg.hardware.data_workers)
     return evaluate_and_log(
-        net, pairs, protocol, EvalTransform(size), cfg.hardware.data_workers, tracker, 0, run_dir / "eval", "eval"
+        net,
+        pairs,
+        protocol,
+        EvalTransform(size, protocol.center_crop),
+        cfg.hardware.data_workers,
+        tracker,
+        0,
+        run_dir / "eval",
+        "eval",
     )
 
 

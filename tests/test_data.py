@@ -81,6 +81,8 @@ def test_transforms_shape_range_and_determinism():
     aug = TrainTransform(32, hflip=True, max_shift=0.1)
     a = aug(img, np.random.default_rng(1))
     assert a.shape == (3, 32, 32)
+    crop = EvalTransform(32, center_crop=30)(img)  # central 30x30 of the 50x40 image, then resized
+    assert np.array_equal(crop, EvalTransform(32)(np.ascontiguousarray(img[10:40, 5:35])))
     no_aug = TrainTransform(32, hflip=False, max_shift=0.0)
     assert np.array_equal(no_aug(img, np.random.default_rng(1)), x)
 

@@ -77,6 +77,7 @@ class SyntheticEvalConf:
     batch_size: int = 128
     far_targets: list[float] = field(default_factory=lambda: [1e-3])
     flip_tta: bool = False
+    center_crop: int | None = None
 
 
 @dataclass
@@ -87,6 +88,7 @@ class LfwEvalConf:
     batch_size: int = 128
     far_targets: list[float] = field(default_factory=lambda: [1e-3])
     flip_tta: bool = False
+    center_crop: int | None = None
 
 
 @dataclass

@@ -38,11 +38,18 @@ def resize(img: np.ndarray, size: int, interpolation: int | None = None) -> np.n
 
 @dataclass(frozen=True)
 class EvalTransform:
-    """Deterministic preprocessing: resize to `image_size`, scale to [-1, 1]."""
+    """Deterministic preprocessing: [central `center_crop` x `center_crop` box], resize to `image_size`, scale to
+    [-1, 1]. The crop serves unaligned LFW-style images (e.g. the central 150x150 of a 250x250 LFW photo)."""
 
     image_size: int
+    center_crop: int | None = None
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
+        if self.center_crop:
+            h, w = img.shape[:2]
+            c = min(self.center_crop, h, w)
+            y, x = (h - c) // 2, (w - c) // 2
+            img = img[y : y + c, x : x + c]
         return to_input(resize(img, self.image_size))
 
 

@@ -12,13 +12,16 @@ from facenet.errors import ConfigError
 class VerificationProtocol:
     """Pairs to score, the batch size to embed them with and the FAR targets to report VAL at."""
 
-    def __init__(self, batch_size: int = 128, far_targets: Sequence[float] = (1e-3,), flip_tta: bool = False):
+    def __init__(self, batch_size: int = 128, far_targets: Sequence[float] = (1e-3,), flip_tta: bool = False,
+                 center_crop: int | None = None):  # fmt: skip
         if batch_size < 1:
             raise ConfigError(f"eval.batch_size must be >= 1, got {batch_size}")
         if not all(0 < f < 1 for f in far_targets):
             raise ConfigError(f"eval.far_targets must lie in (0, 1), got {list(far_targets)}")
         self.batch_size, self.far_targets = batch_size, tuple(float(f) for f in far_targets)
-        self.flip_tta = flip_tta
+        if center_crop is not None and center_crop < 1:
+            raise ConfigError(f"eval.center_crop must be >= 1 or null, got {center_crop}")
+        self.flip_tta, self.center_crop = flip_tta, center_crop
 
     def load(self, workers: int = 2) -> PairSet:
         raise NotImplementedError
