@@ -105,7 +105,7 @@ def train_batches(
 ) -> Iterator[tuple[ms.Tensor, ms.Tensor]]:
     """One epoch of (images, labels) batches in sampler order (`sampler.epoch_indices(epoch)`, `batch_size` each:
     P identities x K images, or anchors | positives | negatives for offline triplets)."""
-    source = _EpochSource(list(paths), labels, sampler.epoch_indices(epoch), transform, seed, epoch)
+    source = _EpochSource(paths, labels, sampler.epoch_indices(epoch), transform, seed, epoch)
     data = _generator(source, ["image", "label"], workers).batch(sampler.batch_size, drop_remainder=True)
     yield from _rows(source, data, output_numpy=False)
 
