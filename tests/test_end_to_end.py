@@ -84,6 +84,18 @@ def test_eval_task_reproduces_checkpoint_accuracy(trained, compose_cfg):
     assert got["auc"] == pytest.approx(metrics["auc"], abs=1e-6)
 
 
+def test_eval_applies_the_checkpoints_preprocessing(trained, compose_cfg, caplog):
+    """The sidecar says 32x32; asking for 48 at evaluation warns and still evaluates exactly as trained."""
+    run_dir, out, metrics = trained
+    last = run_dir / "checkpoints" / "facenet-rank0-3_9.ckpt"
+    cfg = compose_cfg("experiment=smoke", f"output_dir={out / 'ev48'}", "task=eval", f"ckpt={last}",
+                      "preprocess.image_size=48")  # fmt: skip
+    with caplog.at_level("WARNING"):
+        got = run(cfg)
+    assert "trained at 32x32" in caplog.text
+    assert got["accuracy"] == pytest.approx(metrics["accuracy"]) and got["auc"] == pytest.approx(metrics["auc"])
+
+
 def test_checkpoint_problems_are_clear(trained, compose_cfg, tmp_path):
     run_dir, _, _ = trained
     best = run_dir / "checkpoints" / "best.ckpt"
