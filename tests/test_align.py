@@ -1,0 +1,75 @@
+"""`facenet align`: 5-point similarity alignment, face choice, and real photos turned into training crops."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from facenet.align import TEMPLATE_112, align_face, pick_face
+from tests.conftest import ROOT, shared_data
+
+
+def test_landmarks_on_the_template_give_the_identity_warp():
+    img = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    out = align_face(img, TEMPLATE_112, size=112)
+    assert np.abs(out.astype(int) - img.astype(int)).mean() < 1.0
+
+
+def test_alignment_undoes_a_known_similarity_transform():
+    """Rotate, scale and shift an image whose landmarks we know; alignment must recover the template layout."""
+    img = np.zeros((112, 112, 3), np.uint8)
+    for x, y in TEMPLATE_112:
+        cv2.circle(img, (int(round(x)), int(round(y))), 3, (255, 255, 255), -1)
+    m = cv2.getRotationMatrix2D((56, 56), 25, 1.3)
+    m[:, 2] += (30, 20)
+    moved = cv2.warpAffine(img, m, (200, 200))
+    landmarks = cv2.transform(TEMPLATE_112[None], m)[0]
+    back = align_face(moved, landmarks, size=112)
+    for x, y in TEMPLATE_112:  # every landmark dot is back where the template puts it
+        assert back[int(round(y)), int(round(x))].max() > 200
+    wider = align_face(moved, landmarks, size=112, margin=0.5)  # margin: the same face, smaller in the crop
+    eye_gap = TEMPLATE_112[1, 0] - TEMPLATE_112[0, 0]
+    cols = np.flatnonzero(wider[52].max(axis=1) > 200)
+    assert cols.max() - cols.min() == pytest.approx(eye_gap / 1.5, abs=4)
+
+
+def test_pick_face():
+    faces = [{"box": [0, 0, 50, 50]}, {"box": [60, 60, 20, 20]}]
+    assert pick_face(faces, (140, 140), "largest") is faces[0]
+    assert pick_face(faces, (140, 140), "central") is faces[1]
+
+
+@pytest.mark.real_data
+def test_align_att_faces_then_train_on_the_crops(tmp_path, compose_cfg):
+    from facenet.app import run
+
+    att = shared_data("att_faces")
+    (tmp_path / "raw").mkdir()
+    for s in ("s1", "s2", "s3"):  # 3 identities x 10 photos, linked, not copied
+        (tmp_path / "raw" / s).symlink_to(att / s, target_is_directory=True)
+    (tmp_path / "raw" / "blank").mkdir()
+    cv2.imwrite(str(tmp_path / "raw" / "blank" / "wall.png"), np.full((120, 100, 3), 128, np.uint8))
+    proc = subprocess.run([sys.executable, "-m", "facenet.cli", "align", str(tmp_path / "raw"), str(tmp_path / "crops"),
+                           "--workers", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "aligned 30 of 31 images" in proc.stdout and "no face found in 1" in proc.stdout
+    assert "wall.png" in (tmp_path / "crops" / "align_report.txt").read_text()
+    crops = sorted((tmp_path / "crops").glob("s*/*.png"))
+    assert len(crops) == 30 and cv2.imread(str(crops[0])).shape == (112, 112, 3)
+    small = [
+        "batch.identities=3",
+        "batch.images_per_identity=2",
+        "epochs=1",
+        "train.steps_per_epoch=2",
+        "eval.identities_per_fold=2",
+        "eval.images_per_identity=2",
+        "eval.pairs_per_fold=1",
+        "eval.image_size=32",
+    ]
+    crops_root = f"dataset.root={tmp_path / 'crops'}"
+    metrics = run(compose_cfg(f"output_dir={tmp_path / 'out'}", "dataset=folder", crops_root, "tracking=off", *small))
+    assert 0 <= metrics["accuracy"] <= 1
