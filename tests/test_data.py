@@ -224,3 +224,24 @@ def test_lfw_fold_split_script(tmp_path):
     assert (tmp_path / "out" / "test_pairs.txt").read_text().splitlines()[0] == "1\t1"
     mod.split(lfw, tmp_path / "out", test_fold=1)  # reusing the folder: fold 1's identities must not linger
     assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) == ["C", "D"]
+
+
+def test_pairs_limit_keeps_every_fold_and_says_so(tmp_path, caplog):
+    from facenet.evaluation.protocols import LfwPairs
+
+    write_faces(tmp_path, {n: 3 for n in "ABCD"}, ext="jpg")
+    same = [f"{n}\t1\t2" for n in "ABCD"]
+    diff = ["A\t1\tB\t1", "C\t1\tD\t1", "A\t2\tC\t3", "B\t3\tD\t2"]
+    write_pairs(tmp_path / "p.txt", (same + diff) * 2, header="2\t4")  # 2 folds of 4 same + 4 different
+    full = read_pairs(tmp_path / "p.txt", tmp_path)
+    small = full.limit(4)  # 1 same + 1 different from each fold
+    assert small.n_folds == 2 and small.issame.tolist() == [True, False, True, False]
+    got = {(small.paths[a], small.paths[b]) for a, b in zip(small.left, small.right, strict=True)}
+    want = {(full.paths[full.left[i]], full.paths[full.right[i]]) for i in (0, 4, 8, 12)}
+    assert got == want and len(small.paths) == 3  # only the images these pairs use
+    with caplog.at_level("WARNING"):
+        assert len(LfwPairs(str(tmp_path), str(tmp_path / "p.txt"), max_pairs=8).load()) == 8
+    assert "evaluating 8 of the 16 pairs" in caplog.text
+    assert len(LfwPairs(str(tmp_path), str(tmp_path / "p.txt"), max_pairs=100).load()) == 16
+    with pytest.raises(DataError, match="too small"):
+        full.limit(3)

@@ -78,6 +78,7 @@ class SyntheticEvalConf:
     far_targets: list[float] = field(default_factory=lambda: [1e-3])
     flip_tta: bool = False
     center_crop: int | None = None
+    max_pairs: int | None = None
 
 
 @dataclass
@@ -89,6 +90,7 @@ class LfwEvalConf:
     far_targets: list[float] = field(default_factory=lambda: [1e-3])
     flip_tta: bool = False
     center_crop: int | None = None
+    max_pairs: int | None = None
 
 
 @dataclass

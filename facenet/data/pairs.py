@@ -40,6 +40,21 @@ class PairSet:
             fold[members] = np.arange(len(members)) % n_folds
         return np.lexsort((np.arange(len(self)), fold))
 
+    def limit(self, max_pairs: int, n_folds: int = 10) -> PairSet:
+        """At most `max_pairs` pairs: the first same and the first different pairs of every fold, equally many of
+        each (the fold structure is kept); only the images these pairs use remain in `paths`."""
+        k = self.n_folds if self.n_folds > 1 else n_folds
+        per = max_pairs // (2 * k)
+        if per < 1:
+            raise DataError(f"eval.max_pairs={max_pairs} is too small for {k} folds of same and different pairs")
+        keep = []
+        for fold in np.array_split(self.fold_order(k), k):
+            keep += [*fold[self.issame[fold]][:per], *fold[~self.issame[fold]][:per]]
+        keep = np.array(keep)
+        used, inverse = np.unique(np.r_[self.left[keep], self.right[keep]], return_inverse=True)
+        return PairSet([self.paths[i] for i in used], inverse[: len(keep)], inverse[len(keep) :],
+                       self.issame[keep], k)  # fmt: skip
+
 
 def _resolve(root: Path, name: str, number: int) -> Path | None:
     stem = root / name / f"{name}_{number:04d}"

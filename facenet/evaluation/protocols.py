@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from facenet.data.pairs import PairSet, read_pairs
 from facenet.data.synthetic import generate_eval
 from facenet.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 
 class VerificationProtocol:
     """Pairs to score, the batch size to embed them with and the FAR targets to report VAL at."""
 
     def __init__(self, batch_size: int = 128, far_targets: Sequence[float] = (1e-3,), flip_tta: bool = False,
-                 center_crop: int | None = None):  # fmt: skip
+                 center_crop: int | None = None, max_pairs: int | None = None):  # fmt: skip
         if batch_size < 1:
             raise ConfigError(f"eval.batch_size must be >= 1, got {batch_size}")
         if not all(0 < f < 1 for f in far_targets):
@@ -21,9 +24,22 @@ class VerificationProtocol:
         self.batch_size, self.far_targets = batch_size, tuple(float(f) for f in far_targets)
         if center_crop is not None and center_crop < 1:
             raise ConfigError(f"eval.center_crop must be >= 1 or null, got {center_crop}")
-        self.flip_tta, self.center_crop = flip_tta, center_crop
+        if max_pairs is not None and max_pairs < 2:
+            raise ConfigError(f"eval.max_pairs must be >= 2 or null, got {max_pairs}")
+        self.flip_tta, self.center_crop, self.max_pairs = flip_tta, center_crop, max_pairs
 
     def load(self, workers: int = 2) -> PairSet:
+        """The protocol's pairs, limited to `max_pairs` (said in the log and recorded as eval/pairs) if set."""
+        pairs = self._load(workers)
+        if self.max_pairs is not None and len(pairs) > self.max_pairs:
+            limited = pairs.limit(self.max_pairs)
+            log.warning("eval.max_pairs=%d: evaluating %d of the %d pairs (the first same and different pairs of "
+                        "each of %d folds); remove it for the full protocol", self.max_pairs, len(limited),
+                        len(pairs), limited.n_folds)  # fmt: skip
+            return limited
+        return pairs
+
+    def _load(self, workers: int) -> PairSet:
         raise NotImplementedError
 
 
@@ -34,7 +50,7 @@ class LfwPairs(VerificationProtocol):
         super().__init__(**kw)
         self.root, self.pairs = root, pairs
 
-    def load(self, workers: int = 2) -> PairSet:
+    def _load(self, workers: int) -> PairSet:
         return read_pairs(self.pairs, self.root)
 
 
@@ -61,6 +77,6 @@ class SyntheticPairs(VerificationProtocol):
         )
         self.data_dir = data_dir
 
-    def load(self, workers: int = 2) -> PairSet:
+    def _load(self, workers: int) -> PairSet:
         root = generate_eval(self.data_dir, workers=workers, **self.spec)
         return read_pairs(root / "pairs.txt", root)

@@ -103,6 +103,7 @@ class VerificationReport:
 
     def scalars(self) -> dict[str, float]:
         out = {
+            "pairs": self.n_pairs,
             "accuracy": self.accuracy_mean,
             "accuracy_std": self.accuracy_std,
             "threshold": self.threshold_mean,
