@@ -68,17 +68,10 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, fl
     load_network_weights(net, ckpt)
     protocol = instantiate(cfg.eval)
     pairs = protocol.load(cfg.hardware.data_workers)
-    return evaluate_and_log(
-        net,
-        pairs,
-        protocol,
-        EvalTransform(size, protocol.center_crop),
-        cfg.hardware.data_workers,
-        tracker,
-        0,
-        run_dir / "eval",
-        "eval",
-    )
+    transform = EvalTransform(size, protocol.center_crop)
+    metrics = evaluate_and_log(net, pairs, protocol, transform, cfg.hardware.data_workers, tracker, 0, run_dir / "eval")
+    log.info("verification report for %s:\n%s", ckpt, (run_dir / "eval" / "report.txt").read_text().rstrip())
+    return metrics
 
 
 def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:

@@ -61,19 +61,6 @@ def load_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return scores, _labels(frame[label])
 
 
-def format_report(report: VerificationReport) -> str:
-    lines = [
-        f"pairs {report.n_pairs}, folds {report.n_folds}",
-        f"accuracy   {report.accuracy_mean:.4f} +- {report.accuracy_std:.4f}",
-        f"threshold  {report.threshold_mean:.4f} +- {report.threshold_std:.4f}",
-        f"AUC        {report.auc:.4f}",
-        f"EER        {report.eer:.4f}",
-    ]
-    for far, v in report.val_at_far.items():
-        lines.append(f"VAL@FAR={far:g}  {v['val_mean']:.4f} +- {v['val_std']:.4f} (FAR {v['far_mean']:.5f})")
-    return "\n".join(lines)
-
-
 def _parse(argv: list[str]) -> dict[str, str]:
     args = {}
     for item in argv:
@@ -109,7 +96,7 @@ def main(argv: list[str] | None = None) -> VerificationReport:
     roc_path = out / "roc.png" if out else src.with_name(src.name + ".roc.png")
     json_path.write_text(json.dumps(report.to_dict(), indent=1))
     roc_plot(report, roc_path, title=f"ROC: {src.name}")
-    print(format_report(report))
+    print(report.table())
     print(f"report: {json_path}\nROC: {roc_path}")
     return report
 

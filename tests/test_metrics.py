@@ -135,3 +135,12 @@ def test_hardest_pairs_are_the_worst_errors():
     fa, fr = hardest_pairs(d, same, threshold=0.5, k=2)
     assert fa.tolist() == [5, 2]  # different pairs accepted, closest first
     assert fr.tolist() == [4, 1]  # same pairs rejected, farthest first
+
+
+def test_report_table_lists_every_metric():
+    d, same = random_pairs(seed=6)
+    rep = verification_report(d, same, far_targets=(0.01, 0.1))
+    table = rep.table()
+    for text in (f"{rep.accuracy_mean:.4f} +- {rep.accuracy_std:.4f}", f"AUC          {rep.auc:.4f}", "VAL@FAR=0.01",
+                 "VAL@FAR=0.1", f"EER          {rep.eer:.4f}", "400 in 10 folds"):  # fmt: skip
+        assert text in table

@@ -101,6 +101,19 @@ class VerificationReport:
         out["val_at_far"] = {f"{k:g}": v for k, v in self.val_at_far.items()}
         return out
 
+    def table(self) -> str:
+        """The metrics as an aligned text table."""
+        lines = [
+            f"pairs        {self.n_pairs} in {self.n_folds} folds",
+            f"accuracy     {self.accuracy_mean:.4f} +- {self.accuracy_std:.4f}",
+            f"threshold    {self.threshold_mean:.4f} +- {self.threshold_std:.4f}",
+            f"AUC          {self.auc:.4f}",
+            f"EER          {self.eer:.4f}",
+        ]
+        for far, v in self.val_at_far.items():
+            lines.append(f"VAL@FAR={far:g}  {v['val_mean']:.4f} +- {v['val_std']:.4f} (FAR {v['far_mean']:.5f})")
+        return "\n".join(lines)
+
     def scalars(self) -> dict[str, float]:
         out = {
             "pairs": self.n_pairs,

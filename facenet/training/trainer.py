@@ -56,11 +56,12 @@ def evaluate_and_log(
     tracker.log_metrics({f"{prefix}/{k}": v for k, v in scalars.items()}, step)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
+    (out_dir / "report.txt").write_text(report.table() + "\n")
     roc_plot(report, out_dir / "roc.png")
     distance_histogram(distances, pairs.issame, report.threshold_mean, out_dir / "distances.png")
     hardest_pairs_grid(pairs.paths, pairs.left, pairs.right, distances, pairs.issame, report.threshold_mean,
                        out_dir / "hardest_pairs.png")  # fmt: skip
-    for name in ("report.json", "roc.png", "distances.png", "hardest_pairs.png"):
+    for name in ("report.json", "report.txt", "roc.png", "distances.png", "hardest_pairs.png"):
         tracker.log_artifact(out_dir / name, prefix)
     log.info(
         "%s: accuracy %.4f +- %.4f, threshold %.3f, AUC %.4f, EER %.4f, %s",
