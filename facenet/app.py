@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -38,8 +39,10 @@ def _tags(cfg: DictConfig) -> dict[str, str]:
     return tags
 
 
-def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
-    """task=eval: rebuild the network from the checkpoint's sidecar and score the configured pairs."""
+def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker, preprocess_set: bool = False) -> dict[str, float]:
+    """task=eval: rebuild the network from the checkpoint's sidecar and score the configured pairs with the
+    checkpoint's preprocessing. `preprocess_set`: the config sets `preprocess.image_size` itself (a command-line
+    override or an experiment) rather than inheriting the dataset's default."""
     from facenet.data.images import EvalTransform
     from facenet.models.build import build_network
     from facenet.training.checkpoints import load_network_weights, read_spec, sidecar
@@ -56,19 +59,18 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, fl
     else:
         log.warning("%s has no sidecar %s: building the network from the current config", ckpt, spec_file.name)
         spec = model_spec(cfg)
-    size = spec["preprocess"]["image_size"]
-    if size != cfg.preprocess.image_size:
-        log.warning(
-            "checkpoint was trained at %dx%d; evaluating at that size, not preprocess.image_size=%d",
-            size,
-            size,
-            cfg.preprocess.image_size,
+    trained = spec["preprocess"]["image_size"]
+    if preprocess_set and cfg.preprocess.image_size != trained:
+        raise ConfigError(
+            f"preprocess.image_size={cfg.preprocess.image_size} is a training setting; {ckpt.name} was trained at "
+            f"{trained}x{trained} and task=eval applies the checkpoint's preprocessing. To evaluate at another size "
+            f"on purpose, set eval.override_image_size={cfg.preprocess.image_size} instead."
         )
-    net = build_network(spec["model"]["backbone"], spec["model"]["head"], size)
+    net = build_network(spec["model"]["backbone"], spec["model"]["head"], trained)
     load_network_weights(net, ckpt)
     protocol = instantiate(cfg.eval)
     pairs = protocol.load(cfg.hardware.data_workers)
-    transform = EvalTransform(size, protocol.center_crop)
+    transform = EvalTransform(protocol.input_size(net), protocol.center_crop)
     metrics = evaluate_and_log(net, pairs, protocol, transform, cfg.hardware.data_workers, tracker, 0, run_dir / "eval")
     log.info("verification report for %s:\n%s", ckpt, (run_dir / "eval" / "report.txt").read_text().rstrip())
     return metrics
@@ -89,6 +91,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.task not in TASKS:
         raise ConfigError(f"task must be one of {sorted(TASKS)}, got {cfg.task!r}")
+    task = TASKS[cfg.task]
+    if cfg.task == "eval":  # before resolving, while an inherited default is still an interpolation
+        task = functools.partial(task, preprocess_set=not OmegaConf.is_interpolation(cfg.preprocess, "image_size"))
     OmegaConf.resolve(cfg)
     hw = cfg.hardware
     init_runtime(hw.device, hw.device_id, hw.mode)
@@ -99,7 +104,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     tracker.start(OmegaConf.to_container(cfg), _tags(cfg))
     try:
         tracker.log_artifact(run_dir / "config.yaml")
-        metrics = TASKS[cfg.task](cfg, run_dir, tracker)
+        metrics = task(cfg, run_dir, tracker)
     except BaseException as err:
         tracker.end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
 
 from facenet.app import run
@@ -85,15 +87,45 @@ def test_eval_task_reproduces_checkpoint_accuracy(trained, compose_cfg):
 
 
 def test_eval_applies_the_checkpoints_preprocessing(trained, compose_cfg, caplog):
-    """The sidecar says 32x32; asking for 48 at evaluation warns and still evaluates exactly as trained."""
+    """The sidecar says 32x32. Inherited defaults (the synthetic set's 64) do not change that; a training-size
+    setting is refused with the way out; eval.override_image_size evaluates at another size, with a warning, and
+    the report records what was applied."""
     run_dir, out, metrics = trained
     last = run_dir / "checkpoints" / "facenet-rank0-3_9.ckpt"
-    cfg = compose_cfg("experiment=smoke", f"output_dir={out / 'ev48'}", "task=eval", f"ckpt={last}",
-                      "preprocess.image_size=48")  # fmt: skip
-    with caplog.at_level("WARNING"):
-        got = run(cfg)
-    assert "trained at 32x32" in caplog.text
+    base = ["task=eval", f"ckpt={last}", "eval=synthetic", "eval.image_size=32", "eval.identities_per_fold=2",
+            "eval.images_per_identity=3", "eval.pairs_per_fold=2"]  # fmt: skip
+    # no experiment: preprocess.image_size inherits the default synthetic dataset's 64; the checkpoint's 32 wins
+    got = run(compose_cfg(*base, f"output_dir={out / 'ev_default'}"))
     assert got["accuracy"] == pytest.approx(metrics["accuracy"]) and got["auc"] == pytest.approx(metrics["auc"])
+    (ev_dir,) = (out / "ev_default" / "runs").glob("*/*")
+    assert json.loads((ev_dir / "eval" / "report.json").read_text())["preprocess"]["image_size"] == 32
+
+    with pytest.raises(UserError, match=r"trained at 32x32.*eval.override_image_size=48"):
+        run(compose_cfg(*base, f"output_dir={out / 'ev_refused'}", "preprocess.image_size=48"))
+
+    with caplog.at_level("WARNING"):
+        got = run(compose_cfg(*base, f"output_dir={out / 'ev48'}", "eval.override_image_size=48"))
+    assert "trained on 32x32 inputs at 48x48" in caplog.text
+    assert got["auc"] != pytest.approx(metrics["auc"], abs=1e-9)  # a different input really was fed
+    (ev_dir,) = (out / "ev48" / "runs").glob("*/*")
+    assert json.loads((ev_dir / "eval" / "report.json").read_text())["preprocess"]["image_size"] == 48
+
+
+def test_override_image_size_refused_where_the_head_is_size_bound(compose_cfg):
+    from facenet.models.build import build_network
+
+    cfg = compose_cfg("head=reference", "eval.override_image_size=48")
+    net = build_network(cfg.backbone, cfg.head, 32)
+    protocol = instantiate(cfg.eval)
+    refusal = r"pool=flatten\) is built for a 2x2 feature map \(32x32 inputs\); 48x48 inputs give 3x3"
+    with pytest.raises(UserError, match=refusal):
+        protocol.input_size(net)  # resnet_tiny halves the size 4 times: 32 -> 2, 48 -> 3
+    assert instantiate(compose_cfg("head=reference", "eval.override_image_size=31").eval).input_size(net) == 31
+    cfg = compose_cfg("eval.override_image_size=48")
+    assert instantiate(cfg.eval).input_size(build_network(cfg.backbone, cfg.head, 32)) == 48
+    assert instantiate(compose_cfg().eval).input_size(net) == 32
+    with pytest.raises(InstantiationException, match="override_image_size must be >= 8"):
+        instantiate(compose_cfg("eval.override_image_size=4").eval)
 
 
 def test_checkpoint_problems_are_clear(trained, compose_cfg, tmp_path):

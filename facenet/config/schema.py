@@ -79,6 +79,7 @@ class SyntheticEvalConf:
     flip_tta: bool = False
     center_crop: int | None = None
     max_pairs: int | None = None
+    override_image_size: int | None = None
 
 
 @dataclass
@@ -91,6 +92,7 @@ class LfwEvalConf:
     flip_tta: bool = False
     center_crop: int | None = None
     max_pairs: int | None = None
+    override_image_size: int | None = None
 
 
 @dataclass

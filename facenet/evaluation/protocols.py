@@ -16,7 +16,8 @@ class VerificationProtocol:
     """Pairs to score, the batch size to embed them with and the FAR targets to report VAL at."""
 
     def __init__(self, batch_size: int = 128, far_targets: Sequence[float] = (1e-3,), flip_tta: bool = False,
-                 center_crop: int | None = None, max_pairs: int | None = None):  # fmt: skip
+                 center_crop: int | None = None, max_pairs: int | None = None,
+                 override_image_size: int | None = None):  # fmt: skip
         if batch_size < 1:
             raise ConfigError(f"eval.batch_size must be >= 1, got {batch_size}")
         if not all(0 < f < 1 for f in far_targets):
@@ -27,6 +28,20 @@ class VerificationProtocol:
         if max_pairs is not None and max_pairs < 2:
             raise ConfigError(f"eval.max_pairs must be >= 2 or null, got {max_pairs}")
         self.flip_tta, self.center_crop, self.max_pairs = flip_tta, center_crop, max_pairs
+        if override_image_size is not None and override_image_size < 8:
+            raise ConfigError(f"eval.override_image_size must be >= 8 or null, got {override_image_size}")
+        self.override_image_size = override_image_size
+
+    def input_size(self, net) -> int:
+        """The input size to evaluate `net` (an EmbeddingNet) at: the size it was trained at, unless
+        `eval.override_image_size` deliberately says otherwise (warned about; refused if the network cannot)."""
+        size, trained = self.override_image_size, net.image_size
+        if size is None or size == trained:
+            return trained
+        net.check_input_size(size)
+        log.warning("eval.override_image_size=%d: evaluating a network trained on %dx%d inputs at %dx%d; these "
+                    "figures do not describe the model as trained", size, trained, trained, size, size)  # fmt: skip
+        return size
 
     def load(self, workers: int = 2) -> PairSet:
         """The protocol's pairs, limited to `max_pairs` (said in the log and recorded as eval/pairs) if set."""

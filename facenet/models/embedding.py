@@ -8,6 +8,8 @@ import numpy as np
 from mindspore import nn
 from mindspore.common.initializer import Normal, initializer
 
+from facenet.errors import ConfigError
+
 
 class EmbeddingNet(nn.Cell):
     """backbone (feature map) + head (embedding). The head is built for the backbone's output at `image_size`."""
@@ -15,7 +17,18 @@ class EmbeddingNet(nn.Cell):
     def __init__(self, backbone: nn.Cell, head: Callable[..., nn.Cell], image_size: int):
         super().__init__()
         self.backbone = backbone
+        self.image_size = image_size
         self.head = head(backbone.out_channels, backbone.feature_size(image_size))
+
+    def check_input_size(self, size: int) -> None:
+        """Raise ConfigError unless the network can embed `size` x `size` images: any size its backbone accepts
+        with a pooling head; only sizes giving the trained feature map size with a flatten or GDC head."""
+        trained, got = self.backbone.feature_size(self.image_size), self.backbone.feature_size(size)
+        if got != trained and getattr(self.head, "pool", "avg") != "avg":
+            raise ConfigError(
+                f"this network's head (pool={self.head.pool}) is built for a {trained[0]}x{trained[1]} feature map "
+                f"({self.image_size}x{self.image_size} inputs); {size}x{size} inputs give {got[0]}x{got[1]}"
+            )
 
     def construct(self, x):
         return self.head(self.backbone(x))

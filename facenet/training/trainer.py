@@ -55,7 +55,9 @@ def evaluate_and_log(
     scalars = report.scalars()
     tracker.log_metrics({f"{prefix}/{k}": v for k, v in scalars.items()}, step)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
+    preprocess = {"image_size": transform.image_size, "center_crop": transform.center_crop}
+    preprocess["flip_tta"] = protocol.flip_tta
+    (out_dir / "report.json").write_text(json.dumps({**report.to_dict(), "preprocess": preprocess}, indent=1))
     (out_dir / "report.txt").write_text(report.table() + "\n")
     roc_plot(report, out_dir / "roc.png")
     distance_histogram(distances, pairs.issame, report.threshold_mean, out_dir / "distances.png")
@@ -121,6 +123,7 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     )  # fmt: skip
 
     net = build_network(cfg.backbone, cfg.head, cfg.preprocess.image_size, cfg.init_std)
+    eval_transform = EvalTransform(protocol.input_size(net), protocol.center_crop)
     if cfg.ckpt:
         load_network_weights(net, cfg.ckpt)
         log.info("initial weights from %s (optimizer state starts fresh)", cfg.ckpt)
@@ -136,7 +139,6 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     size = int(cfg.preprocess.image_size)
     augment = TrainTransform(size, **OmegaConf.to_container(cfg.augment))
     paths, classes = data.table["path"].tolist(), data.table["class"].to_numpy()
-    eval_transform = EvalTransform(size, protocol.center_crop)
     ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, model_spec(cfg))
     sizes = {"images": len(data), "identities": data.num_identities, "eval_pairs": len(pairs)}
     tracker.log_metrics({"model/parameters": n_params, **{f"data/{k_}": v for k_, v in sizes.items()}}, 0)
