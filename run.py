@@ -1,4 +1,9 @@
-"""Hydra entry point: `python run.py [group=option ...] [key=value ...]`; returns the final LFW-style accuracy."""
+"""Hydra entry point: `python run.py [group=option ...] [key=value ...]`; returns the final LFW-style accuracy.
+
+Sweeps: `python run.py -m margin=0.2,0.5,1.0` or `python run.py --config-dir multirun_sweeps --config-name margin`.
+A job of a sweep that fails is logged and recorded FAILED (MLflow, sweep summary) and the sweep goes on; the
+command then exits non-zero.
+"""
 
 import logging
 import sys
@@ -7,23 +12,35 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
+from facenet import sweeps
 from facenet.config.schema import register
 from facenet.errors import UserError
 
 register()
+log = logging.getLogger("facenet")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     from facenet.app import run
 
     try:
         metrics = run(cfg)
     except (UserError, InstantiationException) as err:
-        logging.getLogger("facenet").error("%s", err)
+        log.error("%s", err)
+        if sweeps.in_multirun():
+            return None  # not a float: Optuna records the trial FAILED, other sweepers go on
         sys.exit(1)
+    except Exception:
+        if not sweeps.in_multirun():
+            raise
+        log.exception("job failed")
+        return None
     return float(metrics.get("accuracy", float("nan")))
 
 
 if __name__ == "__main__":
     main()
+    if any(sweeps.failed_jobs):
+        log.error("%d sweep job(s) failed (see the summary above)", sum(sweeps.failed_jobs))
+        sys.exit(1)

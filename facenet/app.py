@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import subprocess
+import os
 import time
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from facenet import sweeps
 from facenet.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -22,21 +23,6 @@ def _run_dir(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path(cfg.output_dir) / "runs" / time.strftime("%Y-%m-%d/%H-%M-%S")
-
-
-def _tags(cfg: DictConfig) -> dict[str, str]:
-    tags = {"task": cfg.task}
-    if HydraConfig.initialized():
-        tags["hydra_overrides"] = " ".join(HydraConfig.get().overrides.task) or "(none)"
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        ).stdout.strip()
-        if commit:
-            tags["git_commit"] = commit
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return tags
 
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker, preprocess_set: bool = False) -> dict[str, float]:
@@ -87,6 +73,7 @@ TASKS = {"train": _train, "eval": evaluate_checkpoint}
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Run `cfg.task`; the MLflow run is marked FAILED if anything raises."""
+    from facenet.provenance import environment, run_tags
     from facenet.runtime import init_runtime
 
     if cfg.task not in TASKS:
@@ -95,21 +82,46 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.task == "eval":  # before resolving, while an inherited default is still an interpolation
         task = functools.partial(task, preprocess_set=not OmegaConf.is_interpolation(cfg.preprocess, "image_size"))
     OmegaConf.resolve(cfg)
-    hw = cfg.hardware
-    init_runtime(hw.device, hw.device_id, hw.mode)
     run_dir = _run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    tracker = instantiate(cfg.tracking)
-    tracker.start(OmegaConf.to_container(cfg), _tags(cfg))
+    state = {"status": "RUNNING", "run_id": None, "error": None}
+    _write_state(run_dir, state)
+    tracker = None
     try:
+        hw = cfg.hardware
+        threads = sweeps.job_threads(hw.cpu_threads)
+        init_runtime(hw.device, hw.device_id, hw.mode, threads)
+        if threads != hw.cpu_threads:
+            log.info("CPU kernel threads: %d (a parallel sweep job's share of %d cores)", threads, os.cpu_count())
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        (run_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
+        tracker = instantiate(cfg.tracking)
+        tags, sweep = run_tags(cfg.task), sweeps.job_sweep()
+        tags["cpu_threads"] = str(threads or "default")
+        if sweep:
+            tags["sweep_id"] = sweep["sweep_id"]
+            tracker.run_name = tracker.run_name or sweeps.job_name(sweep)
+        tracker.start(OmegaConf.to_container(cfg), tags, parent=sweep)
+        state["run_id"] = tracker.run_id
+        _write_state(run_dir, state)
         tracker.log_artifact(run_dir / "config.yaml")
+        tracker.log_artifact(run_dir / "environment.json")
         metrics = task(cfg, run_dir, tracker)
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        tracker.log_artifact(run_dir / "metrics.json")
     except BaseException as err:
-        tracker.end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        status = "KILLED" if isinstance(err, KeyboardInterrupt | SystemExit) else "FAILED"
+        if tracker is not None:
+            tracker.end(status)
+        message = (str(err).strip().splitlines() or [""])[0]
+        _write_state(run_dir, {**state, "status": status, "error": f"{type(err).__name__}: {message}"})
         raise
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    tracker.log_artifact(run_dir / "metrics.json")
     tracker.end("FINISHED")
+    _write_state(run_dir, {**state, "status": "FINISHED"})
     log.info("run directory: %s", run_dir)
     return metrics
+
+
+def _write_state(run_dir: Path, state: dict) -> None:
+    """run.json: the run's MLflow id and status, read by sweep summaries (a job that dies stays RUNNING)."""
+    (run_dir / sweeps.RUN_FILE).write_text(json.dumps(state, indent=1))

@@ -15,3 +15,7 @@ class ConfigError(UserError, ValueError):
 
 class TrainingDiverged(UserError, FloatingPointError):
     """The loss became NaN or infinite."""
+
+
+class TrackingError(UserError):
+    """The experiment tracking backend cannot be used (e.g. the MLflow server does not answer)."""

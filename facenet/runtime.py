@@ -32,8 +32,9 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH") -> None:
-    """Select device and execution mode, then run one throw-away eager op.
+def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH", cpu_threads: int | None = None) -> None:
+    """Select device, execution mode and CPU kernel threads (None: MindSpore's default), then run one throw-away
+    eager op.
 
     With numpy 2.x the first eager Tensor op can raise `SystemError` (MindSpore's C++ side was built against
     numpy 1.x); later ops work, so one op is spent here. The device can only be chosen before any kernel runs,
@@ -42,10 +43,15 @@ def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH") -
     mode = mode.upper()
     if mode not in _MODES:
         raise ConfigError(f"hardware.mode must be one of {sorted(_MODES)}, got {mode!r}")
+    if cpu_threads is not None and cpu_threads < 1:
+        raise ConfigError(f"hardware.cpu_threads must be >= 1 or null, got {cpu_threads}")
     wanted = (device.upper(), int(device_id))
     if "device" in _state:
         if _state["device"] != wanted:
             raise ConfigError(f"MindSpore already runs on {_state['device']}; cannot switch to {wanted} in-process")
+        if cpu_threads is not None and cpu_threads != _state["threads"]:
+            raise ConfigError(f"MindSpore's CPU threads are set once per process ({_state['threads'] or 'default'} "
+                              f"here); cannot change to {cpu_threads} in-process")  # fmt: skip
         ms.set_context(mode=_MODES[mode])
         return
     try:
@@ -54,12 +60,14 @@ def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH") -
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"cannot use hardware.device={wanted[0]} (device_id {wanted[1]}): {first}") from None
     ms.set_context(mode=_MODES[mode])
+    if cpu_threads is not None:
+        ms.device_context.cpu.op_tuning.threads_num(int(cpu_threads))
     with _quiet_stderr():
         try:
             (ms.Tensor(np.zeros(1, np.float32)) + 1).asnumpy()
         except SystemError:
             pass
-    _state["device"] = wanted
+    _state["device"], _state["threads"] = wanted, cpu_threads
 
 
 AMP_LEVELS = ("O0", "O1", "O2", "O3")

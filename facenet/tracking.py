@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from facenet.errors import ConfigError
+from facenet.errors import ConfigError, TrackingError
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,10 @@ class NullTracker:
     """Tracks nothing."""
 
     run_id: str | None = None
+    run_name: str | None = None
     log_every_steps = 10
 
-    def start(self, params: Mapping, tags: Mapping[str, str]) -> None:
+    def start(self, params: Mapping, tags: Mapping[str, str], parent: Mapping | None = None) -> None:
         pass
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -44,9 +45,27 @@ class NullTracker:
         pass
 
 
+def server_unreachable(uri: str, timeout: float) -> str | None:
+    """None if the MLflow tracking server at `uri` answers its /health endpoint, else the reason it does not."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            return None if response.status == 200 else f"HTTP {response.status} from /health"
+    except urllib.error.HTTPError as err:
+        return f"HTTP {err.code} from /health"
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        return str(getattr(err, "reason", err))
+
+
 class MlflowTracker(NullTracker):
     """Logs one run. Tracking URI: the configured one, else $MLFLOW_TRACKING_URI, else
-    `sqlite:///<output_dir>/mlflow.db` with artifacts under `<output_dir>/mlartifacts`."""
+    `sqlite:///<output_dir>/mlflow.db` with artifacts under `<output_dir>/mlartifacts`.
+
+    An http(s) URI must answer at start (within `connect_timeout` seconds): a run fails fast with the reason, or with
+    `fallback_local` logs to the local store instead and says so.
+    """
 
     def __init__(
         self,
@@ -55,9 +74,15 @@ class MlflowTracker(NullTracker):
         run_name: str | None,
         output_dir: str,
         log_every_steps: int = 10,
+        fallback_local: bool = False,
+        connect_timeout: float = 5.0,
     ):
         out = Path(output_dir).expanduser().resolve()
-        self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out / 'mlflow.db'}"
+        self.local_uri = f"sqlite:///{out / 'mlflow.db'}"
+        self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or self.local_uri
+        self.fallback_local, self.connect_timeout = fallback_local, connect_timeout
+        if connect_timeout <= 0:
+            raise ConfigError(f"tracking.connect_timeout must be > 0 seconds, got {connect_timeout}")
         self.artifact_root = (out / "mlartifacts").as_uri()
         self.experiment, self.run_name = experiment, run_name
         if log_every_steps < 1:
@@ -66,10 +91,36 @@ class MlflowTracker(NullTracker):
         self.client = None
         self.run_id = None
 
-    def start(self, params: Mapping, tags: Mapping[str, str]) -> None:
+    def check_server(self) -> None:
+        """For an http(s) tracking URI: fail fast if the server does not answer, or switch to the local store."""
+        if not self.uri.startswith(("http://", "https://")):
+            return
+        reason = server_unreachable(self.uri, self.connect_timeout)
+        if reason is None:
+            return
+        if not self.fallback_local:
+            raise TrackingError(
+                f"MLflow tracking server {self.uri} is unreachable ({reason}). Start it (README: 'Tracking server'), "
+                f"fix tracking.tracking_uri, or set tracking.fallback_local=true to log to {self.local_uri}"
+            )
+        log.warning("MLflow tracking server %s is unreachable (%s): logging to %s instead", self.uri, reason,
+                    self.local_uri)  # fmt: skip
+        self.uri = self.local_uri
+
+    def start(self, params: Mapping, tags: Mapping[str, str], parent: Mapping | None = None) -> None:
+        """Create the run. `parent`: the sweep this run is a job of ({parent_run_id, tracking_uri}, from
+        `facenet.sweeps.job_sweep`): the run is nested under the sweep's parent run when both use one store."""
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
+        self.check_server()
+        tags = dict(tags)
+        if parent and parent.get("parent_run_id"):
+            if parent.get("tracking_uri") == self.uri:
+                tags["mlflow.parentRunId"] = parent["parent_run_id"]
+            else:
+                log.warning("sweep parent run is in %s, this run in %s: not nested", parent.get("tracking_uri"),
+                            self.uri)  # fmt: skip
         if self.uri.startswith("sqlite:///"):
             Path(self.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(self.uri)

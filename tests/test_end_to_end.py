@@ -155,7 +155,7 @@ def test_checkpoint_problems_are_clear(trained, compose_cfg, tmp_path):
         (["task=eval", "ckpt=/nonexistent.ckpt"], "does not exist", True),
         (["batch.identities=1"], "batch.identities=1, batch.images_per_identity=4: triplets need P >= 2", True),
         (["train.ckpt_every=0", "train.eval_every=0"], r"eval_every=0 \(must be >= 1\), train.ckpt_every=0", True),
-        (["miner=random_triplets"], "needs batch=triplets, not batch=pk", True),
+        (["miner=random_triplets", "batch=pk"], "needs batch=triplets, not batch=pk", True),
         (["lr_schedule=step", "lr_schedule.step_epochs=0"], "step_epochs must be >= 1", True),
         (["task=fly"], "task must be one of", False),
     ],

@@ -211,6 +211,7 @@ class HardwareConf:
     mode: str = "GRAPH"
     data_workers: int = 2
     amp_level: str = "O0"
+    cpu_threads: int | None = None
 
 
 @dataclass
@@ -221,6 +222,13 @@ class MlflowTrackingConf:
     run_name: str | None = None
     output_dir: str = "${output_dir}"
     log_every_steps: int = 10
+
+
+@dataclass
+class MlflowServerTrackingConf(MlflowTrackingConf):
+    tracking_uri: str | None = "http://127.0.0.1:5000"
+    fallback_local: bool = False
+    connect_timeout: float = 5.0
 
 
 @dataclass
@@ -311,7 +319,11 @@ SCHEMAS = {
         "cosine_schema": CosineScheduleConf,
     },
     "hardware": {"hardware_schema": HardwareConf},
-    "tracking": {"mlflow_schema": MlflowTrackingConf, "off_schema": NoTrackingConf},
+    "tracking": {
+        "mlflow_schema": MlflowTrackingConf,
+        "mlflow_server_schema": MlflowServerTrackingConf,
+        "off_schema": NoTrackingConf,
+    },
 }
 
 

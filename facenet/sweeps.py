@@ -1,0 +1,252 @@
+"""Hydra multiruns as MLflow parent/child runs, with a summary on the parent.
+
+`SweepCallback` (registered in conf/config.yaml under `hydra.callbacks`) opens a parent run when a multirun starts
+and writes `<sweep dir>/sweep.json`; every job (`facenet.app.run`) reads it to tag its own run as a child
+(`mlflow.parentRunId`, `sweep_id`). When the multirun ends, the callback collects every job directory into a table
+(`sweep_summary.csv`: overrides, status, final metrics), plots the swept parameters against accuracy, records the
+best job (and Optuna's best trial where the Optuna sweeper ran) on the parent, and closes it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+SWEEP_FILE = "sweep.json"
+RUN_FILE = "run.json"  # written by every job: its MLflow run id and final status
+SUMMARY_CSV = "sweep_summary.csv"
+METRIC = "accuracy"  # what run.py returns and sweepers optimise
+# failed-job count of the multiruns finished in this process (run.py exits non-zero if any)
+failed_jobs: list[int] = []
+
+
+def in_multirun() -> bool:
+    return (
+        HydraConfig.initialized() and HydraConfig.get().mode is not None and HydraConfig.get().mode.name == "MULTIRUN"
+    )
+
+
+def job_sweep() -> dict | None:
+    """The sweep this job belongs to ({sweep_id, parent_run_id, tracking_uri}), if it runs in a tracked multirun."""
+    if not in_multirun():
+        return None
+    path = Path(HydraConfig.get().sweep.dir) / SWEEP_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def job_name(sweep: dict) -> str:
+    """A sweep job's run name: its values of the swept parameters, e.g. `margin=0.5 lr=0.002`."""
+    hc = HydraConfig.get()
+    swept = [o for o in hc.overrides.task if o.partition("=")[0].lstrip("+~") in sweep.get("params", {})]
+    return " ".join(swept) or f"job {hc.job.num}"
+
+
+def job_threads(cpu_threads: int | None) -> int | None:
+    """CPU kernel threads for this job: `hardware.cpu_threads` if set; under the joblib launcher, the job's share of
+    the cores (so parallel jobs do not oversubscribe them); else None (MindSpore's default)."""
+    if cpu_threads is not None or not HydraConfig.initialized():
+        return cpu_threads
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
+        return None
+    cores = os.cpu_count() or 1
+    n_jobs = int(launcher.get("n_jobs") or -1)
+    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 all cores, -2 all but one, ...
+    return max(1, cores // parallel)
+
+
+def _parse_overrides(overrides: list[str]) -> dict[str, str]:
+    out = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def _numeric(column: pd.Series) -> pd.Series:
+    """The column as numbers if every value parses as one (missing values allowed), else unchanged."""
+    converted = pd.to_numeric(column, errors="coerce")
+    return converted if converted.notna().sum() == column.notna().sum() else column
+
+
+def summarize(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per job directory of a sweep. Columns: job, status, the job's overrides, its final metrics
+    (`accuracy` first), run_id, error, dir.
+
+    A job that started (Hydra wrote its `.hydra/overrides.yaml`) but never recorded an end is reported
+    CRASHED, not dropped.
+    """
+    rows, override_keys, metric_keys = [], {}, {METRIC: None}
+    jobs = [p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml")]
+    for job_dir in sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else p.name)):
+        overrides = _parse_overrides(list(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")))
+        state = json.loads((job_dir / RUN_FILE).read_text()) if (job_dir / RUN_FILE).is_file() else {}
+        status = state.get("status", "CRASHED")
+        status = "CRASHED" if status == "RUNNING" else status
+        metrics_file = job_dir / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if status == "FINISHED" and metrics_file.is_file() else {}
+        override_keys.update(dict.fromkeys(overrides))
+        metric_keys.update(dict.fromkeys(metrics))
+        job = int(job_dir.name) if job_dir.name.isdigit() else job_dir.name
+        rows.append({"job": job, "status": status, **overrides, **metrics, "run_id": state.get("run_id"),
+                     "error": state.get("error"), "dir": str(job_dir)})  # fmt: skip
+    columns = ["job", "status", *override_keys, *metric_keys, "run_id", "error", "dir"]
+    return pd.DataFrame(rows, columns=columns).apply(_numeric)
+
+
+def override_columns(table: pd.DataFrame) -> list[str]:
+    """The override columns of a `summarize` table (between `status` and the first metric)."""
+    columns = list(table.columns)
+    return columns[columns.index("status") + 1 : columns.index(METRIC)]
+
+
+def varying(table: pd.DataFrame, overrides: list[str]) -> list[str]:
+    """The override columns that take more than one value in the table (the swept parameters)."""
+    return [c for c in overrides if c in table and table[c].astype(str).nunique() > 1]
+
+
+def _sweeper_params(config: DictConfig) -> dict[str, str]:
+    """What the sweep varies: `hydra.sweeper.params` plus sweep overrides from the command line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = {str(k): str(v) for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()}
+    for o in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+        if o.is_sweep_override():
+            params[o.key_or_group] = o.input_line.partition("=")[2]
+    return params
+
+
+class SweepCallback(Callback):
+    """Parent MLflow run and summary for every Hydra multirun."""
+
+    def __init__(self) -> None:
+        self.tracker = None
+        self.sweep_dir: Path | None = None
+
+    def __getstate__(self) -> dict:
+        """Launchers that run jobs in other processes pickle the callbacks: the parent run stays here."""
+        return {"tracker": None, "sweep_dir": None}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        # Hydra turns a callback's exception into a one-line warning: say what happened, then stop the sweep
+        try:
+            self._start(config)
+        except Exception:
+            log.exception("could not set up the sweep's parent run")
+            raise SystemExit(1) from None
+
+    def _start(self, config: DictConfig) -> None:
+        from hydra.utils import instantiate
+
+        from facenet.errors import UserError
+        from facenet.provenance import run_tags
+        from facenet.tracking import MlflowTracker, flatten
+
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.params = _sweeper_params(config)
+        base = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        try:
+            params = flatten(OmegaConf.to_container(base, resolve=True))
+        except Exception:  # noqa: BLE001 - an unresolvable key must not stop the sweep; the jobs will report it
+            params = flatten(OmegaConf.to_container(base, resolve=False))
+        # the parent shows what varies as sweep.<key> = its sweep spec, not the base value
+        params = {k: v for k, v in params.items() if not any(k == p or k.startswith(p + ".") for p in self.params)}
+        params.update({f"sweep.{k}": v for k, v in self.params.items()})
+        try:
+            self.tracker = instantiate(config.tracking)
+            if not isinstance(self.tracker, MlflowTracker):  # tracking=off: summary files only
+                self.tracker = None
+            else:
+                self.tracker.run_name = f"sweep {config.hydra.job.config_name} {self.sweep_id}"
+                tags = {**run_tags("sweep"), "sweep_id": self.sweep_id, "sweep_dir": str(self.sweep_dir),
+                        "sweep.sweeper": str(config.hydra.sweeper._target_).rsplit(".", 1)[-1],
+                        "sweep.launcher": str(config.hydra.launcher._target_).rsplit(".", 1)[-1]}  # fmt: skip
+                tags["hydra_overrides"] = " ".join(config.hydra.overrides.task) or "(none)"
+                self.tracker.start(params, tags)
+        except UserError as err:
+            log.error("%s", err)
+            raise SystemExit(1) from None
+        state = {"sweep_id": self.sweep_id, "params": self.params}
+        if self.tracker is not None:
+            state.update(parent_run_id=self.tracker.run_id, tracking_uri=self.tracker.uri)
+        (self.sweep_dir / SWEEP_FILE).write_text(json.dumps(state, indent=1))
+        atexit.register(self._abandon)
+        log.info("sweep %s over %s -> %s", self.sweep_id, ", ".join(self.params) or "(no parameters)", self.sweep_dir)
+
+    def _abandon(self) -> None:
+        """The process exits without on_multirun_end (interrupted, or the sweeper raised): close the parent KILLED."""
+        if self.tracker is not None:
+            self.tracker.end("KILLED")
+            self.tracker = None
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        atexit.unregister(self._abandon)
+        table = summarize(self.sweep_dir)
+        if table.empty:
+            log.warning("sweep %s: no job directories under %s", self.sweep_id, self.sweep_dir)
+            self._close("FAILED")
+            return
+        table.insert(0, "sweep_id", self.sweep_id)
+        csv = self.sweep_dir / SUMMARY_CSV
+        table.to_csv(csv, index=False)
+        files = [csv, *self._plots(table)]
+        failed = table[table["status"] != "FINISHED"]
+        failed_jobs.append(len(failed))
+        ok = table[table["status"] == "FINISHED"].dropna(subset=[METRIC])
+        swept = varying(table, override_columns(table))
+        shown = [c for c in ("job", "status", *swept, METRIC, f"{METRIC}_std") if c in table]
+        log.info("sweep %s summary (%s):\n%s", self.sweep_id, csv, table[shown].to_string(index=False))
+        for _, row in failed.iterrows():
+            log.error("job %s %s: %s", row["job"], row["status"], row.get("error") or "no error recorded")
+        optuna = self.sweep_dir / "optimization_results.yaml"
+        if optuna.is_file():
+            files.append(optuna)
+        if self.tracker is None:
+            return
+        metrics = {"sweep/jobs": len(table), "sweep/failed_jobs": len(failed)}
+        if len(ok):
+            best = ok.loc[ok[METRIC].idxmax()]
+            metrics[f"best/{METRIC}"] = float(best[METRIC])
+            self.tracker.client.set_tag(self.tracker.run_id, "best_run_id", str(best["run_id"]))
+            self.tracker.client.set_tag(self.tracker.run_id, "best_job", str(best["job"]))
+            best_overrides = {c: getattr(best[c], "item", lambda v=best[c]: v)() for c in override_columns(table)}
+            self.tracker.client.set_tag(self.tracker.run_id, "best_overrides", json.dumps(best_overrides, default=str))
+        if optuna.is_file():
+            result = OmegaConf.to_container(OmegaConf.load(optuna))
+            if "best_params" in result:
+                for key, value in result["best_params"].items():
+                    self.tracker.client.log_param(self.tracker.run_id, f"optuna.best.{key}", value)
+                metrics["optuna/best_value"] = float(result["best_value"])
+        self.tracker.log_metrics(metrics, 0)
+        for path in files:
+            self.tracker.log_artifact(path)
+        self._close("FINISHED" if len(ok) else "FAILED")
+
+    def _plots(self, table: pd.DataFrame) -> list[Path]:
+        from facenet.plots import parallel_coordinates, sweep_plot
+
+        swept = varying(table, override_columns(table))
+        if not swept or table[METRIC].notna().sum() == 0:
+            return []
+        if len(swept) == 1:
+            return [sweep_plot(table, swept[0], self.sweep_dir / f"sweep_{METRIC}.png")]
+        return [parallel_coordinates(table, swept, self.sweep_dir / "sweep_parallel_coordinates.png")]
+
+    def _close(self, status: str) -> None:
+        if self.tracker is not None:
+            self.tracker.end(status)
+            self.tracker = None
