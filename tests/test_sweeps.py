@@ -1,0 +1,232 @@
+"""Sweeps: summary tables and plots from job directories; real multiruns (basic and joblib launchers, a real MLflow
+server, Optuna) read back through MlflowClient; provenance tags and `facenet rerun`; tracking server failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from facenet.errors import TrackingError
+from facenet.plots import parallel_coordinates, sweep_plot
+from facenet.sweeps import SUMMARY_CSV, override_columns, summarize, varying
+from facenet.tracking import MlflowTracker
+from tests.conftest import ROOT
+
+SMOKE = ["experiment=smoke", "hydra.job_logging.root.level=WARNING"]
+
+
+def _job(sweep: Path, num: int, overrides: list[str], state: dict | None, metrics: dict | None = None) -> None:
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if state is not None:
+        (job / "run.json").write_text(json.dumps(state))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_summary_has_every_job_in_order_and_never_drops_a_failure(tmp_path):
+    _job(tmp_path, 10, ["margin=1.0", "miner=batch_all"], {"status": "FINISHED", "run_id": "c"},
+         {"accuracy": 0.9, "auc": 0.95, "accuracy_std": 0.01})  # fmt: skip
+    _job(tmp_path, 2, ["margin=0.2", "miner=batch_all"], {"status": "FINISHED", "run_id": "a"},
+         {"accuracy": 0.8, "auc": 0.85, "accuracy_std": 0.02})  # fmt: skip
+    _job(tmp_path, 3, ["margin=0.5", "miner=batch_all"], {"status": "FAILED", "run_id": "b", "error": "ConfigError: x"})
+    _job(tmp_path, 4, ["margin=0.7", "miner=batch_all"], {"status": "RUNNING", "run_id": "d"})  # process died
+    _job(tmp_path, 5, ["margin=0.9", "miner=batch_all"], None)  # died before writing run.json
+    (tmp_path / "not_a_job").mkdir()
+    table = summarize(tmp_path)
+    assert table["job"].tolist() == [2, 3, 4, 5, 10]
+    assert table["status"].tolist() == ["FINISHED", "FAILED", "CRASHED", "CRASHED", "FINISHED"]
+    assert list(table.columns[:4]) == ["job", "status", "margin", "miner"] and table.columns[4] == "accuracy"
+    assert override_columns(table) == ["margin", "miner"] and varying(table, ["margin", "miner"]) == ["margin"]
+    assert table["margin"].dtype.kind == "f" and table["margin"].tolist() == [0.2, 0.5, 0.7, 0.9, 1.0]
+    assert table["accuracy"].tolist()[::4] == [0.8, 0.9] and table["accuracy"].isna().tolist()[1:4] == [True] * 3
+    assert table.loc[1, "error"] == "ConfigError: x" and table["run_id"].tolist()[:3] == ["a", "b", "d"]
+    assert pd.isna(table.loc[3, "run_id"])
+
+
+def test_sweep_plots_for_numeric_categorical_and_several_parameters(tmp_path):
+    table = pd.DataFrame({"job": range(5), "status": ["FINISHED"] * 4 + ["FAILED"],
+                          "lr": [0.0003, 0.001, 0.003, 0.01, 0.03], "miner": ["a", "b", "a", "c", "b"],
+                          "accuracy": [0.6, 0.7, 0.8, 0.75, float("nan")], "accuracy_std": [0.01] * 5})  # fmt: skip
+    for path in (sweep_plot(table, "lr", tmp_path / "lr.png"), sweep_plot(table, "miner", tmp_path / "miner.png"),
+                 parallel_coordinates(table, ["lr", "miner"], tmp_path / "pc.png")):  # fmt: skip
+        assert path.stat().st_size > 10_000
+
+
+def test_unreachable_tracking_server_fails_fast_or_falls_back(tmp_path):
+    port = _free_port()
+    tracker = MlflowTracker(f"http://127.0.0.1:{port}", "facenet", None, str(tmp_path), connect_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(TrackingError, match=rf"127.0.0.1:{port} is unreachable .*fallback_local=true"):
+        tracker.start({"a": 1}, {})
+    assert time.monotonic() - started < 10
+    tracker = MlflowTracker(f"http://127.0.0.1:{port}", "facenet", None, str(tmp_path), fallback_local=True)
+    tracker.start({"a": 1}, {"t": "1"})
+    tracker.end()
+    assert tracker.uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    client = MlflowClient(tracker.uri)
+    (r,) = client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
+    assert r.data.params["a"] == "1" and r.info.status == "FINISHED"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(args: list[str], cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _sweep(client: MlflowClient, experiment: str = "facenet"):
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def _csv(client: MlflowClient, run_id: str, tmp: Path) -> pd.DataFrame:
+    return pd.read_csv(client.download_artifacts(run_id, SUMMARY_CSV, str(tmp)))
+
+
+@pytest.mark.slow
+def test_margin_multirun_parent_summary_matches_children_and_rerun_reproduces(tmp_path):
+    out = tmp_path / "out"
+    proc = _run(["run.py", "-m", "margin=0.01,0.05,1.0", *SMOKE, f"output_dir={out}", f"data_dir={tmp_path / 'data'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    (parent,), children = _sweep(client)
+    assert len(children) == 3
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert {c.data.tags["sweep_id"] for c in children} == {parent.data.tags["sweep_id"]}
+    assert sorted(c.data.params["margin"] for c in children) == ["0.01", "0.05", "1.0"]
+    assert sorted(c.info.run_name for c in children) == ["margin=0.01", "margin=0.05", "margin=1.0"]
+    assert parent.data.params["sweep.margin"] == "0.01,0.05,1.0" and "margin" not in parent.data.params
+    table = _csv(client, parent.info.run_id, tmp_path)
+    assert len(table) == 3 and set(table["status"]) == {"FINISHED"}
+    for child in children:
+        (row,) = table[table["run_id"] == child.info.run_id].itertuples()
+        assert row.margin == float(child.data.params["margin"])
+        for key in ("accuracy", "auc", "threshold", "eer"):
+            assert getattr(row, key) == pytest.approx(child.data.metrics[f"eval/{key}"], abs=1e-12), key
+    assert table["threshold"].nunique() == 3  # the margins lead to different models: rows cannot be mixed up
+    best = table.loc[table["accuracy"].idxmax()]
+    assert parent.data.metrics["best/accuracy"] == pytest.approx(best["accuracy"])
+    assert parent.data.tags["best_run_id"] == best["run_id"] and parent.data.metrics["sweep/failed_jobs"] == 0
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {SUMMARY_CSV, "sweep_accuracy.png"}
+    assert parent.info.status == "FINISHED"
+
+    # provenance on every child, and `facenet rerun` reproduces one of them exactly
+    child = children[0]
+    tags = child.data.tags
+    assert len(tags["git_commit"]) == 40 and tags["git_dirty"] in ("true", "false")
+    assert tags["version.mindspore"] == "2.10.0" and tags["hydra_mode"] == "MULTIRUN"
+    assert f"margin={child.data.params['margin']}" in json.loads(tags["hydra_overrides_json"])
+    assert "environment.json" in {a.path for a in client.list_artifacts(child.info.run_id)}
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    dry = _run(["-m", "facenet.cli", "rerun", child.info.run_id, "--tracking-uri", uri, "--dry-run"])
+    assert dry.returncode == 0 and dry.stdout.strip().endswith("hydra.mode=RUN"), dry.stdout + dry.stderr
+    rerun = _run(["-m", "facenet.cli", "rerun", child.info.run_id, "--tracking-uri", uri])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    (again,) = client.search_runs([child.info.experiment_id], f"tags.rerun_of = '{child.info.run_id}'")
+    for key in ("eval/accuracy", "eval/auc", "eval/threshold"):
+        assert again.data.metrics[key] == pytest.approx(child.data.metrics[key], abs=1e-9), key
+    assert again.data.params == child.data.params
+    missing = _run(["-m", "facenet.cli", "rerun", "0123abc", "--tracking-uri", uri])
+    assert missing.returncode == 1 and "cannot read run 0123abc" in missing.stderr, missing.stderr
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 (free port), SQLite backend, local artifact store; stopped afterwards."""
+    port = _free_port()
+    store = tmp_path / "server"
+    store.mkdir()
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
+           f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts"),
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    log = (store / "server.log").open("w")
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(uri + "/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"mlflow server did not start: {(store / 'server.log').read_text()[-2000:]}")
+        yield uri
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_parallel_sweep_against_a_real_tracking_server_survives_a_failing_job(tmp_path, mlflow_server):
+    out = tmp_path / "out"
+    proc = _run(["run.py", "-m", "batch.identities=16,8,1", *SMOKE, "tracking=mlflow_server",
+                 f"tracking.tracking_uri={mlflow_server}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                 f"output_dir={out}", f"data_dir={tmp_path / 'data'}"])  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]  # one job failed: the sweep finishes, then says so
+    assert "1 sweep job(s) failed" in output and "triplets need P >= 2" in output
+    client = MlflowClient(mlflow_server)
+    (parent,), children = _sweep(client)
+    assert len(children) == 3 and not (out / "mlflow.db").exists()
+    status = {c.data.params["batch.identities"]: c.info.status for c in children}
+    assert status == {"16": "FINISHED", "8": "FINISHED", "1": "FAILED"}
+    threads = str(max(1, (os.cpu_count() or 1) // 2))  # joblib with 2 jobs: each job gets half of the cores
+    assert {c.data.tags["cpu_threads"] for c in children} == {threads}
+    table = _csv(client, parent.info.run_id, tmp_path)
+    assert sorted(table["batch.identities"]) == [1, 8, 16]
+    failed = table[table["status"] == "FAILED"].iloc[0]
+    assert failed["batch.identities"] == 1 and "triplets need P >= 2" in failed["error"]
+    for child in (c for c in children if c.info.status == "FINISHED"):
+        row = table[table["run_id"] == child.info.run_id].iloc[0]
+        assert row["accuracy"] == pytest.approx(child.data.metrics["eval/accuracy"], abs=1e-12)
+        assert {"eval", "checkpoints", "config.yaml"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert parent.data.metrics["sweep/failed_jobs"] == 1 and parent.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {SUMMARY_CSV, "sweep_accuracy.png"}
+
+
+@pytest.mark.slow
+def test_optuna_sweep_file_records_the_best_trial_on_the_parent(tmp_path):
+    out = tmp_path / "out"
+    proc = _run(["run.py", "--config-dir", "multirun_sweeps", "--config-name", "optuna", "hydra.sweeper.n_trials=3",
+                 *SMOKE, f"output_dir={out}", f"data_dir={tmp_path / 'data'}"])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    (parent,), children = _sweep(client)
+    assert len(children) == 3 and parent.data.tags["sweep.sweeper"] == "OptunaSweeper"
+    (result_file,) = out.glob("multiruns/*/*/optimization_results.yaml")
+    result = yaml.safe_load(result_file.read_text())
+    assert result["best_value"] == pytest.approx(max(c.data.metrics["eval/accuracy"] for c in children))
+    assert parent.data.metrics["optuna/best_value"] == pytest.approx(result["best_value"])
+    for key, value in result["best_params"].items():
+        assert parent.data.params[f"optuna.best.{key}"] == str(value)
+    best_overrides = {f"{k}={v}" for k, v in result["best_params"].items()}
+    (best_child,) = [c for c in children if best_overrides <= set(json.loads(c.data.tags["hydra_overrides_json"]))]
+    assert best_child.data.metrics["eval/accuracy"] == pytest.approx(result["best_value"])
+    assert {"optimization_results.yaml", SUMMARY_CSV, "sweep_parallel_coordinates.png"} == {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
+    # trials go to the children with the config the sweep file composes (rest of the default config kept)
+    assert {c.data.params["miner._target_"].rsplit(".", 1)[-1] for c in children} <= {
+        "BatchAllMiner", "BatchHardMiner", "SemiHardMiner"}  # fmt: skip
