@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
 
 from facenet.errors import TrackingError
 from facenet.plots import parallel_coordinates, sweep_plot
@@ -230,3 +231,43 @@ def test_optuna_sweep_file_records_the_best_trial_on_the_parent(tmp_path):
     # trials go to the children with the config the sweep file composes (rest of the default config kept)
     assert {c.data.params["miner._target_"].rsplit(".", 1)[-1] for c in children} <= {
         "BatchAllMiner", "BatchHardMiner", "SemiHardMiner"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["margin", "optimizer_lr", "miner", "optuna"])
+def test_sweep_files_compose_and_every_grid_point_is_a_valid_config(name, compose_cfg):
+    """Each file is a primary config that runs as a multirun, says how to run it, and (for grids) every job's
+    overrides compose against the schemas; Optuna's search space parses."""
+    text = (ROOT / "multirun_sweeps" / f"{name}.yaml").read_text()
+    assert f"python run.py --config-dir multirun_sweeps --config-name {name}" in text.split("defaults:")[0]
+    spec = yaml.safe_load(text)
+    assert spec["hydra"]["mode"] == "MULTIRUN" and "config" in spec["defaults"]
+    proc = _run(["run.py", "--config-dir", "multirun_sweeps", "--config-name", name, "--cfg", "hydra"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    params = spec["hydra"]["sweeper"]["params"]
+    if name == "optuna":
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+        kinds = {o.key_or_group: type(create_optuna_distribution_from_override(o)).__name__ for o in parsed}
+        assert kinds == {"lr": "LogUniformDistribution", "margin": "UniformDistribution",
+                         "miner": "CategoricalDistribution"}  # fmt: skip
+        assert "targetSweeper" not in proc.stdout and "OptunaSweeper" in proc.stdout
+        return
+    import itertools
+
+    grid = [[f"{k}={v}" for v in str(values).split(",")] for k, values in params.items()]
+    targets = {k: set() for k in params}
+    for overrides in itertools.product(*grid):
+        cfg = compose_cfg(*overrides)
+        for o in overrides:
+            key, value = o.split("=")
+            node = OmegaConf.select(cfg, key)
+            if isinstance(node, DictConfig):  # a config group: each option must compose to its own class
+                targets[key].add(node._target_)
+            else:
+                assert node == pytest.approx(float(value))
+        if "miner=random_triplets" in overrides:
+            assert cfg.batch._target_.endswith("TripletSampler")  # the miner brings the batches it needs
+    for key, found in targets.items():
+        assert not found or len(found) == len(str(params[key]).split(",")), (key, found)
