@@ -10,3 +10,12 @@ os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 os.environ.setdefault("GLOG_v", "3")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`facenet.Embedder` without importing the inference stack for every `import facenet`."""
+    if name == "Embedder":
+        from facenet.inference import Embedder
+
+        return Embedder
+    raise AttributeError(f"module 'facenet' has no attribute {name!r}")

@@ -68,7 +68,20 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     return train(cfg, run_dir, tracker)
 
 
-TASKS = {"train": _train, "eval": evaluate_checkpoint}
+def _export(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
+    """task=export: the checkpoint's embedding network as cfg.export.format, with its model card, logged."""
+    from facenet.export import export_checkpoint
+
+    if not cfg.ckpt:
+        raise ConfigError("task=export needs a checkpoint: add ckpt=PATH/TO/file.ckpt")
+    out = Path(cfg.export.dir) if cfg.export.dir else run_dir / "export"
+    model, card = export_checkpoint(cfg.ckpt, cfg.export.format, out, cfg.export.batch_size, cfg.hardware.device)
+    for path in (model, card):
+        tracker.log_artifact(path, "export")
+    return {"model_bytes": float(model.stat().st_size)}
+
+
+TASKS = {"train": _train, "eval": evaluate_checkpoint, "export": _export}
 
 
 def run(cfg: DictConfig) -> dict[str, float]:

@@ -1,9 +1,10 @@
-"""The `facenet` command line: `facenet align SRC DST [...]`, `facenet rerun RUN_ID [...]`."""
+"""The `facenet` command line: align, rerun, and a trained model's embed / verify / identify / cluster."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from facenet.errors import UserError
 
@@ -50,6 +51,77 @@ def _rerun(args: argparse.Namespace) -> int:
     return subprocess.run(cmd, env={**os.environ, RERUN_ENV: args.run_id}).returncode
 
 
+def _embedder(args: argparse.Namespace):
+    from facenet.inference import Embedder
+
+    return Embedder.from_pretrained(args.model, args.batch_size, args.workers, args.center_crop)
+
+
+def _images(items: list[str]) -> list[str]:
+    from facenet.inference import list_images
+
+    out: list[str] = []
+    for item in items:
+        out += list_images(item) if Path(item).is_dir() else [item]
+    return out
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    paths = _images(args.images)
+    emb = _embedder(args).embed(paths)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        np.savez(out, paths=np.asarray(paths), embeddings=emb)
+    elif out.suffix in (".csv", ".parquet"):
+        table = pd.DataFrame(emb, columns=[f"e{i}" for i in range(emb.shape[1])])
+        table.insert(0, "path", paths)
+        table.to_csv(out, index=False) if out.suffix == ".csv" else table.to_parquet(out, index=False)
+    else:
+        raise UserError(f"-o {out}: expected a .npz, .csv or .parquet file")
+    print(f"embedded {len(paths)} images ({emb.shape[1]}-d) into {out}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    v = _embedder(args).verify(args.image1, args.image2, args.threshold)
+    print(f"distance {v.distance:.4f}, threshold {v.threshold:.4f}: {'same person' if v.same else 'different people'}")
+    return 0
+
+
+def _identify(args: argparse.Namespace) -> int:
+    embedder = _embedder(args)
+    queries = _images(args.query)
+    results = embedder.identify(queries, args.gallery, args.k, args.method, args.threshold,
+                                None if args.no_cache else args.cache_dir)  # fmt: skip
+    for query, matches in zip(queries, results, strict=True):
+        ranked = ", ".join(f"{m.identity} {m.distance:.3f}" for m in matches)
+        print(f"{query}: {ranked}")
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    paths = _images([args.folder])
+    labels = _embedder(args).cluster(paths, args.threshold, args.method)
+    pd.DataFrame({"path": paths, "cluster": labels}).to_csv(args.output, index=False)
+    sizes = pd.Series(labels).value_counts()
+    print(f"{len(paths)} images -> {len(sizes)} clusters ({int((sizes > 1).sum())} with 2+ images, "
+          f"largest {int(sizes.max())}); written to {args.output}")  # fmt: skip
+    return 0
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a .ckpt (with its sidecar), .mindir or .onnx (with model card)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (dynamic-batch models)")
+    p.add_argument("--workers", type=int, default=2, help="image decoding workers")
+    p.add_argument("--center-crop", type=int, default=None, help="crop the central box first (unaligned photos)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="facenet", description="FaceNet on MindSpore: tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,7 +140,39 @@ def main(argv: list[str] | None = None) -> int:
     rerun.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else outputs/mlflow.db)")
     rerun.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     rerun.set_defaults(run=_rerun)
+    embed = sub.add_parser("embed", help="embed images (files and/or folders, recursively)")
+    embed.add_argument("images", nargs="+")
+    embed.add_argument("-o", "--output", required=True, help="out.npz (paths, embeddings), .csv or .parquet")
+    _model_args(embed)
+    embed.set_defaults(run=_embed)
+    verify = sub.add_parser("verify", help="same person? distance against the model's threshold")
+    verify.add_argument("image1")
+    verify.add_argument("image2")
+    verify.add_argument("--threshold", type=float, help="default: the threshold recorded with the model")
+    _model_args(verify)
+    verify.set_defaults(run=_verify)
+    identify = sub.add_parser("identify", help="top-k identities of an identity-folder gallery")
+    identify.add_argument("query", nargs="+", help="image files and/or folders")
+    identify.add_argument("--gallery", required=True, help="identity folders: GALLERY/<name>/<image>")
+    identify.add_argument("-k", type=int, default=5)
+    identify.add_argument("--method", choices=("mean", "nearest"), default="mean")
+    identify.add_argument("--threshold", type=float, help="beyond it a query is 'unknown' (default: the model's)")
+    identify.add_argument("--cache-dir", default=None, help="gallery embedding cache (default ~/.cache/facenet)")
+    identify.add_argument("--no-cache", action="store_true")
+    _model_args(identify)
+    identify.set_defaults(run=_identify)
+    cluster = sub.add_parser("cluster", help="group a folder of unlabelled faces by identity")
+    cluster.add_argument("folder")
+    cluster.add_argument("-o", "--output", default="clusters.csv", help="CSV of path,cluster (default clusters.csv)")
+    cluster.add_argument("--threshold", type=float, help="link distance (default: the model's threshold)")
+    cluster.add_argument("--method", choices=("chinese_whispers", "components"), default="chinese_whispers")
+    _model_args(cluster)
+    cluster.set_defaults(run=_cluster)
     args = parser.parse_args(argv)
+    if getattr(args, "cache_dir", "x") is None:
+        from facenet.inference import CACHE_DIR
+
+        args.cache_dir = CACHE_DIR
     try:
         return args.run(args)
     except UserError as err:

@@ -67,6 +67,11 @@ def test_kfold_protocol_matches_brute_force(ties):
     assert (rep.threshold_mean, rep.threshold_std) == pytest.approx((thr.mean(), thr.std()))
     v = rep.val_at_far[far]
     assert (v["val_mean"], v["val_std"], v["far_mean"]) == pytest.approx((val.mean(), val.std(), fa.mean()))
+    # what the mean threshold means in use, over all pairs (counted one by one)
+    accepted = [di <= thr.mean() for di in d]
+    far_all = sum(a for a, s in zip(accepted, same, strict=True) if not s) / (~same).sum()
+    tar_all = sum(a for a, s in zip(accepted, same, strict=True) if s) / same.sum()
+    assert (rep.far_at_threshold, rep.tar_at_threshold) == pytest.approx((far_all, tar_all))
 
 
 def test_auc_against_pairwise_counting_and_trapezoid():
@@ -106,6 +111,7 @@ def test_similarities_mirror_distances():
     a = verification_report(d, same)
     b = verification_report(-d, same, higher_is_closer=True)
     assert a.accuracy_mean == b.accuracy_mean and a.auc == pytest.approx(b.auc)
+    assert (a.far_at_threshold, a.tar_at_threshold) == pytest.approx((b.far_at_threshold, b.tar_at_threshold))
     assert a.threshold_mean == pytest.approx(-b.threshold_mean)
 
 

@@ -266,6 +266,13 @@ class TrainConf:
 
 
 @dataclass
+class ExportConf:
+    format: str = "MINDIR"  # MINDIR | ONNX | AIR (Ascend only)
+    batch_size: int | None = None  # null: dynamic batch (MINDIR, AIR); ONNX has static shapes: 32 unless set
+    dir: str | None = None  # null: <run dir>/export
+
+
+@dataclass
 class Config:
     task: str = "train"
     ckpt: str | None = None
@@ -281,6 +288,7 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     preprocess: PreprocessConf = field(default_factory=PreprocessConf)
     augment: AugmentConf = field(default_factory=AugmentConf)
+    export: ExportConf = field(default_factory=ExportConf)
     backbone: Any = MISSING
     head: Any = MISSING
     dataset: Any = MISSING

@@ -95,6 +95,8 @@ class VerificationReport:
     auc: float
     eer: float
     roc: dict[str, list[float]] = field(repr=False)
+    far_at_threshold: float = float("nan")  # over all pairs, at threshold_mean: what the threshold means in use
+    tar_at_threshold: float = float("nan")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -109,6 +111,7 @@ class VerificationReport:
             f"threshold    {self.threshold_mean:.4f} +- {self.threshold_std:.4f}",
             f"AUC          {self.auc:.4f}",
             f"EER          {self.eer:.4f}",
+            f"at threshold TAR {self.tar_at_threshold:.4f}, FAR {self.far_at_threshold:.4f} (all pairs)",
         ]
         for far, v in self.val_at_far.items():
             lines.append(f"VAL@FAR={far:g}  {v['val_mean']:.4f} +- {v['val_std']:.4f} (FAR {v['far_mean']:.5f})")
@@ -123,6 +126,8 @@ class VerificationReport:
             "threshold_std": self.threshold_std,
             "auc": self.auc,
             "eer": self.eer,
+            "far_at_threshold": self.far_at_threshold,
+            "tar_at_threshold": self.tar_at_threshold,
         }
         for far, v in self.val_at_far.items():
             out[f"val_at_far_{far:g}"] = v["val_mean"]
@@ -170,6 +175,7 @@ def verification_report(
             s = same[test]
             vals[far].append((accepted[s].mean() if s.any() else np.nan, accepted[~s].mean() if (~s).any() else np.nan))
     fpr, tpr, roc_t = roc_curve(d, same)
+    accepted = d <= sign * float(np.mean(thresholds))  # d is signed here, thresholds are not
     val_at_far = {
         far: {
             "val_mean": float(np.nanmean([v for v, _ in r])),
@@ -191,4 +197,6 @@ def verification_report(
         auc=auc_score(d, same),
         eer=equal_error_rate(fpr, tpr),
         roc={"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": (sign * roc_t).tolist()},
+        far_at_threshold=float(np.mean(accepted[~same])),
+        tar_at_threshold=float(np.mean(accepted[same])),
     )

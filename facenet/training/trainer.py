@@ -139,7 +139,9 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     size = int(cfg.preprocess.image_size)
     augment = TrainTransform(size, **OmegaConf.to_container(cfg.augment))
     paths, classes = data.table["path"].tolist(), data.table["class"].to_numpy()
-    ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, model_spec(cfg))
+    ckpts = CheckpointManager(
+        run_dir / "checkpoints", cfg.train.keep_checkpoint_max, {**model_spec(cfg), "run_id": tracker.run_id}
+    )
     sizes = {"images": len(data), "identities": data.num_identities, "eval_pairs": len(pairs)}
     tracker.log_metrics({"model/parameters": n_params, **{f"data/{k_}": v for k_, v in sizes.items()}}, 0)
 

@@ -1,0 +1,93 @@
+"""task=export: the embedding network alone (images in, L2-normalised embeddings out) as MindIR, ONNX or AIR, with a
+model card beside it (`<name>.json`) that says how to feed it and where its threshold comes from."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import mindspore as ms
+
+from facenet.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
+ONNX_DEFAULT_BATCH = 32  # MindSpore exports ONNX with static shapes only
+
+
+def model_card(spec: dict, fmt: str, batch_size: int | None, source: Path, file: Path) -> dict:
+    """What a user of the exported file needs: preprocessing, output, threshold (and the FAR it corresponds to on
+    the evaluation that chose it), where it came from."""
+    metrics = spec.get("metrics", {})
+    threshold = None
+    if "threshold" in metrics:
+        threshold = {
+            "distance": metrics["threshold"],
+            "metric": "L2 distance between embeddings; same identity if distance <= threshold",
+            "chosen_by": "best accuracy on the training folds of the evaluation (mean over 10 folds)",
+            "evaluation_accuracy": metrics.get("accuracy"),
+            "far": metrics.get("far_at_threshold"),
+            "tar": metrics.get("tar_at_threshold"),
+            "evaluation_pairs": metrics.get("pairs"),
+        }
+    return {
+        "format": fmt,
+        "file": file.name,
+        "input": {"name": "x", "layout": "NCHW", "dtype": "float32", "batch_size": batch_size or "dynamic",
+                  "shape": [batch_size or -1, 3, spec["preprocess"]["image_size"], spec["preprocess"]["image_size"]]},
+        "output": {"embedding_size": spec.get("embedding_size"), "l2_normalised": True,
+                   "norm": spec.get("model", {}).get("head", {}).get("scale", 1.0)},
+        "preprocess": spec["preprocess"],
+        "threshold": threshold,
+        "model": spec.get("model"),
+        "training_run_id": spec.get("run_id"),
+        "source_checkpoint": str(source),
+        "epoch": spec.get("epoch"),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }  # fmt: skip
+
+
+def export_checkpoint(ckpt: str | Path, fmt: str, out_dir: str | Path, batch_size: int | None = None,
+                      device: str = "CPU") -> tuple[Path, Path]:  # fmt: skip
+    """Export `ckpt` (rebuilt from its sidecar) to `out_dir`; returns (model file, model card)."""
+    from facenet.models.build import build_network
+    from facenet.training.checkpoints import load_network_weights, read_spec, sidecar
+
+    fmt = fmt.upper()
+    if fmt not in FORMATS:
+        raise ConfigError(f"export.format must be one of {sorted(FORMATS)}, got {fmt!r}")
+    if fmt == "AIR" and device.upper() != "ASCEND":
+        raise ConfigError("export.format=AIR needs an Ascend device (MindSpore writes AIR only there, with "
+                          "hardware.device=Ascend); on CPU or GPU export MINDIR or ONNX")  # fmt: skip
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"export.batch_size must be >= 1 or null (dynamic), got {batch_size}")
+    ckpt = Path(ckpt).expanduser()
+    if not ckpt.is_file():
+        raise ConfigError(f"checkpoint {str(ckpt)!r} does not exist")
+    if not sidecar(ckpt).is_file():
+        raise ConfigError(f"{ckpt} has no sidecar {sidecar(ckpt).name}: the exported model would not know its "
+                          "preprocessing; export a checkpoint written by facenet")  # fmt: skip
+    spec = read_spec(ckpt)
+    if fmt == "ONNX" and batch_size is None:
+        batch_size = ONNX_DEFAULT_BATCH
+        log.info("ONNX: MindSpore exports static shapes only; batch size %d (export.batch_size to change)", batch_size)
+    size = int(spec["preprocess"]["image_size"])
+    net = build_network(spec["model"]["backbone"], spec["model"]["head"], size)
+    load_network_weights(net, ckpt)
+    net.set_train(False)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / ckpt.stem
+    example = ms.Tensor(shape=[batch_size, 3, size, size], dtype=ms.float32) if batch_size is None else \
+        ms.Tensor(ms.numpy.zeros((batch_size, 3, size, size), ms.float32))  # fmt: skip
+    ms.export(net, example, file_name=str(stem), file_format=fmt)
+    file = stem.with_suffix(FORMATS[fmt])
+    if not file.is_file():
+        raise RuntimeError(f"MindSpore did not write {file}")
+    card = file.with_name(file.name + ".json")
+    card.write_text(json.dumps(model_card(spec, fmt, batch_size, ckpt, file), indent=2))
+    log.info("exported %s (%s, batch %s) with model card %s", file, fmt, batch_size or "dynamic", card.name)
+    return file, card

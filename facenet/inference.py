@@ -1,0 +1,305 @@
+"""Using a trained model: `Embedder.from_pretrained(path)` then `embed`, `verify`, `identify`, `cluster`.
+
+`path` is a facenet checkpoint (`.ckpt` with its sidecar `.json`), an exported MindIR (`.mindir`) or ONNX (`.onnx`,
+run by onnxruntime: `pip install onnxruntime`) with its model card (`<file>.json`, written by task=export). Images
+get exactly the preprocessing the model was trained with (size, channel order, normalisation, from the sidecar or
+card); `center_crop` is for unaligned photos, as `eval.center_crop`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facenet.data.images import EvalTransform
+from facenet.data.index import IMAGE_EXTENSIONS
+from facenet.errors import ConfigError, DataError
+
+CACHE_DIR = Path(os.environ.get("FACENET_CACHE", Path.home() / ".cache" / "facenet"))
+
+
+class _MindSporeNet:
+    """A checkpoint rebuilt from its sidecar (dynamic batch)."""
+
+    batch_size = None
+
+    def __init__(self, ckpt: Path):
+        from facenet.models.build import build_network
+        from facenet.runtime import init_runtime
+        from facenet.training.checkpoints import load_network_weights, read_spec
+
+        init_runtime()
+        self.spec = read_spec(ckpt)
+        size = int(self.spec["preprocess"]["image_size"])
+        self.net = build_network(self.spec["model"]["backbone"], self.spec["model"]["head"], size)
+        load_network_weights(self.net, ckpt)
+        self.net.set_train(False)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import mindspore as ms
+
+        return self.net(ms.Tensor(x)).asnumpy()
+
+
+class _MindIR:
+    def __init__(self, path: Path, batch_size: int | None):
+        import mindspore as ms
+
+        from facenet.runtime import init_runtime
+
+        init_runtime()
+        self.graph = ms.nn.GraphCell(ms.load(str(path)))
+        self.batch_size = batch_size
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import mindspore as ms
+
+        return self.graph(ms.Tensor(x)).asnumpy()
+
+
+class _Onnx:
+    def __init__(self, path: Path, batch_size: int | None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ConfigError("ONNX models run with onnxruntime: pip install onnxruntime") from None
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.batch_size = batch_size
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: x})[0]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    distance: float
+    threshold: float
+    same: bool
+
+
+@dataclass(frozen=True)
+class Match:
+    identity: str
+    distance: float
+
+
+def list_images(folder: str | Path) -> list[str]:
+    """Image files under `folder` (recursively), sorted."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{str(root)!r} is not a folder")
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataError(f"no images under {root} (extensions {', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def _gallery(folder: str | Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """(paths, identity index per path, identity names) of an identity-folder tree."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"gallery {str(root)!r} is not a folder")
+    names, paths, labels = [], [], []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(str(f) for f in sub.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        if files:
+            labels += [len(names)] * len(files)
+            names.append(sub.name)
+            paths += files
+    if not names:
+        raise DataError(f"gallery {root} has no identity folders with images (expected {root}/<name>/<image>)")
+    return paths, np.asarray(labels), names
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class Embedder:
+    """Embeddings and decisions from one model. Distances are L2 between embeddings, as in training."""
+
+    def __init__(self, backend, spec: dict, model_file: Path, batch_size: int = 64, workers: int = 2,
+                 center_crop: int | None = None):  # fmt: skip
+        self.backend, self.spec, self.model_file = backend, spec, model_file
+        self.image_size = int(spec["preprocess"]["image_size"])
+        self.batch_size = backend.batch_size or batch_size
+        self.workers = workers
+        self.transform = EvalTransform(self.image_size, center_crop)
+        self.threshold: float | None = spec.get("threshold")
+        self.scale = float(spec.get("scale", 1.0))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, batch_size: int = 64, workers: int = 2,
+                        center_crop: int | None = None) -> Embedder:  # fmt: skip
+        """Load a checkpoint (`.ckpt` + sidecar), MindIR or ONNX file (+ model card)."""
+        from facenet.training.checkpoints import sidecar
+
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model {str(path)!r} does not exist")
+        suffix = path.suffix.lower()
+        if suffix == ".ckpt":
+            if not sidecar(path).is_file():
+                raise ConfigError(f"{path} has no sidecar {sidecar(path).name}: its preprocessing is unknown")
+            backend = _MindSporeNet(path)
+            raw = backend.spec
+            spec = {"preprocess": raw["preprocess"], "threshold": raw.get("metrics", {}).get("threshold"),
+                    "scale": raw["model"]["head"].get("scale", 1.0)}  # fmt: skip
+        elif suffix in (".mindir", ".onnx"):
+            card_file = path.with_name(path.name + ".json")
+            if not card_file.is_file():
+                raise ConfigError(f"{path} has no model card {card_file.name} (written by task=export): its "
+                                  "preprocessing is unknown")  # fmt: skip
+            card = json.loads(card_file.read_text())
+            batch = card["input"]["batch_size"]
+            batch = None if batch == "dynamic" else int(batch)
+            backend = _MindIR(path, batch) if suffix == ".mindir" else _Onnx(path, batch)
+            spec = {"preprocess": card["preprocess"], "threshold": (card.get("threshold") or {}).get("distance"),
+                    "scale": card["output"].get("norm", 1.0)}  # fmt: skip
+        else:
+            raise ConfigError(f"model {path.name}: expected a .ckpt, .mindir or .onnx file")
+        return cls(backend, spec, path, batch_size, workers, center_crop)
+
+    # ------------------------------------------------------------------ embeddings
+    def embed(self, images: Sequence[str | np.ndarray], desc: str = "embedding") -> np.ndarray:
+        """(N, D) embeddings of image files or HxWx3 uint8 RGB arrays, in order."""
+        from tqdm import tqdm
+
+        from facenet.data.pipeline import eval_batches
+
+        if len(images) == 0:
+            return np.zeros((0, 0), np.float32)
+        if all(isinstance(i, np.ndarray) for i in images):
+            x = np.stack([self.transform(i) for i in images])
+            return np.concatenate([self._run(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)])
+        paths = [str(i) for i in images]
+        out = []
+        with tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
+            for batch, n in eval_batches(paths, self.transform, self.batch_size, self.workers):
+                out.append(self._run(batch)[:n])
+                bar.update(n)
+        return np.concatenate(out)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        if self.backend.batch_size and n < self.backend.batch_size:  # static-shape model: pad, then drop
+            x = np.concatenate([x, np.zeros((self.backend.batch_size - n, *x.shape[1:]), x.dtype)])
+        return np.asarray(self.backend(np.ascontiguousarray(x, np.float32)))[:n]
+
+    def _threshold(self, threshold: float | None) -> float:
+        t = threshold if threshold is not None else self.threshold
+        if t is None:
+            raise ConfigError(f"{self.model_file.name} records no verification threshold: pass one (--threshold)")
+        return float(t)
+
+    # ------------------------------------------------------------------ decisions
+    def verify(self, a: str | np.ndarray, b: str | np.ndarray, threshold: float | None = None) -> Verdict:
+        """Same person? L2 distance of the two embeddings against the threshold chosen at evaluation."""
+        t = self._threshold(threshold)
+        if isinstance(a, np.ndarray) == isinstance(b, np.ndarray):
+            ea, eb = self.embed([a, b])
+        else:
+            ea, eb = self.embed([a])[0], self.embed([b])[0]
+        d = float(np.linalg.norm(ea - eb))
+        return Verdict(d, t, d <= t)
+
+    def gallery_embeddings(self, gallery: str | Path, cache_dir: str | Path | None = CACHE_DIR
+                           ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:  # fmt: skip
+        """(embeddings, labels, identity names, paths) of an identity-folder tree; cached under `cache_dir`
+        keyed by the model file and every gallery file's path, size and modification time."""
+        paths, labels, names = _gallery(gallery)
+        key = hashlib.sha1()
+        for p in [str(self.model_file), *paths]:
+            st = os.stat(p)
+            key.update(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        key.update(json.dumps([self.image_size, self.transform.center_crop]).encode())
+        cache = Path(cache_dir) / f"gallery-{key.hexdigest()[:20]}.npz" if cache_dir else None
+        if cache is not None and cache.is_file():
+            return np.load(cache)["embeddings"], labels, names, paths
+        emb = self.embed(paths, "gallery")
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, embeddings=emb)
+        return emb, labels, names, paths
+
+    def identify(self, queries: Sequence[str | np.ndarray], gallery: str | Path, k: int = 5, method: str = "mean",
+                 threshold: float | None = None, cache_dir: str | Path | None = CACHE_DIR
+                 ) -> list[list[Match]]:  # fmt: skip
+        """Top-k gallery identities per query, nearest first. method "mean": distance to each identity's mean
+        embedding (rescaled to the network's norm); "nearest": to the identity's closest image. A query whose best
+        distance exceeds the threshold gets "unknown" ranked first."""
+        if method not in ("mean", "nearest"):
+            raise ConfigError(f"method must be 'mean' or 'nearest', got {method!r}")
+        t = self._threshold(threshold)
+        emb, labels, names, _ = self.gallery_embeddings(gallery, cache_dir)
+        q = self.embed(list(queries), "queries")
+        d = np.linalg.norm(q[:, None, :] - emb[None, :, :], axis=2)  # (Q, G)
+        if method == "mean":
+            centres = np.stack([emb[labels == i].mean(axis=0) for i in range(len(names))])
+            centres = _normalise(centres) * self.scale
+            per_id = np.linalg.norm(q[:, None, :] - centres[None, :, :], axis=2)
+        else:
+            per_id = np.stack([d[:, labels == i].min(axis=1) for i in range(len(names))], axis=1)
+        out = []
+        for row in per_id:
+            order = np.argsort(row, kind="stable")[:k]
+            matches = [Match(names[i], float(row[i])) for i in order]
+            if matches and matches[0].distance > t:
+                matches = [Match("unknown", t), *matches[: k - 1]]
+            out.append(matches)
+        return out
+
+    def cluster(self, images: Sequence[str | np.ndarray], threshold: float | None = None,
+                method: str = "chinese_whispers", seed: int = 0) -> np.ndarray:  # fmt: skip
+        """Cluster labels (0..C-1, largest cluster first) of unlabelled faces: images closer than the threshold
+        are linked; "components" takes the connected components of that graph, "chinese_whispers" (Biemann 2006)
+        splits them further by weighted label propagation."""
+        t = self._threshold(threshold)
+        emb = self.embed(list(images), "cluster")
+        return cluster_embeddings(emb, t, method, seed)
+
+
+def cluster_embeddings(emb: np.ndarray, threshold: float, method: str = "chinese_whispers", seed: int = 0,
+                       iterations: int = 20) -> np.ndarray:  # fmt: skip
+    """Cluster labels for embeddings linked where their L2 distance <= threshold (see Embedder.cluster)."""
+    if method not in ("components", "chinese_whispers"):
+        raise ConfigError(f"method must be 'components' or 'chinese_whispers', got {method!r}")
+    n = len(emb)
+    d = np.linalg.norm(emb[:, None, :] - emb[None, :, :], axis=2)
+    adj = (d <= threshold) & ~np.eye(n, dtype=bool)
+    labels = np.arange(n)
+    if method == "components":
+        changed = True
+        while changed:  # min-label propagation to a fixed point = connected components
+            neighbour_min = np.where(adj, labels[None, :], n).min(axis=1)
+            new = np.minimum(labels, neighbour_min)
+            changed = bool((new != labels).any())
+            labels = new
+    else:
+        weight = np.where(adj, 1.0 / np.maximum(d, 1e-6), 0.0)
+        rng = np.random.default_rng(seed)
+        for _ in range(iterations):
+            changed = False
+            for i in rng.permutation(n):
+                nbrs = np.flatnonzero(adj[i])
+                if len(nbrs) == 0:
+                    continue
+                scores: dict[int, float] = {}
+                for j in nbrs:
+                    scores[labels[j]] = scores.get(labels[j], 0.0) + weight[i, j]
+                best = max(scores.items(), key=lambda kv: (kv[1], -kv[0]))[0]
+                if best != labels[i]:
+                    labels[i], changed = best, True
+            if not changed:
+                break
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    rank = np.empty_like(counts)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(len(counts))
+    return rank[inverse]

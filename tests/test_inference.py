@@ -1,0 +1,187 @@
+"""Export (MindIR, ONNX, AIR refusal) and the inference API/CLI: exported models match the checkpoint; verify,
+identify and cluster against brute-force oracles; clustering metrics against hand values."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from facenet.app import run
+from facenet.errors import ConfigError, DataError, UserError
+from facenet.inference import Embedder, cluster_embeddings
+from facenet.metrics import adjusted_rand_index, purity
+
+
+@pytest.fixture(scope="module")
+def trained_ckpt(compose_cfg, tmp_path_factory):
+    out = tmp_path_factory.mktemp("inf")
+    run(compose_cfg("experiment=smoke", f"output_dir={out}", "epochs=2"))
+    (ckpt,) = out.glob("runs/*/*/checkpoints/best.ckpt")
+    return ckpt, out
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """A small identity-folder tree of generated faces (6 identities x 4 images, 32x32)."""
+    from facenet.data.synthetic import generate_eval
+
+    root = generate_eval(str(tmp_path_factory.mktemp("faces")), identities_per_fold=3, images_per_identity=4,
+                         pairs_per_fold=2, image_size=32, seed=7, workers=1)  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(trained_ckpt, compose_cfg):
+    ckpt, out = trained_ckpt
+    files = {}
+    for fmt, extra in (("MINDIR", []), ("ONNX", ["export.batch_size=4"])):
+        run(compose_cfg("experiment=smoke", f"output_dir={out / fmt}", "task=export", f"ckpt={ckpt}",
+                        f"export.format={fmt}", *extra))  # fmt: skip
+        (files[fmt],) = (out / fmt).glob(f"runs/*/*/export/best.{fmt.lower()}")
+    return files
+
+
+def test_exported_models_match_the_checkpoint(trained_ckpt, exported, faces):
+    ckpt, _ = trained_ckpt
+    paths = sorted(str(p) for p in faces.rglob("*.png"))[:10]  # 10 images: ONNX (batch 4) pads its last batch
+    reference = Embedder.from_pretrained(ckpt).embed(paths)
+    for fmt, file in exported.items():
+        got = Embedder.from_pretrained(file).embed(paths)
+        diff = float(np.abs(got - reference).max())
+        # float32 kernels of another runtime reorder sums: differences of a few ULPs of values of norm 1
+        assert diff < 1e-5, (fmt, diff)
+    card = json.loads(exported["ONNX"].with_name("best.onnx.json").read_text())
+    sidecar = json.loads(ckpt.with_suffix(".json").read_text())
+    assert card["preprocess"] == sidecar["preprocess"] and card["input"]["batch_size"] == 4
+    assert card["threshold"]["distance"] == sidecar["metrics"]["threshold"]
+    assert card["threshold"]["far"] == sidecar["metrics"]["far_at_threshold"]
+    assert card["training_run_id"] == sidecar["run_id"] and len(card["training_run_id"]) == 32
+    assert json.loads(exported["MINDIR"].with_name("best.mindir.json").read_text())["input"]["batch_size"] == "dynamic"
+
+
+def test_mindir_loads_back_as_a_graph_cell(trained_ckpt, exported):
+    import mindspore as ms
+
+    from facenet.models.build import build_network
+    from facenet.training.checkpoints import load_network_weights, read_spec
+
+    ckpt, _ = trained_ckpt
+    spec = read_spec(ckpt)
+    net = build_network(spec["model"]["backbone"], spec["model"]["head"], 32)
+    load_network_weights(net, ckpt)
+    net.set_train(False)
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 3, 32, 32)).astype(np.float32)
+    graph = ms.nn.GraphCell(ms.load(str(exported["MINDIR"])))
+    assert np.abs(graph(ms.Tensor(x)).asnumpy() - net(ms.Tensor(x)).asnumpy()).max() < 1e-6
+
+
+def test_export_refuses_what_it_cannot_do(trained_ckpt, compose_cfg, tmp_path):
+    ckpt, _ = trained_ckpt
+    with pytest.raises(UserError, match="AIR needs an Ascend device"):
+        run(compose_cfg("experiment=smoke", f"output_dir={tmp_path}", "task=export", f"ckpt={ckpt}",
+                        "export.format=AIR"))  # fmt: skip
+    with pytest.raises(UserError, match="needs a checkpoint"):
+        run(compose_cfg("experiment=smoke", f"output_dir={tmp_path}", "task=export"))
+    (tmp_path / "bare.ckpt").write_bytes(ckpt.read_bytes())
+    with pytest.raises(UserError, match="has no sidecar"):
+        run(compose_cfg("experiment=smoke", f"output_dir={tmp_path}", "task=export", f"ckpt={tmp_path / 'bare.ckpt'}"))
+
+
+def test_verify_identify_cluster_against_brute_force(trained_ckpt, faces, tmp_path):
+    ckpt, _ = trained_ckpt
+    model = Embedder.from_pretrained(ckpt)
+    ids = sorted(p for p in faces.iterdir() if p.is_dir())[:6]
+    files = {p.name: sorted(str(f) for f in p.glob("*.png")) for p in ids}
+    a, b = files[ids[0].name][0], files[ids[1].name][0]
+    emb = {p: model.embed([p])[0] for p in (a, b)}
+    v = model.verify(a, b)
+    assert v.distance == pytest.approx(float(np.linalg.norm(emb[a] - emb[b])), abs=1e-5)
+    assert v.threshold == json.loads(ckpt.with_suffix(".json").read_text())["metrics"]["threshold"]
+    assert v.same == (v.distance <= v.threshold) and model.verify(a, b, threshold=10.0).same
+
+    # gallery: first 3 images of each identity; queries: the 4th
+    gallery = tmp_path / "gallery"
+    for name, fs in files.items():
+        (gallery / name).mkdir(parents=True)
+        for f in fs[:3]:
+            (gallery / name / f.rsplit("/", 1)[1]).symlink_to(f)
+    queries = [fs[3] for fs in files.values()]
+    cache = tmp_path / "cache"
+    got = model.identify(queries, gallery, k=3, method="nearest", threshold=10.0, cache_dir=cache)
+    gallery_files = [f for fs in files.values() for f in fs[:3]]
+    g_emb = dict(zip(gallery_files, model.embed(gallery_files), strict=True))
+    for qe, matches in zip(model.embed(queries), got, strict=True):
+        brute = sorted((min(np.linalg.norm(qe - g_emb[f]) for f in fs[:3]), n) for n, fs in files.items())[:3]
+        assert [m.identity for m in matches] == [n for _, n in brute]
+        assert [m.distance for m in matches] == pytest.approx([d for d, _ in brute], abs=1e-5)
+    assert len(list(cache.glob("gallery-*.npz"))) == 1
+    again = model.identify(queries, gallery, k=3, method="nearest", threshold=10.0, cache_dir=cache)
+    assert [[m.identity for m in r] for r in again] == [[m.identity for m in r] for r in got]
+    unknown = model.identify(queries[:1], gallery, k=2, threshold=1e-9, cache_dir=None)
+    assert unknown[0][0].identity == "unknown" and len(unknown[0]) == 2
+
+    labels = model.cluster(queries, threshold=10.0, method="components")
+    assert labels.tolist() == [0] * len(queries)  # everything linked: one cluster
+    assert model.cluster(queries, threshold=0.0, method="components").tolist() == list(range(len(queries)))
+
+
+def test_clustering_recovers_separated_groups_and_matches_components_oracle():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16)) * 5
+    truth = np.repeat(np.arange(4), 6)
+    emb = centres[truth] + rng.normal(scale=0.1, size=(24, 16))
+    for method in ("components", "chinese_whispers"):
+        labels = cluster_embeddings(emb, threshold=2.0, method=method)
+        assert adjusted_rand_index(truth, labels) == 1.0
+    # components vs a brute-force union-find on random points
+    pts = rng.normal(size=(40, 2))
+    labels = cluster_embeddings(pts, threshold=0.35, method="components")
+    parent = list(range(40))
+
+    def find(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in itertools.combinations(range(40), 2):
+        if np.linalg.norm(pts[i] - pts[j]) <= 0.35:
+            parent[find(i)] = find(j)
+    roots = [find(i) for i in range(40)]
+    assert all((labels[i] == labels[j]) == (roots[i] == roots[j]) for i, j in itertools.combinations(range(40), 2))
+    sizes = np.bincount(labels)
+    assert (np.diff(sizes) <= 0).all()  # cluster 0 is the largest
+
+
+def test_adjusted_rand_index_and_purity_hand_values():
+    assert adjusted_rand_index([0, 0, 1, 1], [5, 5, 7, 7]) == 1.0  # same partition, other names
+    # contingency [[2,1],[0,2]] (n=5): index 1, rows 1+1=2? -> by hand: sum C(nij,2)=1+0+0+1=2,
+    # a = C(3,2)+C(2,2)=4, b = C(2,2)+C(3,2)=4, E = 4*4/10 = 1.6, max = 4 -> (2-1.6)/(4-1.6) = 1/6
+    assert adjusted_rand_index([0, 0, 0, 1, 1], [0, 0, 1, 1, 1]) == pytest.approx(1 / 6)
+    assert adjusted_rand_index([0, 1, 2, 3], [0, 0, 0, 0]) == 0.0
+    assert purity([0, 0, 0, 1, 1], [0, 0, 1, 1, 1]) == pytest.approx(4 / 5)
+    with pytest.raises(ValueError):
+        adjusted_rand_index([0, 1], [0, 1, 2])
+
+
+def test_clear_errors_for_bad_models_and_images(trained_ckpt, tmp_path):
+    ckpt, _ = trained_ckpt
+    with pytest.raises(ConfigError, match="does not exist"):
+        Embedder.from_pretrained(tmp_path / "none.ckpt")
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="no model card"):
+        Embedder.from_pretrained(tmp_path / "m.onnx")
+    (tmp_path / "m.pt").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="expected a .ckpt, .mindir or .onnx"):
+        Embedder.from_pretrained(tmp_path / "m.pt")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    model = Embedder.from_pretrained(ckpt)
+    with pytest.raises(DataError, match="cannot decode image"):
+        model.embed([str(tmp_path / "broken.png")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no identity folders with images"):
+        model.identify([str(tmp_path / "broken.png")], tmp_path / "empty")
+    with pytest.raises(DataError, match="is not a folder"):
+        model.identify([str(tmp_path / "broken.png")], tmp_path / "missing")
