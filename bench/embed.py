@@ -1,0 +1,61 @@
+"""`facenet embed` throughput: the same images through a checkpoint, its MindIR export and its ONNX export.
+
+    .venv/bin/python bench/embed.py --model outputs/runs/<date>/<time>/checkpoints/best.ckpt \
+        --images ../shared/data/lfw112 [--n 512] [--repeats 3] [--batch-size 64]
+
+Exports the checkpoint (MindIR with a dynamic batch, ONNX at --batch-size) into a temporary folder, then times
+`Embedder.embed` over the first --n images for each (median of --repeats, after one warm-up pass that also compiles),
+end to end: decoding, preprocessing, inference. Also reports the largest difference of each export's embeddings
+from the checkpoint's. Timings on shared 2-core machines are noisy: compare the three within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from facenet.export import export_checkpoint  # noqa: E402
+from facenet.inference import Embedder, list_images  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="a facenet checkpoint (.ckpt with its sidecar)")
+    parser.add_argument("--images", required=True, help="folder of images (recursively)")
+    parser.add_argument("--n", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    paths = list_images(args.images)[: args.n]
+    with tempfile.TemporaryDirectory() as tmp:
+        mindir, _ = export_checkpoint(args.model, "MINDIR", tmp)
+        onnx, _ = export_checkpoint(args.model, "ONNX", tmp, batch_size=args.batch_size)
+        rows, reference = [], None
+        for name, path in (("checkpoint (MindSpore)", args.model), ("MindIR (GraphCell)", mindir),
+                           ("ONNX (onnxruntime)", onnx)):  # fmt: skip
+            model = Embedder.from_pretrained(path, batch_size=args.batch_size)
+            emb = model.embed(paths)  # warm-up: compiles, fills the page cache
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                model.embed(paths)
+                times.append(time.perf_counter() - start)
+            reference = emb if reference is None else reference
+            rows.append((name, len(paths) / statistics.median(times), float(np.abs(emb - reference).max())))
+    print(f"{len(paths)} images from {args.images}, batch {args.batch_size}, median of {args.repeats}")
+    print(f"{'model':<24} {'images/s':>9} {'max |diff| vs checkpoint':>26}")
+    for name, speed, diff in rows:
+        print(f"{name:<24} {speed:>9.1f} {diff:>26.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
