@@ -63,6 +63,17 @@ def align_face(img: np.ndarray, landmarks: np.ndarray, size: int = 112, margin: 
     return cv2.warpAffine(img, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def align_image(img: np.ndarray, size: int = 112, margin: float = 0.0, pick: str = "largest",
+                min_confidence: float = 0.9, name: str = "image") -> np.ndarray:  # fmt: skip
+    """The aligned `size` x `size` crop of one face of an RGB image; DataError if no face is found."""
+    faces = [f for f in _detect(img) if f["confidence"] >= min_confidence]
+    if not faces:
+        raise DataError(f"no face found in {name} (MTCNN, confidence >= {min_confidence}): pass an aligned crop, "
+                        "or a photo where the face is visible")  # fmt: skip
+    face = pick_face(faces, img.shape, pick)
+    return align_face(img, np.array([face["keypoints"][k] for k in _KEYS]), size, margin)
+
+
 def _align_one(job: tuple[str, str, int, float, str, float]) -> tuple[str, str]:
     """Returns (status, source path): status "ok", "no_face" or "unreadable: ..."."""
     src, dst, size, margin, pick, min_conf = job

@@ -54,7 +54,7 @@ def _rerun(args: argparse.Namespace) -> int:
 def _embedder(args: argparse.Namespace):
     from facenet.inference import Embedder
 
-    return Embedder.from_pretrained(args.model, args.batch_size, args.workers, args.center_crop)
+    return Embedder.from_pretrained(args.model, args.batch_size, args.workers, args.center_crop, args.align)
 
 
 def _images(items: list[str]) -> list[str]:
@@ -120,6 +120,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (dynamic-batch models)")
     p.add_argument("--workers", type=int, default=2, help="image decoding workers")
     p.add_argument("--center-crop", type=int, default=None, help="crop the central box first (unaligned photos)")
+    p.add_argument("--align", action="store_true", help="detect and align each face first (raw photos, MTCNN)")
 
 
 def main(argv: list[str] | None = None) -> int:

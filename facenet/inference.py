@@ -71,6 +71,7 @@ class _Onnx:
             raise ConfigError("ONNX models run with onnxruntime: pip install onnxruntime") from None
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
+        self.shape = self.session.get_inputs()[0].shape
         self.batch_size = batch_size
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -126,8 +127,9 @@ class Embedder:
     """Embeddings and decisions from one model. Distances are L2 between embeddings, as in training."""
 
     def __init__(self, backend, spec: dict, model_file: Path, batch_size: int = 64, workers: int = 2,
-                 center_crop: int | None = None):  # fmt: skip
+                 center_crop: int | None = None, align: bool = False):  # fmt: skip
         self.backend, self.spec, self.model_file = backend, spec, model_file
+        self.align = align
         self.image_size = int(spec["preprocess"]["image_size"])
         self.batch_size = backend.batch_size or batch_size
         self.workers = workers
@@ -137,8 +139,9 @@ class Embedder:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, batch_size: int = 64, workers: int = 2,
-                        center_crop: int | None = None) -> Embedder:  # fmt: skip
-        """Load a checkpoint (`.ckpt` + sidecar), MindIR or ONNX file (+ model card)."""
+                        center_crop: int | None = None, align: bool = False) -> Embedder:  # fmt: skip
+        """Load a checkpoint (`.ckpt` + sidecar), MindIR or ONNX file (+ model card). `align`: detect and align the
+        face of every image first (MTCNN, as `facenet align`), for raw photos."""
         from facenet.training.checkpoints import sidecar
 
         path = Path(path).expanduser()
@@ -161,11 +164,16 @@ class Embedder:
             batch = card["input"]["batch_size"]
             batch = None if batch == "dynamic" else int(batch)
             backend = _MindIR(path, batch) if suffix == ".mindir" else _Onnx(path, batch)
+            expected = [batch or -1, 3, card["preprocess"]["image_size"], card["preprocess"]["image_size"]]
+            shape = getattr(backend, "shape", None)
+            if shape is not None and [d if isinstance(d, int) else -1 for d in shape] != expected:
+                raise ConfigError(f"{path.name} takes inputs of shape {shape} but its model card {card_file.name} "
+                                  f"says {expected}: the card belongs to another export")  # fmt: skip
             spec = {"preprocess": card["preprocess"], "threshold": (card.get("threshold") or {}).get("distance"),
                     "scale": card["output"].get("norm", 1.0)}  # fmt: skip
         else:
             raise ConfigError(f"model {path.name}: expected a .ckpt, .mindir or .onnx file")
-        return cls(backend, spec, path, batch_size, workers, center_crop)
+        return cls(backend, spec, path, batch_size, workers, center_crop, align)
 
     # ------------------------------------------------------------------ embeddings
     def embed(self, images: Sequence[str | np.ndarray], desc: str = "embedding") -> np.ndarray:
@@ -176,6 +184,13 @@ class Embedder:
 
         if len(images) == 0:
             return np.zeros((0, 0), np.float32)
+        if self.align:
+            from facenet.align import align_image
+            from facenet.data.images import read_image
+
+            images = [align_image(i if isinstance(i, np.ndarray) else read_image(str(i)),
+                                  name=f"{i}" if not isinstance(i, np.ndarray) else "an array")
+                      for i in tqdm(images, desc="aligning", unit="img", leave=False)]  # fmt: skip
         if all(isinstance(i, np.ndarray) for i in images):
             x = np.stack([self.transform(i) for i in images])
             return np.concatenate([self._run(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)])

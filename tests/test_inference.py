@@ -185,3 +185,50 @@ def test_clear_errors_for_bad_models_and_images(trained_ckpt, tmp_path):
         model.identify([str(tmp_path / "broken.png")], tmp_path / "empty")
     with pytest.raises(DataError, match="is not a folder"):
         model.identify([str(tmp_path / "broken.png")], tmp_path / "missing")
+
+
+def test_cli_embed_verify_identify_cluster(trained_ckpt, exported, faces, tmp_path, capsys):
+    import pandas as pd
+
+    from facenet.cli import main
+
+    ckpt, _ = trained_ckpt
+    ids = sorted(p for p in faces.iterdir() if p.is_dir())[:3]
+    images = [str(f) for p in ids for f in sorted(p.glob("*.png"))]
+    assert main(["embed", *map(str, ids), "--model", str(ckpt), "-o", str(tmp_path / "e.npz")]) == 0
+    saved = np.load(tmp_path / "e.npz")
+    assert saved["paths"].tolist() == images
+    assert np.allclose(saved["embeddings"], Embedder.from_pretrained(ckpt).embed(images), atol=1e-6)
+    assert main(["embed", str(ids[0]), "--model", str(exported["ONNX"]), "-o", str(tmp_path / "e.csv")]) == 0
+    table = pd.read_csv(tmp_path / "e.csv")
+    assert table["path"].tolist() == images[:4] and table.shape[1] == 1 + 128
+    assert main(["embed", str(ids[0]), "--model", str(ckpt), "-o", str(tmp_path / "e.txt")]) == 1
+    capsys.readouterr()
+    assert main(["verify", images[0], images[1], "--model", str(exported["MINDIR"]), "--threshold", "10"]) == 0
+    assert "same person" in capsys.readouterr().out
+    assert main(["identify", images[0], "--gallery", str(faces), "--model", str(ckpt), "-k", "2", "--no-cache",
+                 "--threshold", "10", "--method", "nearest"]) == 0  # fmt: skip
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{images[0]}: {ids[0].name} 0.000")  # the query itself is in the gallery
+    out_csv = tmp_path / "clusters.csv"
+    assert main(["cluster", str(ids[0]), "--model", str(ckpt), "-o", str(out_csv), "--threshold", "10"]) == 0
+    assert pd.read_csv(out_csv)["cluster"].tolist() == [0, 0, 0, 0]
+    assert "4 images -> 1 clusters" in capsys.readouterr().out
+    assert main(["verify", images[0], "/nonexistent.png", "--model", str(ckpt)]) == 1
+    assert "cannot decode image '/nonexistent.png'" in capsys.readouterr().err
+
+
+def test_mismatched_model_card_and_faceless_photos_are_refused(exported, faces, tmp_path):
+    import shutil
+
+    onnx = tmp_path / "m.onnx"
+    shutil.copy(exported["ONNX"], onnx)
+    card = json.loads(exported["ONNX"].with_name("best.onnx.json").read_text())
+    card["preprocess"]["image_size"] = 64
+    onnx.with_name("m.onnx.json").write_text(json.dumps(card))
+    with pytest.raises(ConfigError, match=r"takes inputs of shape \[4, 3, 32, 32\] .* says \[4, 3, 64, 64\]"):
+        Embedder.from_pretrained(onnx)
+    model = Embedder.from_pretrained(exported["MINDIR"], align=True)
+    noise = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    with pytest.raises(DataError, match="no face found in an array"):
+        model.embed([noise])
