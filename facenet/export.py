@@ -54,6 +54,7 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out_dir: str | Path, batch_siz
                       device: str = "CPU") -> tuple[Path, Path]:  # fmt: skip
     """Export `ckpt` (rebuilt from its sidecar) to `out_dir`; returns (model file, model card)."""
     from facenet.models.build import build_network
+    from facenet.runtime import ensure_runtime
     from facenet.training.checkpoints import load_network_weights, read_spec, sidecar
 
     fmt = fmt.upper()
@@ -71,6 +72,7 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out_dir: str | Path, batch_siz
         raise ConfigError(f"{ckpt} has no sidecar {sidecar(ckpt).name}: the exported model would not know its "
                           "preprocessing; export a checkpoint written by facenet")  # fmt: skip
     spec = read_spec(ckpt)
+    ensure_runtime(device)
     if fmt == "ONNX" and batch_size is None:
         batch_size = ONNX_DEFAULT_BATCH
         log.info("ONNX: MindSpore exports static shapes only; batch size %d (export.batch_size to change)", batch_size)

@@ -31,10 +31,10 @@ class _MindSporeNet:
 
     def __init__(self, ckpt: Path):
         from facenet.models.build import build_network
-        from facenet.runtime import init_runtime
+        from facenet.runtime import ensure_runtime
         from facenet.training.checkpoints import load_network_weights, read_spec
 
-        init_runtime()
+        ensure_runtime()
         self.spec = read_spec(ckpt)
         size = int(self.spec["preprocess"]["image_size"])
         self.net = build_network(self.spec["model"]["backbone"], self.spec["model"]["head"], size)
@@ -51,9 +51,9 @@ class _MindIR:
     def __init__(self, path: Path, batch_size: int | None):
         import mindspore as ms
 
-        from facenet.runtime import init_runtime
+        from facenet.runtime import ensure_runtime
 
-        init_runtime()
+        ensure_runtime()
         self.graph = ms.nn.GraphCell(ms.load(str(path)))
         self.batch_size = batch_size
 

@@ -70,6 +70,13 @@ def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH", c
     _state["device"], _state["threads"] = wanted, cpu_threads
 
 
+def ensure_runtime(device: str = "CPU") -> None:
+    """Initialise MindSpore on `device` unless this process already did (library entry points: export,
+    inference), so they work both inside a run and on their own."""
+    if "device" not in _state:
+        init_runtime(device)
+
+
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 
 
