@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from facenet import sweeps
-from facenet.errors import ConfigError
+from facenet.errors import ConfigError, TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,10 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker, preprocess_set:
     return metrics
 
 
-def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
+def _train(cfg: DictConfig, run_dir: Path, tracker, resume=None) -> dict[str, float]:
     from facenet.training.trainer import train
 
-    return train(cfg, run_dir, tracker)
+    return train(cfg, run_dir, tracker, resume)
 
 
 def _export(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
@@ -95,7 +95,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.task == "eval":  # before resolving, while an inherited default is still an interpolation
         task = functools.partial(task, preprocess_set=not OmegaConf.is_interpolation(cfg.preprocess, "image_size"))
     OmegaConf.resolve(cfg)
-    run_dir = _run_dir(cfg)
+    resume = None
+    if cfg.resume:
+        from facenet.training.resume import find_resume_point
+
+        if cfg.task != "train":
+            raise ConfigError(f"resume= continues a training run; task={cfg.task} has nothing to resume")
+        resume = find_resume_point(str(cfg.resume), cfg.output_dir)
+        task = functools.partial(task, resume=resume)
+    run_dir = resume.run_dir if resume else _run_dir(cfg)  # a resumed run keeps its directory and MLflow run
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {"status": "RUNNING", "run_id": None, "error": None}
     _write_state(run_dir, state)
@@ -106,7 +114,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         init_runtime(hw.device, hw.device_id, hw.mode, threads)
         if threads != hw.cpu_threads:
             log.info("CPU kernel threads: %d (a parallel sweep job's share of %d cores)", threads, os.cpu_count())
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        config_file = run_dir / ("config.yaml" if resume is None else f"config.resume-{resume.global_step}.yaml")
+        config_file.write_text(OmegaConf.to_yaml(cfg))
         (run_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
         tracker = instantiate(cfg.tracking)
         tags, sweep = run_tags(cfg.task), sweeps.job_sweep()
@@ -114,16 +123,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if sweep:
             tags["sweep_id"] = sweep["sweep_id"]
             tracker.run_name = tracker.run_name or sweeps.job_name(sweep)
-        tracker.start(OmegaConf.to_container(cfg), tags, parent=sweep)
+        if resume is None:
+            tracker.start(OmegaConf.to_container(cfg), tags, parent=sweep)
+        else:
+            tracker.resume(resume.run_id, OmegaConf.to_container(cfg), tags, resume.global_step)
         state["run_id"] = tracker.run_id
         _write_state(run_dir, state)
-        tracker.log_artifact(run_dir / "config.yaml")
+        tracker.log_artifact(config_file)
         tracker.log_artifact(run_dir / "environment.json")
         metrics = task(cfg, run_dir, tracker)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         tracker.log_artifact(run_dir / "metrics.json")
     except BaseException as err:
-        status = "KILLED" if isinstance(err, KeyboardInterrupt | SystemExit) else "FAILED"
+        status = "KILLED" if isinstance(err, KeyboardInterrupt | SystemExit | TrainingInterrupted) else "FAILED"
         if tracker is not None:
             tracker.end(status)
         message = (str(err).strip().splitlines() or [""])[0]

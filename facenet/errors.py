@@ -19,3 +19,7 @@ class TrainingDiverged(UserError, FloatingPointError):
 
 class TrackingError(UserError):
     """The experiment tracking backend cannot be used (e.g. the MLflow server does not answer)."""
+
+
+class TrainingInterrupted(UserError):
+    """Training stopped on SIGTERM/SIGINT after writing a checkpoint to resume from."""

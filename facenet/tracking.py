@@ -35,6 +35,9 @@ class NullTracker:
     def start(self, params: Mapping, tags: Mapping[str, str], parent: Mapping | None = None) -> None:
         pass
 
+    def resume(self, run_id: str | None, params: Mapping, tags: Mapping[str, str], step: int) -> None:
+        pass
+
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         pass
 
@@ -138,6 +141,29 @@ class MlflowTracker(NullTracker):
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
         log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, self.uri)
+
+    def resume(self, run_id: str | None, params: Mapping, tags: Mapping[str, str], step: int) -> None:
+        """Continue an earlier run (a resumed training): same run id, metrics go on from `step`. If that run is not
+        in this store, a new run is started (and says why)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        self.check_server()
+        self.client = MlflowClient(self.uri)
+        try:
+            run = self.client.get_run(run_id) if run_id else None
+        except MlflowException:
+            run = None
+        if run is None:
+            log.warning("MLflow run %s is not in %s: the resumed training logs to a new run", run_id, self.uri)
+            self.start(params, {**tags, "resumed_from_run": str(run_id)})
+            return
+        self.run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+        resumes = int(run.data.tags.get("resumes", "0")) + 1
+        self.client.set_tag(run_id, "resumes", str(resumes))
+        self.client.set_tag(run_id, f"resume_{resumes}_at_step", str(step))
+        log.info("MLflow run %s continues (resume %d, from step %d) at %s", run_id, resumes, step, self.uri)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric

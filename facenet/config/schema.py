@@ -276,6 +276,7 @@ class ExportConf:
 class Config:
     task: str = "train"
     ckpt: str | None = None
+    resume: str | None = None  # auto | RUN_DIR | CHECKPOINT: continue an interrupted training run
     lr: float = 0.001
     margin: float = 0.2
     epochs: int = 10

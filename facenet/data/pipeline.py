@@ -32,15 +32,17 @@ class _EpochSource:
         transform: TrainTransform,
         seed: int,
         epoch: int,
+        start: int = 0,
     ):
         self.paths, self.labels, self.indices = paths, labels.astype(np.int32), indices
-        self.transform, self.seed, self.epoch = transform, seed, epoch
+        self.transform, self.seed, self.epoch, self.start = transform, seed, epoch, start
         self.error: Exception | None = None  # MindSpore re-raises worker errors as RuntimeError; keep the original
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.indices) - self.start
 
     def __getitem__(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        j += self.start  # a resumed epoch starts part way: positions (and their randomness) are the epoch's
         i = int(self.indices[j])
         try:
             img = read_image(self.paths[i])
@@ -102,10 +104,13 @@ def train_batches(
     workers: int,
     seed: int,
     epoch: int,
+    skip_batches: int = 0,
 ) -> Iterator[tuple[ms.Tensor, ms.Tensor]]:
     """One epoch of (images, labels) batches in sampler order (`sampler.epoch_indices(epoch)`, `batch_size` each:
-    P identities x K images, or anchors | positives | negatives for offline triplets)."""
-    source = _EpochSource(paths, labels, sampler.epoch_indices(epoch), transform, seed, epoch)
+    P identities x K images, or anchors | positives | negatives for offline triplets), from batch `skip_batches`
+    on (a resumed epoch gets exactly the batches the uninterrupted one would have)."""
+    source = _EpochSource(paths, labels, sampler.epoch_indices(epoch), transform, seed, epoch,
+                          skip_batches * sampler.batch_size)  # fmt: skip
     data = _generator(source, ["image", "label"], workers).batch(sampler.batch_size, drop_remainder=True)
     yield from _rows(source, data, output_numpy=False)
 

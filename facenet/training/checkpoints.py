@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import mindspore as ms
 from mindspore import nn
 
-from facenet.errors import ConfigError
+from facenet.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,40 @@ class CheckpointManager:
         self.saved: list[Path] = []
         self.best_accuracy = float("-inf")
 
-    def _write(self, cell: nn.Cell, path: Path, epoch: int, step: int, metrics: dict[str, float]) -> Path:
-        ms.save_checkpoint(cell, str(path))
-        sidecar(path).write_text(json.dumps({**self.spec, "epoch": epoch, "step": step, "metrics": metrics}, indent=2))
+    def _write(self, cell: nn.Cell, path: Path, epoch: int, step: int, metrics: dict[str, float],
+               state: dict | None = None) -> Path:  # fmt: skip
+        """Atomically: both files are written under temporary names, then renamed (sidecar last), so a crash or a
+        full disk never leaves a half-written checkpoint under a real name."""
+        tmp = path.with_name(f".partial-{path.name}")
+        info = {**self.spec, "epoch": epoch, "step": step, "metrics": metrics, **(state or {})}
+        try:
+            ms.save_checkpoint(cell, str(tmp))
+            sidecar(tmp).write_text(json.dumps(info, indent=2))
+            os.replace(tmp, path)
+            os.replace(sidecar(tmp), sidecar(path))
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            sidecar(tmp).unlink(missing_ok=True)
+            raise DataError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
         return path
 
-    def save(self, cell: nn.Cell, epoch: int, step: int, metrics: dict[str, float]) -> Path:
-        path = self._write(cell, self.folder / f"facenet-rank{self.rank}-{epoch}_{step}.ckpt", epoch, step, metrics)
+    def adopt_existing(self) -> None:
+        """A resumed run: count the periodic checkpoints already in the folder for `keep_max`."""
+        found = []
+        for ckpt in self.folder.glob(f"facenet-rank{self.rank}-*.ckpt"):
+            try:
+                found.append((int(json.loads(sidecar(ckpt).read_text())["step"]), ckpt))
+            except (OSError, ValueError, KeyError):
+                continue
+        self.saved = [c for _, c in sorted(found)]
+
+    def save(self, cell: nn.Cell, epoch: int, step: int, metrics: dict[str, float], state: dict | None = None
+             ) -> Path:  # fmt: skip
+        """A periodic checkpoint; `state` (resume information) goes into its sidecar."""
+        path = self.folder / f"facenet-rank{self.rank}-{epoch}_{step}.ckpt"
+        path = self._write(cell, path, epoch, step, metrics, state)
+        if path in self.saved:
+            self.saved.remove(path)
         self.saved.append(path)
         while len(self.saved) > self.keep_max:
             old = self.saved.pop(0)

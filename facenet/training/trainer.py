@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from tqdm import tqdm
 
 from facenet.data.images import EvalTransform, TrainTransform
 from facenet.data.pipeline import train_batches
-from facenet.errors import ConfigError, TrainingDiverged
+from facenet.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from facenet.evaluation.verify import evaluate_pairs
 from facenet.models.build import build_network
 from facenet.models.embedding import count_parameters
@@ -23,6 +25,7 @@ from facenet.plots import distance_histogram, hardest_pairs_grid, roc_plot
 from facenet.runtime import mixed_precision
 from facenet.training.checkpoints import CheckpointManager, load_network_weights
 from facenet.training.optim import build_optimizer
+from facenet.training.resume import ResumePoint
 from facenet.training.step import TELEMETRY, TrainStep
 
 log = logging.getLogger(__name__)
@@ -104,9 +107,43 @@ def _log_window(tracker, window: list[np.ndarray], lr: float, rate: float, step:
     tracker.log_metrics(metrics, step)
 
 
-def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
-    """Train with triplet loss; returns the final evaluation metrics (plus `best_accuracy`)."""
+class _StopSignals:
+    """SIGTERM / SIGINT set a flag the training loop checks at each step boundary (a second SIGINT interrupts at
+    once). Installed only in the main thread; the previous handlers come back on exit."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def rearm(self) -> None:
+        """Install the handlers again: MindSpore's data pipeline sets C-level handlers of its own when it starts
+        (Python still reports ours, but SIGTERM no longer reaches it)."""
+        if self.previous and self.received is None:
+            for sig in self.previous:
+                signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+        signal.signal(signum, self.previous.get(signum, signal.SIG_DFL))  # the second one is not deferred
+        log.warning("%s received: stopping after this step (checkpoint, then exit)", signal.Signals(signum).name)
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = None) -> dict[str, float]:
+    """Train with triplet loss; returns the final evaluation metrics (plus `best_accuracy`). `resume`: continue
+    from that checkpoint (network, optimizer, step, epoch position, best accuracy, time spent)."""
     validate(cfg)
+    if resume is not None and cfg.ckpt:
+        raise ConfigError("resume= and ckpt= exclude each other: resume continues a run, ckpt starts a new one")
     ms.set_seed(cfg.seed)
     workers = cfg.hardware.data_workers
     data = instantiate(cfg.dataset).load(workers)
@@ -142,57 +179,108 @@ def train(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     ckpts = CheckpointManager(
         run_dir / "checkpoints", cfg.train.keep_checkpoint_max, {**model_spec(cfg), "run_id": tracker.run_id}
     )
-    sizes = {"images": len(data), "identities": data.num_identities, "eval_pairs": len(pairs)}
-    tracker.log_metrics({"model/parameters": n_params, **{f"data/{k_}": v for k_, v in sizes.items()}}, 0)
 
     metrics: dict[str, float] = {}
-    global_step = 0
-    budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes is not None else float("inf")
+    global_step, first_epoch, skip = 0, 1, 0
     spent, out_of_time = 0.0, False  # seconds in training steps (evaluation excluded)
-    for epoch in range(1, cfg.epochs + 1):
-        bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", unit="step")
-        window: list[np.ndarray] = []
-        t0 = time.perf_counter()
-        for i, (images, labels) in enumerate(train_batches(paths, classes, sampler, augment, workers, cfg.seed, epoch)):
-            if spent + time.perf_counter() - t0 > budget:
-                out_of_time = True
-                break
-            loss_value, telemetry = step_fn(images, labels)
-            values = np.r_[float(loss_value.asnumpy()), telemetry.asnumpy()]
-            if not np.isfinite(values[0]):
-                raise TrainingDiverged(f"loss became {values[0]} at step {global_step + 1}: lower lr or check the data")
-            window.append(values)
-            global_step += 1
-            rate = (i + 1) * batch_size / (time.perf_counter() - t0)
-            bar.set_postfix(loss=f"{values[0]:.4f}", active=f"{values[1]:.2f}", img_s=f"{rate:.0f}")
-            bar.update()
-            if global_step % tracker.log_every_steps == 0 or i == steps - 1:
+    window: list[np.ndarray] = []
+    if resume is not None:
+        restore_training_state(step_fn, resume.ckpt)
+        global_step, spent, ckpts.best_accuracy = resume.global_step, resume.train_seconds, resume.best_accuracy
+        ckpts.adopt_existing()
+        done = resume.epoch_step if 0 <= resume.epoch_step < steps else steps
+        first_epoch, skip = (resume.epoch, done) if done < steps else (resume.epoch + 1, 0)
+        window = [np.asarray(w) for w in resume.window]
+        log.info("resuming %s at epoch %d, step %d of %d (global step %d) from %s", run_dir, first_epoch, skip,
+                 steps, global_step, resume.ckpt.name)  # fmt: skip
+    else:
+        sizes = {"images": len(data), "identities": data.num_identities, "eval_pairs": len(pairs)}
+        tracker.log_metrics({"model/parameters": n_params, **{f"data/{k_}": v for k_, v in sizes.items()}}, 0)
+    budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes is not None else float("inf")
+    rate = 0.0
+    with _StopSignals() as stop:
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            start = skip if epoch == first_epoch else 0
+            bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch}/{cfg.epochs}", unit="step")
+            t0 = time.perf_counter()
+            batches = train_batches(paths, classes, sampler, augment, workers, cfg.seed, epoch, start)
+            for i, (images, labels) in enumerate(batches, start=start):
+                if spent + time.perf_counter() - t0 > budget:
+                    out_of_time = True
+                    break
+                stop.rearm()
+                loss_value, telemetry = step_fn(images, labels)
+                values = np.r_[float(loss_value.asnumpy()), telemetry.asnumpy()]
+                if not np.isfinite(values[0]):
+                    raise TrainingDiverged(
+                        f"loss became {values[0]} at step {global_step + 1}: lower lr or check the data"
+                    )
+                window.append(values)
+                global_step += 1
+                rate = (i + 1 - start) * batch_size / (time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{values[0]:.4f}", active=f"{values[1]:.2f}", img_s=f"{rate:.0f}")
+                bar.update()
+                if global_step % tracker.log_every_steps == 0 or i == steps - 1:
+                    _log_window(tracker, window, float(lr[global_step - 1]), rate, global_step)
+                    window = []
+                if stop.received is not None and i < steps - 1:
+                    spent += time.perf_counter() - t0
+                    path = ckpts.save(step_fn, epoch, global_step, metrics, state={
+                        "epoch_step": i + 1, "best_accuracy": ckpts.best_accuracy, "train_seconds": spent,
+                        "window": [w.tolist() for w in window], "interrupted": signal.Signals(stop.received).name,
+                    })  # fmt: skip
+                    bar.close()
+                    raise TrainingInterrupted(
+                        f"stopped by {signal.Signals(stop.received).name} at epoch {epoch}, step {i + 1} of {steps}; "
+                        f"checkpoint {path}; continue with resume=auto (or resume={run_dir})"
+                    )
+            bar.close()
+            spent += time.perf_counter() - t0
+            out_of_time = out_of_time or (spent >= budget and epoch < cfg.epochs)
+            if window:
                 _log_window(tracker, window, float(lr[global_step - 1]), rate, global_step)
                 window = []
-        bar.close()
-        spent += time.perf_counter() - t0
-        out_of_time = out_of_time or (spent >= budget and epoch < cfg.epochs)
-        if window:
-            _log_window(tracker, window, float(lr[global_step - 1]), rate, global_step)
-        if out_of_time:
-            log.info(
-                "train.max_minutes=%g reached after %d steps (epoch %d)", cfg.train.max_minutes, global_step, epoch
-            )
-        last = epoch == cfg.epochs or out_of_time
-        if epoch % cfg.train.eval_every == 0 or last:
-            metrics = evaluate_and_log(
-                net, pairs, protocol, eval_transform, workers, tracker, global_step, run_dir / "eval", "eval"
-            )
-            metrics["epoch"] = epoch
-            if ckpts.save_if_best(step_fn, epoch, global_step, metrics):
-                log.info("new best accuracy %.4f at epoch %d", metrics["accuracy"], epoch)
-        if epoch % cfg.train.ckpt_every == 0 or last:
-            ckpts.save(step_fn, epoch, global_step, metrics)
-        if out_of_time:
-            break
+            if out_of_time:
+                log.info(
+                    "train.max_minutes=%g reached after %d steps (epoch %d)", cfg.train.max_minutes, global_step, epoch
+                )
+            last = epoch == cfg.epochs or out_of_time
+            if epoch % cfg.train.eval_every == 0 or last:
+                metrics = evaluate_and_log(
+                    net, pairs, protocol, eval_transform, workers, tracker, global_step, run_dir / "eval", "eval"
+                )
+                metrics["epoch"] = epoch
+                if ckpts.save_if_best(step_fn, epoch, global_step, metrics):
+                    log.info("new best accuracy %.4f at epoch %d", metrics["accuracy"], epoch)
+            if epoch % cfg.train.ckpt_every == 0 or last or stop.received is not None:
+                ckpts.save(step_fn, epoch, global_step, metrics, state={
+                    "epoch_step": steps, "best_accuracy": ckpts.best_accuracy, "train_seconds": spent, "window": [],
+                })  # fmt: skip
+            if stop.received is not None and not last:
+                raise TrainingInterrupted(
+                    f"stopped by {signal.Signals(stop.received).name} after epoch {epoch}; continue with resume=auto"
+                )
+            if out_of_time:
+                break
     tracker.log_metrics({"train/minutes": spent / 60, "train/steps": global_step}, global_step)
     best = run_dir / "checkpoints" / "best.ckpt"
     tracker.log_artifact(best, "checkpoints")
     tracker.log_artifact(best.with_suffix(".json"), "checkpoints")
     metrics["best_accuracy"] = ckpts.best_accuracy
     return metrics
+
+
+def restore_training_state(step_fn, ckpt: Path) -> None:
+    """Network and optimizer state (moments, step counter) from a training checkpoint; every parameter must fit."""
+    try:
+        params = ms.load_checkpoint(str(ckpt))
+    except (ValueError, RuntimeError, OSError) as err:
+        raise ConfigError(f"cannot read checkpoint {ckpt}: {str(err).strip().splitlines()[0]}") from None
+    wanted = {p.name: p for p in step_fn.get_parameters()}
+    missing = sorted(set(wanted) - set(params))
+    shapes = [k for k in wanted if k in params and tuple(params[k].shape) != tuple(wanted[k].shape)]
+    if missing or shapes:
+        raise ConfigError(f"cannot resume from {ckpt}: it does not fit this configuration ({len(missing)} missing, "
+                          f"{len(shapes)} reshaped parameters, e.g. {', '.join((missing + shapes)[:3])}); resume "
+                          "with the overrides of the original run")  # fmt: skip
+    ms.load_param_into_net(step_fn, {k: params[k] for k in wanted}, strict_load=True)
