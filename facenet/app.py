@@ -87,7 +87,8 @@ TASKS = {"train": _train, "eval": evaluate_checkpoint, "export": _export}
 def run(cfg: DictConfig) -> dict[str, float]:
     """Run `cfg.task`; the MLflow run is marked FAILED if anything raises."""
     from facenet.provenance import environment, run_tags
-    from facenet.runtime import init_runtime
+    from facenet.runtime import init_runtime, world
+    from facenet.tracking import NullTracker
 
     if cfg.task not in TASKS:
         raise ConfigError(f"task must be one of {sorted(TASKS)}, got {cfg.task!r}")
@@ -111,13 +112,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
     try:
         hw = cfg.hardware
         threads = sweeps.job_threads(hw.cpu_threads)
-        init_runtime(hw.device, hw.device_id, hw.mode, threads)
+        init_runtime(hw.device, hw.device_id, hw.mode, threads, hw.distributed)
+        rank, size = world()
+        if rank != 0:  # data parallel: rank 0 alone tracks, evaluates and checkpoints; the others keep a log dir
+            run_dir = run_dir / f"rank_{rank}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            log.info("rank %d of %d: MLflow, evaluation and checkpoints are rank 0's", rank, size)
         if threads != hw.cpu_threads:
             log.info("CPU kernel threads: %d (a parallel sweep job's share of %d cores)", threads, os.cpu_count())
         config_file = run_dir / ("config.yaml" if resume is None else f"config.resume-{resume.global_step}.yaml")
         config_file.write_text(OmegaConf.to_yaml(cfg))
         (run_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
-        tracker = instantiate(cfg.tracking)
+        tracker = instantiate(cfg.tracking) if rank == 0 else NullTracker()
         tags, sweep = run_tags(cfg.task), sweeps.job_sweep()
         tags["cpu_threads"] = str(threads or "default")
         if sweep:

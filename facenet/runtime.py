@@ -32,7 +32,8 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH", cpu_threads: int | None = None) -> None:
+def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH", cpu_threads: int | None = None,
+                 distributed: bool = False) -> None:  # fmt: skip
     """Select device, execution mode and CPU kernel threads (None: MindSpore's default), then run one throw-away
     eager op.
 
@@ -45,6 +46,8 @@ def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH", c
         raise ConfigError(f"hardware.mode must be one of {sorted(_MODES)}, got {mode!r}")
     if cpu_threads is not None and cpu_threads < 1:
         raise ConfigError(f"hardware.cpu_threads must be >= 1 or null, got {cpu_threads}")
+    if distributed and device.upper() != "CPU" and "DEVICE_ID" in os.environ:
+        device_id = int(os.environ["DEVICE_ID"])  # msrun gives each local rank its own device
     wanted = (device.upper(), int(device_id))
     if "device" in _state:
         if _state["device"] != wanted:
@@ -68,6 +71,42 @@ def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH", c
         except SystemError:
             pass
     _state["device"], _state["threads"] = wanted, cpu_threads
+    if distributed:
+        _init_data_parallel()
+
+
+def _init_data_parallel() -> None:
+    """Join the msrun cluster and set data-parallel mode (gradients averaged over ranks)."""
+    if "MS_ROLE" not in os.environ and "RANK_TABLE_FILE" not in os.environ:
+        raise ConfigError("hardware.distributed=true needs the processes msrun starts: msrun --worker_num=N "
+                          "--local_worker_num=N --master_addr=127.0.0.1 --master_port=8118 --log_dir=LOG --join=True "
+                          "run.py hardware=cpu_dp ... (README: Data-parallel training)")  # fmt: skip
+    from mindspore.communication import get_group_size, get_rank, init
+
+    init()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
+    _state["rank"], _state["world"] = get_rank(), get_group_size()
+
+
+def world() -> tuple[int, int]:
+    """(rank, number of ranks) of this process: (0, 1) unless data-parallel."""
+    return int(_state.get("rank", 0)), int(_state.get("world", 1))
+
+
+class _AllReduce(ms.nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.op = ms.ops.AllReduce()
+
+    def construct(self, x):
+        return self.op(x)
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op unless data-parallel): a compiled all-reduce of one number (MindSpore's eager
+    barrier has no CPU kernel)."""
+    if world()[1] > 1:
+        _AllReduce()(ms.Tensor(np.ones(1, np.float32))).asnumpy()
 
 
 def ensure_runtime(device: str = "CPU") -> None:

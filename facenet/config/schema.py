@@ -212,6 +212,7 @@ class HardwareConf:
     data_workers: int = 2
     amp_level: str = "O0"
     cpu_threads: int | None = None
+    distributed: bool = False  # data parallel over the ranks msrun starts (hardware=cpu_dp / gpu_dp / ascend_dp)
 
 
 @dataclass

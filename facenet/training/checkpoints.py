@@ -28,11 +28,13 @@ class CheckpointManager:
     `best.ckpt`, written whenever an evaluation beats every earlier one. `spec` (model + preprocessing) is written
     beside every file."""
 
-    def __init__(self, folder: str | Path, keep_max: int, spec: dict, rank: int = 0):
+    def __init__(self, folder: str | Path, keep_max: int, spec: dict, rank: int = 0, enabled: bool = True):
+        """`enabled` False (data-parallel ranks other than 0): nothing is written."""
         if keep_max < 1:
             raise ConfigError(f"train.keep_checkpoint_max must be >= 1, got {keep_max}")
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.enabled = Path(folder), enabled
+        if enabled:
+            self.folder.mkdir(parents=True, exist_ok=True)
         self.keep_max, self.spec, self.rank = keep_max, spec, rank
         self.saved: list[Path] = []
         self.best_accuracy = float("-inf")
@@ -41,6 +43,8 @@ class CheckpointManager:
                state: dict | None = None) -> Path:  # fmt: skip
         """Atomically: both files are written under temporary names, then renamed (sidecar last), so a crash or a
         full disk never leaves a half-written checkpoint under a real name."""
+        if not self.enabled:
+            return path
         tmp = path.with_name(f".partial-{path.name}")
         info = {**self.spec, "epoch": epoch, "step": step, "metrics": metrics, **(state or {})}
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import signal
@@ -22,7 +23,7 @@ from facenet.evaluation.verify import evaluate_pairs
 from facenet.models.build import build_network
 from facenet.models.embedding import count_parameters
 from facenet.plots import distance_histogram, hardest_pairs_grid, roc_plot
-from facenet.runtime import mixed_precision
+from facenet.runtime import barrier, mixed_precision, world
 from facenet.training.checkpoints import CheckpointManager, load_network_weights
 from facenet.training.optim import build_optimizer
 from facenet.training.resume import ResumePoint
@@ -111,12 +112,13 @@ class _StopSignals:
     """SIGTERM / SIGINT set a flag the training loop checks at each step boundary (a second SIGINT interrupts at
     once). Installed only in the main thread; the previous handlers come back on exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self.received: int | None = None
         self.previous: dict[int, object] = {}
+        self.enabled = enabled
 
     def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self.previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -149,7 +151,15 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
     data = instantiate(cfg.dataset).load(workers)
     protocol = instantiate(cfg.eval)
     pairs = protocol.load(workers)
-    sampler = instantiate(cfg.batch)(data.table, steps_per_epoch=cfg.train.steps_per_epoch, seed=cfg.seed)
+    rank, size = world()
+    table = data.table
+    sampler = instantiate(cfg.batch)(table, steps_per_epoch=cfg.train.steps_per_epoch, seed=cfg.seed)
+    if size > 1:  # data parallel: each rank samples its own identities (class % size == rank), same step count
+        table = table[table["class"] % size == rank].reset_index(drop=True)
+        per_rank = cfg.train.steps_per_epoch or max(1, sampler.steps // size)
+        sampler = instantiate(cfg.batch)(table, steps_per_epoch=per_rank, seed=cfg.seed + rank)
+        log.info("rank %d of %d: %d images of %d identities, %d steps/epoch, global batch %d", rank, size,
+                 len(table), table["class"].nunique(), per_rank, size * sampler.batch_size)  # fmt: skip
     miner = instantiate(cfg.miner)
     if miner.layout != "pk" and miner.layout != sampler.layout:
         raise ConfigError(f"miner={type(miner).__name__} needs batch={miner.layout}, not batch={sampler.layout}")
@@ -173,11 +183,14 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
     step_fn = TrainStep(net, loss, optimizer)
     step_fn.set_train(True)
 
-    size = int(cfg.preprocess.image_size)
-    augment = TrainTransform(size, **OmegaConf.to_container(cfg.augment))
-    paths, classes = data.table["path"].tolist(), data.table["class"].to_numpy()
+    augment = TrainTransform(int(cfg.preprocess.image_size), **OmegaConf.to_container(cfg.augment))
+    paths, classes = table["path"].tolist(), table["class"].to_numpy()
+    is_main = rank == 0  # evaluates and writes checkpoints (all ranks hold the same weights)
     ckpts = CheckpointManager(
-        run_dir / "checkpoints", cfg.train.keep_checkpoint_max, {**model_spec(cfg), "run_id": tracker.run_id}
+        run_dir / "checkpoints",
+        cfg.train.keep_checkpoint_max,
+        {**model_spec(cfg), "run_id": tracker.run_id},
+        enabled=is_main,
     )
 
     metrics: dict[str, float] = {}
@@ -198,7 +211,8 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
         tracker.log_metrics({"model/parameters": n_params, **{f"data/{k_}": v for k_, v in sizes.items()}}, 0)
     budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes is not None else float("inf")
     rate = 0.0
-    with _StopSignals() as stop:
+    # under msrun the cluster's own signal handling stays in place (a rank stopping alone would stall the others)
+    with _StopSignals(enabled=size == 1) as stop:
         for epoch in range(first_epoch, cfg.epochs + 1):
             start = skip if epoch == first_epoch else 0
             bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch}/{cfg.epochs}", unit="step")
@@ -245,7 +259,7 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
                     "train.max_minutes=%g reached after %d steps (epoch %d)", cfg.train.max_minutes, global_step, epoch
                 )
             last = epoch == cfg.epochs or out_of_time
-            if epoch % cfg.train.eval_every == 0 or last:
+            if is_main and (epoch % cfg.train.eval_every == 0 or last):
                 metrics = evaluate_and_log(
                     net, pairs, protocol, eval_transform, workers, tracker, global_step, run_dir / "eval", "eval"
                 )
@@ -263,6 +277,12 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
             if out_of_time:
                 break
     tracker.log_metrics({"train/minutes": spent / 60, "train/steps": global_step}, global_step)
+    if size > 1:  # trainable weights agree on every rank (BatchNorm running statistics are each rank's own)
+        digest = hashlib.sha1(b"".join(p.asnumpy().tobytes() for p in net.trainable_params())).hexdigest()
+        log.info("rank %d of %d: final weights sha1 %s", rank, size, digest)
+        barrier()  # ranks leave together: the cluster counts an early exit as a failed node
+    if not is_main:
+        return metrics
     best = run_dir / "checkpoints" / "best.ckpt"
     tracker.log_artifact(best, "checkpoints")
     tracker.log_artifact(best.with_suffix(".json"), "checkpoints")
