@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -245,3 +247,31 @@ def test_pairs_limit_keeps_every_fold_and_says_so(tmp_path, caplog):
     assert len(LfwPairs(str(tmp_path), str(tmp_path / "p.txt"), max_pairs=100).load()) == 16
     with pytest.raises(DataError, match="too small"):
         full.limit(3)
+
+
+def test_unreadable_training_images_are_replaced_counted_and_limited(tmp_path):
+    from facenet.data.pipeline import BadImages, train_batches
+
+    write_faces(tmp_path, {f"p{i}": 3 for i in range(4)})
+    table = index_folder(tmp_path)
+    paths, classes = table["path"].tolist(), table["class"].to_numpy()
+    broken = paths[1]  # p0's second image; its replacement is the next image of p0 (the third)
+    Path(broken).write_bytes(b"not an image")
+    sampler = PKSampler(classes, 2, 3, steps_per_epoch=3, seed=0)
+    aug = TrainTransform(16, hflip=True, max_shift=0.2)
+
+    def epoch(p, bad):
+        out = list(train_batches(p, classes, sampler, aug, 1, 7, 1, 0, bad))
+        return np.concatenate([b[0].asnumpy() for b in out]), np.concatenate([b[1].asnumpy() for b in out])
+
+    bad = BadImages(limit=1)
+    x, y = epoch(paths, bad)
+    assert bad.paths == {broken}
+    oracle = list(paths)
+    oracle[1] = paths[2]  # the same epoch with the replacement in the broken file's place
+    x_ref, y_ref = epoch(oracle, None)
+    assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
+    with pytest.raises(DataError, match=r"1 unreadable training images, more than train.max_bad_images=0: .*p0"):
+        epoch(paths, BadImages(limit=0))
+    with pytest.raises(DataError, match="cannot decode image"):
+        epoch(paths, None)  # no budget given: the first unreadable image is an error naming it

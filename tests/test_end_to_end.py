@@ -197,12 +197,21 @@ def test_empty_identity_folders_fail(compose_cfg, tmp_path):
         run(cfg)
 
 
-def test_corrupt_training_image_fails_clearly(compose_cfg, tmp_path):
+def test_corrupt_training_image_is_skipped_reported_or_refused(compose_cfg, tmp_path, caplog):
     write_faces(tmp_path / "faces", {"alice": 2, "bob": 2}, size=(40, 40))
-    (tmp_path / "faces" / "bob" / "bob_0002.png").write_bytes(b"\x89PNG truncated")
-    cfg = compose_cfg(*SMALL, f"output_dir={tmp_path}", "dataset=folder", f"dataset.root={tmp_path / 'faces'}")
-    with pytest.raises(UserError, match="bob/bob_0002.png"):
-        run(cfg)
+    broken = tmp_path / "faces" / "bob" / "bob_0002.png"
+    broken.write_bytes(b"\x89PNG truncated")
+    base = [*SMALL, "dataset=folder", f"dataset.root={tmp_path / 'faces'}"]
+    with caplog.at_level("WARNING"):
+        run(compose_cfg(*base, f"output_dir={tmp_path / 'skip'}"))
+    assert "1 unreadable training images so far" in caplog.text and "bob_0002.png" in caplog.text
+    (run_dir,) = (tmp_path / "skip").glob("runs/*/*")
+    assert (run_dir / "bad_images.txt").read_text().split() == [str(broken)]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'skip' / 'mlflow.db'}")
+    (r,) = client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
+    assert r.data.metrics["data/bad_images"] == 1 and r.info.status == "FINISHED"
+    with pytest.raises(UserError, match="more than train.max_bad_images=0: .*bob/bob_0002.png"):
+        run(compose_cfg(*base, f"output_dir={tmp_path / 'strict'}", "train.max_bad_images=0"))
 
 
 def test_pairs_naming_missing_images_fail(compose_cfg, tmp_path):
@@ -240,3 +249,19 @@ def test_offline_random_triplets_train(compose_cfg, tmp_path):
     (r,) = client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
     assert r.info.status == "FINISHED" and 0 <= metrics["accuracy"] <= 1
     assert r.data.params["batch.triplets"] == "4" and r.data.metrics["train/loss"] > 0
+
+
+def test_diverging_loss_stops_clearly_and_keeps_the_best_checkpoint(compose_cfg, tmp_path):
+    """Epoch 1 trains normally (best.ckpt written); from epoch 2 the lr is multiplied by 1e30 and the loss blows up:
+    the run stops at that step, FAILED, and best.ckpt is still epoch 1's."""
+    from facenet.errors import TrainingDiverged
+
+    cfg = compose_cfg("experiment=smoke", f"output_dir={tmp_path}", "epochs=3", "optimizer=sgd", "lr_schedule=step",
+                      "lr_schedule.step_epochs=1", "lr_schedule.gamma=1e30")  # fmt: skip
+    with pytest.raises(TrainingDiverged, match=r"(loss|embedding norm) became (nan|inf) at step [4-9]: lower lr"):
+        run(cfg)
+    (run_dir,) = tmp_path.glob("runs/*/*")
+    assert json.loads((run_dir / "checkpoints" / "best.json").read_text())["epoch"] == 1
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (r,) = client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
+    assert r.info.status == "FAILED"

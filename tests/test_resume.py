@@ -97,3 +97,26 @@ def test_resume_errors_are_clear(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     with pytest.raises(ConfigError, match="no checkpoint with a sidecar"):
         find_resume_point(str(tmp_path), tmp_path)
+
+
+def test_checkpoint_write_failure_is_an_error_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import errno
+
+    from facenet.errors import DataError
+    from facenet.training import checkpoints
+    from facenet.training.checkpoints import CheckpointManager
+
+    cell = ms.nn.Dense(2, 2)
+    manager = CheckpointManager(tmp_path, keep_max=2, spec={"model": {}})
+    good = manager.save(cell, 1, 10, {"accuracy": 0.5})
+    assert good.is_file() and good.with_suffix(".json").is_file()
+
+    def full_disk(cell, path):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoints.ms, "save_checkpoint", full_disk)
+    with pytest.raises(DataError, match=r"cannot write checkpoint .*facenet-rank0-2_20.ckpt: No space left on device"):
+        manager.save(cell, 2, 20, {"accuracy": 0.6})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["facenet-rank0-1_10.ckpt", "facenet-rank0-1_10.json"]
+    assert manager.saved == [good]  # the failed write is not counted, the previous checkpoint stays usable

@@ -264,6 +264,7 @@ class TrainConf:
     ckpt_every: int = 1
     keep_checkpoint_max: int = 3
     max_minutes: float | None = None  # stop (then evaluate and checkpoint) after this much time in training steps
+    max_bad_images: int = 10  # unreadable training images skipped (replaced, counted, reported); more: an error
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 
 import mindspore as ms
@@ -10,6 +11,7 @@ import mindspore.dataset as ds
 import numpy as np
 
 from facenet.data.images import EvalTransform, TrainTransform, read_image
+from facenet.errors import DataError
 
 
 def _workers(n: int) -> int:
@@ -33,9 +35,11 @@ class _EpochSource:
         seed: int,
         epoch: int,
         start: int = 0,
+        bad: BadImages | None = None,
     ):
         self.paths, self.labels, self.indices = paths, labels.astype(np.int32), indices
         self.transform, self.seed, self.epoch, self.start = transform, seed, epoch, start
+        self.bad = bad
         self.error: Exception | None = None  # MindSpore re-raises worker errors as RuntimeError; keep the original
 
     def __len__(self) -> int:
@@ -45,13 +49,50 @@ class _EpochSource:
         j += self.start  # a resumed epoch starts part way: positions (and their randomness) are the epoch's
         i = int(self.indices[j])
         try:
-            img = read_image(self.paths[i])
+            img = self._read(i)
         except Exception as err:
             self.error = err
             raise
         rng = np.random.default_rng([self.seed, self.epoch, int(j)])
         # 0-d array, not a numpy scalar: MindSpore's GeneratorDataset converts rows with np.array(copy=False)
         return self.transform(img, rng), np.array(self.labels[i])
+
+    def _read(self, i: int) -> np.ndarray:
+        """Image `i`; an unreadable one is recorded in `bad` and replaced by the next readable image of the same
+        identity (the batch keeps its P x K layout), until `bad` exceeds its limit."""
+        try:
+            return read_image(self.paths[i])
+        except DataError:
+            if self.bad is None:
+                raise
+            self.bad.add(self.paths[i])
+        same = np.flatnonzero(self.labels == self.labels[i])
+        start = int(np.searchsorted(same, i))
+        for k in np.roll(same, -start)[1:]:
+            if self.paths[k] in self.bad.paths:
+                continue
+            try:
+                return read_image(self.paths[k])
+            except DataError:
+                self.bad.add(self.paths[k])
+        raise DataError(f"no readable image left for the identity of {self.paths[i]}")
+
+
+class BadImages:
+    """Unreadable training images met so far (skipped and replaced); more than `limit` is a DataError."""
+
+    def __init__(self, limit: int):
+        self.limit, self.paths = limit, set()
+        self._lock = threading.Lock()
+
+    def add(self, path: str) -> None:
+        with self._lock:
+            self.paths.add(path)
+            n = len(self.paths)
+        if n > self.limit:
+            listed = ", ".join(sorted(self.paths)[:5])
+            raise DataError(f"{n} unreadable training images, more than train.max_bad_images={self.limit}: {listed}"
+                            + (" ..." if n > 5 else ""))  # fmt: skip
 
 
 class _EvalSource:
@@ -105,12 +146,13 @@ def train_batches(
     seed: int,
     epoch: int,
     skip_batches: int = 0,
+    bad: BadImages | None = None,
 ) -> Iterator[tuple[ms.Tensor, ms.Tensor]]:
     """One epoch of (images, labels) batches in sampler order (`sampler.epoch_indices(epoch)`, `batch_size` each:
     P identities x K images, or anchors | positives | negatives for offline triplets), from batch `skip_batches`
     on (a resumed epoch gets exactly the batches the uninterrupted one would have)."""
     source = _EpochSource(paths, labels, sampler.epoch_indices(epoch), transform, seed, epoch,
-                          skip_batches * sampler.batch_size)  # fmt: skip
+                          skip_batches * sampler.batch_size, bad)  # fmt: skip
     data = _generator(source, ["image", "label"], workers).batch(sampler.batch_size, drop_remainder=True)
     yield from _rows(source, data, output_numpy=False)
 

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from facenet.data.images import EvalTransform
 from facenet.data.pairs import PairSet
 from facenet.data.pipeline import eval_batches
-from facenet.errors import DataError
+from facenet.errors import DataError, TrainingDiverged
 from facenet.metrics import VerificationReport, verification_report
 
 
@@ -70,6 +70,10 @@ def evaluate_pairs(
             f"got {int(pairs.issame.sum())} same and {int((~pairs.issame).sum())} different"
         )
     emb = embed_paths(net, pairs.paths, transform, batch_size, workers, "eval embeddings", flip_tta)
+    if not np.isfinite(emb).all():
+        n = int((~np.isfinite(emb)).any(axis=1).sum())
+        raise TrainingDiverged(f"the network gives NaN or infinite embeddings for {n} evaluation images: its "
+                               "weights have diverged (lower lr)")  # fmt: skip
     d = pair_distances(emb, pairs)
     order = pairs.fold_order(n_folds)
     report = verification_report(d[order], pairs.issame[order], n_folds=n_folds, far_targets=tuple(far_targets))

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from facenet.data.images import EvalTransform, TrainTransform
-from facenet.data.pipeline import train_batches
+from facenet.data.pipeline import BadImages, train_batches
 from facenet.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from facenet.evaluation.verify import evaluate_pairs
 from facenet.models.build import build_network
@@ -91,6 +91,7 @@ def validate(cfg: DictConfig) -> None:
         "train.keep_checkpoint_max": (cfg.train.keep_checkpoint_max, 1),
         "preprocess.image_size": (cfg.preprocess.image_size, 8),
         "hardware.data_workers": (cfg.hardware.data_workers, 1),
+        "train.max_bad_images": (cfg.train.max_bad_images, 0),
     }
     if cfg.train.max_minutes is not None:
         checks["train.max_minutes"] = (cfg.train.max_minutes, 1e-9)
@@ -211,13 +212,15 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
         tracker.log_metrics({"model/parameters": n_params, **{f"data/{k_}": v for k_, v in sizes.items()}}, 0)
     budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes is not None else float("inf")
     rate = 0.0
+    bad = BadImages(cfg.train.max_bad_images)
+    reported = 0
     # under msrun the cluster's own signal handling stays in place (a rank stopping alone would stall the others)
     with _StopSignals(enabled=size == 1) as stop:
         for epoch in range(first_epoch, cfg.epochs + 1):
             start = skip if epoch == first_epoch else 0
             bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch}/{cfg.epochs}", unit="step")
             t0 = time.perf_counter()
-            batches = train_batches(paths, classes, sampler, augment, workers, cfg.seed, epoch, start)
+            batches = train_batches(paths, classes, sampler, augment, workers, cfg.seed, epoch, start, bad)
             for i, (images, labels) in enumerate(batches, start=start):
                 if spent + time.perf_counter() - t0 > budget:
                     out_of_time = True
@@ -225,9 +228,11 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
                 stop.rearm()
                 loss_value, telemetry = step_fn(images, labels)
                 values = np.r_[float(loss_value.asnumpy()), telemetry.asnumpy()]
-                if not np.isfinite(values[0]):
+                if not np.isfinite(values).all():  # the loss, or the embeddings (their norm) the hinge may hide
+                    what = "loss" if not np.isfinite(values[0]) else "embedding norm"
+                    bad_value = values[0] if what == "loss" else values[1 + TELEMETRY.index("embedding_norm")]
                     raise TrainingDiverged(
-                        f"loss became {values[0]} at step {global_step + 1}: lower lr or check the data"
+                        f"{what} became {bad_value} at step {global_step + 1}: lower lr or check the data"
                     )
                 window.append(values)
                 global_step += 1
@@ -250,6 +255,15 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
                     )
             bar.close()
             spent += time.perf_counter() - t0
+            if len(bad.paths) > reported:
+                new = sorted(bad.paths)
+                log.warning("%d unreadable training images so far (skipped, replaced by another image of the same "
+                            "identity; limit train.max_bad_images=%d): %s", len(new), bad.limit,
+                            ", ".join(new[:5]) + (" ..." if len(new) > 5 else ""))  # fmt: skip
+                tracker.log_metrics({"data/bad_images": len(new)}, global_step)
+                (run_dir / "bad_images.txt").write_text("\n".join(new) + "\n")
+                tracker.log_artifact(run_dir / "bad_images.txt")
+                reported = len(new)
             out_of_time = out_of_time or (spent >= budget and epoch < cfg.epochs)
             if window:
                 _log_window(tracker, window, float(lr[global_step - 1]), rate, global_step)
