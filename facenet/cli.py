@@ -115,6 +115,27 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from facenet.doctor import checks
+
+    results = checks(args.hardware, Path(args.shim_dir))
+    width = max(len(c.name) for c in results)
+    for c in results:
+        optional = "optional" in c.name
+        print(f"{'ok ' if c.ok else ('-- ' if optional else 'NO ')} {c.name:<{width}}  {c.detail}")
+    required_missing = [c for c in results if not c.ok and "optional" not in c.name]
+    print(f"hardware={args.hardware}: " + ("ready" if not required_missing else f"{len(required_missing)} missing"))
+    return 0 if not required_missing else 1
+
+
+def _gpu_env(args: argparse.Namespace) -> int:
+    from facenet.doctor import gpu_env
+
+    for key, value in gpu_env(Path(args.shim_dir)).items():
+        print(f"export {key}={value}")
+    return 0
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a .ckpt (with its sidecar), .mindir or .onnx (with model card)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (dynamic-batch models)")
@@ -169,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument("--method", choices=("chinese_whispers", "components"), default="chinese_whispers")
     _model_args(cluster)
     cluster.set_defaults(run=_cluster)
+    shim = str(Path.home() / ".cache" / "facenet" / "cuda-shim")
+    doctor = sub.add_parser("doctor", help="what this machine lacks for a hardware option")
+    doctor.add_argument("--hardware", default="cpu", choices=("cpu", "gpu", "cpu_dp", "gpu_dp", "ascend", "ascend_dp"))
+    doctor.add_argument("--shim-dir", default=shim, help=argparse.SUPPRESS)
+    doctor.set_defaults(run=_doctor)
+    env = sub.add_parser("gpu-env", help='environment for MindSpore\'s GPU plugin: eval "$(facenet gpu-env)"')
+    env.add_argument("--shim-dir", default=shim, help="where to write the nvcc shim (when no CUDA toolkit)")
+    env.set_defaults(run=_gpu_env)
     args = parser.parse_args(argv)
     if getattr(args, "cache_dir", "x") is None:
         from facenet.inference import CACHE_DIR
