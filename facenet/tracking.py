@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -93,6 +94,11 @@ class MlflowTracker(NullTracker):
         self.log_every_steps = log_every_steps
         self.client = None
         self.run_id = None
+        self.out = out
+        self.pending: list[tuple[str, tuple]] = []  # calls kept while the tracking store does not answer
+        if self.uri.startswith(("http://", "https://")):  # a lost server must not stall training for minutes
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
     def check_server(self) -> None:
         """For an http(s) tracking URI: fail fast if the server does not answer, or switch to the local store."""
@@ -166,14 +172,51 @@ class MlflowTracker(NullTracker):
         log.info("MLflow run %s continues (resume %d, from step %d) at %s", run_id, resumes, step, self.uri)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        self._send("metrics", ([(k, float(v), now, step) for k, v in metrics.items()],))
 
     def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), folder)
+        self._send("artifact", (str(path), folder))
+
+    def _send(self, kind: str, args: tuple) -> bool:
+        """Queue the call and send everything queued, in order. A store that stops answering mid-run does not stop
+        training: the calls wait (warned once per outage) and go out when it answers again, or at the end are
+        written to a file."""
+        self.pending.append((kind, args))
+        return self._flush()
+
+    def _flush(self) -> bool:
+        from mlflow.entities import Metric
+
+        while self.pending:
+            kind, args = self.pending[0]
+            try:
+                if kind == "metrics":
+                    self.client.log_batch(self.run_id, metrics=[Metric(*m) for m in args[0]])
+                else:
+                    self.client.log_artifact(self.run_id, *args)
+            except Exception as err:  # noqa: BLE001 - any transport or server error: keep the data, keep training
+                if not getattr(self, "_outage", False):
+                    log.warning("MLflow at %s does not answer (%s): training goes on, %d logging call(s) kept for "
+                                "later", self.uri, str(err).splitlines()[0][:200], len(self.pending))  # fmt: skip
+                self._outage = True
+                return False
+            self.pending.pop(0)
+        if getattr(self, "_outage", False):
+            log.warning("MLflow at %s answers again: kept logging calls sent", self.uri)
+            self._outage = False
+        return True
 
     def end(self, status: str = "FINISHED") -> None:
-        if self.client is not None and self.run_id is not None:
+        if self.client is None or self.run_id is None:
+            return
+        if self.pending and not self._flush():
+            unsent = self.out / f"mlflow-unsent-{self.run_id}.json"
+            unsent.parent.mkdir(parents=True, exist_ok=True)
+            unsent.write_text(json.dumps([{"kind": k, "args": a} for k, a in self.pending], indent=1, default=str))
+            log.warning("MLflow at %s still does not answer: %d logging call(s) of run %s written to %s",
+                        self.uri, len(self.pending), self.run_id, unsent)  # fmt: skip
+        try:
             self.client.set_terminated(self.run_id, status)
+        except Exception as err:  # noqa: BLE001
+            log.warning("could not mark MLflow run %s %s: %s", self.run_id, status, str(err).splitlines()[0][:200])

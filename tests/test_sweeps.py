@@ -271,3 +271,38 @@ def test_sweep_files_compose_and_every_grid_point_is_a_valid_config(name, compos
             assert cfg.batch._target_.endswith("TripletSampler")  # the miner brings the batches it needs
     for key, found in targets.items():
         assert not found or len(found) == len(str(params[key]).split(",")), (key, found)
+
+
+def test_tracking_store_lost_mid_run_keeps_the_data_and_training(tmp_path, monkeypatch, caplog):
+    """log_metrics / log_artifact never raise when the store stops answering: calls are kept in order and sent
+    when it answers again; still unsent at the end, they are written to a file and the run is closed if possible."""
+    tracker = MlflowTracker(None, "facenet", None, str(tmp_path))
+    tracker.start({"a": 1}, {})
+    client = tracker.client
+    real_log_batch = client.log_batch
+    down = {"on": True}
+
+    def flaky(*args, **kwargs):
+        if down["on"]:
+            raise ConnectionError("connection refused")
+        return real_log_batch(*args, **kwargs)
+
+    monkeypatch.setattr(client, "log_batch", flaky)
+    (tmp_path / "a.txt").write_text("x")
+    with caplog.at_level("WARNING"):
+        tracker.log_metrics({"train/loss": 1.0}, 1)
+        tracker.log_artifact(tmp_path / "a.txt")
+        tracker.log_metrics({"train/loss": 0.5}, 2)
+    assert len(tracker.pending) == 3 and caplog.text.count("does not answer") == 1
+    down["on"] = False
+    tracker.log_metrics({"train/loss": 0.25}, 3)
+    assert tracker.pending == [] and "answers again" in caplog.text
+    history = [(m.step, m.value) for m in client.get_metric_history(tracker.run_id, "train/loss")]
+    assert sorted(history) == [(1, 1.0), (2, 0.5), (3, 0.25)]
+    assert "a.txt" in {a.path for a in client.list_artifacts(tracker.run_id)}
+    down["on"] = True
+    tracker.log_metrics({"train/loss": 0.125}, 4)
+    tracker.end("FINISHED")
+    unsent = json.loads((tmp_path / f"mlflow-unsent-{tracker.run_id}.json").read_text())
+    assert unsent == [{"kind": "metrics", "args": [[["train/loss", 0.125, unsent[0]["args"][0][0][2], 4]]]}]
+    assert client.get_run(tracker.run_id).info.status == "FINISHED"
