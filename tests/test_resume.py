@@ -120,3 +120,21 @@ def test_checkpoint_write_failure_is_an_error_and_leaves_no_partial_file(tmp_pat
         manager.save(cell, 2, 20, {"accuracy": 0.6})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["facenet-rank0-1_10.ckpt", "facenet-rank0-1_10.json"]
     assert manager.saved == [good]  # the failed write is not counted, the previous checkpoint stays usable
+
+
+def test_unreadable_newest_checkpoint_falls_back_to_the_previous(compose_cfg, tmp_path, caplog):
+    from facenet.app import run
+
+    base = ["experiment=smoke", "epochs=2", f"output_dir={tmp_path}", "tracking=off"]
+    first = run(compose_cfg(*base))
+    (run_dir,) = tmp_path.glob("runs/*/*")
+    newest = run_dir / "checkpoints" / "facenet-rank0-2_6.ckpt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated
+    with caplog.at_level("INFO"):
+        again = run(compose_cfg(*base, f"resume={run_dir}"))
+    assert "cannot read checkpoint" in caplog.text and "previous checkpoint facenet-rank0-1_3.ckpt" in caplog.text
+    assert "resuming" in caplog.text and "at epoch 2, step 0 of 3 (global step 3)" in caplog.text
+    assert again["accuracy"] == first["accuracy"]  # epoch 2 retrained from epoch 1's state: the same result
+    newest.write_bytes(newest.read_bytes()[:1000])  # (the resumed run rewrote it)
+    with pytest.raises(ConfigError, match="cannot read checkpoint"):
+        run(compose_cfg(*base, f"resume={newest}"))  # that file alone, nothing older to fall back to

@@ -27,6 +27,7 @@ class ResumePoint:
     best_accuracy: float
     train_seconds: float
     window: list  # per-step telemetry not yet logged (a logging window cut by the interruption)
+    older: tuple[Path, ...] = ()  # the run's earlier checkpoints, newest first: used if this one fails to load
 
 
 def _checkpoints(run_dir: Path) -> list[Path]:
@@ -62,9 +63,15 @@ def find_resume_point(resume: str, output_dir: str | Path) -> ResumePoint:
             raise ConfigError(f"resume={resume}: no checkpoint with a sidecar in {target / 'checkpoints'}")
         ckpt = ckpts[-1]
     elif target.is_file():
-        ckpt = target
+        return load_point(target)  # that checkpoint, no other
     else:
         raise ConfigError(f"resume={resume}: expected auto, a run directory or a checkpoint file")
+    older = tuple(c for c in reversed(_checkpoints(ckpt.parent.parent)) if c != ckpt)
+    return load_point(ckpt, older)
+
+
+def load_point(ckpt: Path, older: tuple[Path, ...] = ()) -> ResumePoint:
+    """The resume point a checkpoint's sidecar describes."""
     try:
         spec = json.loads(sidecar(ckpt).read_text())
         epoch, step = int(spec["epoch"]), int(spec["step"])
@@ -80,4 +87,5 @@ def find_resume_point(resume: str, output_dir: str | Path) -> ResumePoint:
         best_accuracy=float(spec.get("best_accuracy", float("-inf"))),
         train_seconds=float(spec.get("train_seconds", 0.0)),
         window=spec.get("window", []),
+        older=older,
     )

@@ -26,7 +26,7 @@ from facenet.plots import distance_histogram, hardest_pairs_grid, roc_plot
 from facenet.runtime import barrier, mixed_precision, world
 from facenet.training.checkpoints import CheckpointManager, load_network_weights
 from facenet.training.optim import build_optimizer
-from facenet.training.resume import ResumePoint
+from facenet.training.resume import ResumePoint, load_point
 from facenet.training.step import TELEMETRY, TrainStep
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
     spent, out_of_time = 0.0, False  # seconds in training steps (evaluation excluded)
     window: list[np.ndarray] = []
     if resume is not None:
-        restore_training_state(step_fn, resume.ckpt)
+        resume = _restore_newest_readable(step_fn, resume)
         global_step, spent, ckpts.best_accuracy = resume.global_step, resume.train_seconds, resume.best_accuracy
         ckpts.adopt_existing()
         done = resume.epoch_step if 0 <= resume.epoch_step < steps else steps
@@ -304,12 +304,32 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
     return metrics
 
 
+def _restore_newest_readable(step_fn, point: ResumePoint) -> ResumePoint:
+    """Restore `point`; if its checkpoint cannot be read (truncated, corrupt), say so and use the run's previous
+    one. A checkpoint that does not fit the configuration is an error, not a reason to go back."""
+    candidates = [point.ckpt, *point.older]
+    for n, ckpt in enumerate(candidates):
+        try:
+            chosen = point if n == 0 else load_point(ckpt)
+            restore_training_state(step_fn, ckpt)
+            return chosen
+        except CheckpointUnreadable as err:
+            if n == len(candidates) - 1:
+                raise
+            log.error("%s; resuming from the previous checkpoint %s instead", err, candidates[n + 1].name)
+    raise AssertionError("unreachable")
+
+
+class CheckpointUnreadable(ConfigError):
+    """A checkpoint file that cannot be read (truncated or corrupt)."""
+
+
 def restore_training_state(step_fn, ckpt: Path) -> None:
     """Network and optimizer state (moments, step counter) from a training checkpoint; every parameter must fit."""
     try:
         params = ms.load_checkpoint(str(ckpt))
     except (ValueError, RuntimeError, OSError) as err:
-        raise ConfigError(f"cannot read checkpoint {ckpt}: {str(err).strip().splitlines()[0]}") from None
+        raise CheckpointUnreadable(f"cannot read checkpoint {ckpt}: {str(err).strip().splitlines()[0]}") from None
     wanted = {p.name: p for p in step_fn.get_parameters()}
     missing = sorted(set(wanted) - set(params))
     shapes = [k for k in wanted if k in params and tuple(params[k].shape) != tuple(wanted[k].shape)]
