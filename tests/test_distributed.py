@@ -23,20 +23,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_msrun_two_cpu_ranks_train_in_lockstep_and_only_rank0_tracks(tmp_path):
+def _msrun(tmp_path, *extra: str):
     out, logs = tmp_path / "out", tmp_path / "logs"
     bin_dir = Path(sys.executable).parent  # msrun starts `python` from PATH: the environment's own
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT)}
     cmd = [str(bin_dir / "msrun"), "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
            f"--master_port={_free_port()}", f"--log_dir={logs}", "--join=True", "--cluster_time_out=120",
            "run.py", "hardware=cpu_dp", "experiment=smoke", "epochs=2", "batch.identities=4", f"output_dir={out}",
-           f"data_dir={tmp_path / 'data'}", f"hydra.run.dir={out / 'runs' / 'dp' / 'run'}"]  # fmt: skip
+           f"data_dir={tmp_path / 'data'}", f"hydra.run.dir={out / 'runs' / 'dp' / 'run'}", *extra]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     worker = {r: (logs / f"worker_{r}.log").read_text(errors="replace") for r in (0, 1)}
     assert proc.returncode == 0, (proc.stderr[-2000:], worker[0][-2000:], worker[1][-2000:])
     digests = {r: re.findall(rf"rank {r} of 2: final weights sha1 (\w+)", worker[r]) for r in (0, 1)}
     assert len(digests[0]) == 1 and digests[0] == digests[1]  # gradients averaged: the same update on both ranks
+    return out, worker, digests[0][0]
+
+
+@pytest.mark.slow
+def test_msrun_two_cpu_ranks_train_in_lockstep_and_only_rank0_tracks(tmp_path):
+    out, worker, local = _msrun(tmp_path / "local")
     for r in (0, 1):
         assert re.search(rf"rank {r} of 2: 32 images of 8 identities, 3 steps/epoch, global batch 32", worker[r])
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
@@ -45,6 +50,17 @@ def test_msrun_two_cpu_ranks_train_in_lockstep_and_only_rank0_tracks(tmp_path):
     run_dir = out / "runs" / "dp" / "run"
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert (run_dir / "rank_1").is_dir() and not (run_dir / "rank_1" / "checkpoints").exists()
+    # hardware.mine_global_batch=true: embeddings all-gathered, triplets mined over both ranks' batches; the ranks
+    # stay in lockstep, and mining over 32 embeddings instead of 16 changes the updates
+    _, _, global_ = _msrun(tmp_path / "global", "hardware.mine_global_batch=true")
+    assert global_ != local
+
+
+def test_global_mining_needs_data_parallel(compose_cfg, tmp_path):
+    from facenet.app import run
+
+    with pytest.raises(ConfigError, match="mine_global_batch=true needs data-parallel ranks"):
+        run(compose_cfg("experiment=smoke", f"output_dir={tmp_path}", "hardware.mine_global_batch=true"))
 
 
 def test_distributed_outside_msrun_is_a_clear_error(compose_cfg, tmp_path, monkeypatch):

@@ -213,6 +213,7 @@ class HardwareConf:
     amp_level: str = "O0"
     cpu_threads: int | None = None
     distributed: bool = False  # data parallel over the ranks msrun starts (hardware=cpu_dp / gpu_dp / ascend_dp)
+    mine_global_batch: bool = False  # data parallel: mine over every rank's embeddings (all-gather), not each rank's
 
 
 @dataclass

@@ -3,25 +3,52 @@
 from __future__ import annotations
 
 import mindspore as ms
-from mindspore import nn
+from mindspore import nn, ops
 
 from facenet.runtime import world
+
+
+class _GatherForMining(nn.Cell):
+    """All-gather of embeddings whose backward needs no communication: every rank computes the same global loss,
+    so each holds the whole upstream gradient and keeps its own rows, times the number of ranks (what the
+    reduce-scatter MindSpore's CPU backend lacks would give); the mean over ranks of the parameter gradients is
+    then exactly the gradient of the global loss."""
+
+    def __init__(self, rank: int, size: int):
+        super().__init__()
+        self.gather, self.rank, self.size = ops.AllGather(), rank, size
+
+    def construct(self, x):
+        return self.gather(x)
+
+    def bprop(self, x, out, dout):
+        b = x.shape[0]
+        return (dout[self.rank * b : (self.rank + 1) * b] * self.size,)
 
 
 class TrainStep(nn.Cell):
     """step(images, labels) -> (loss, telemetry); parameters of network and optimizer live here, so saving this
     cell saves everything needed to resume (weights, moments, global step)."""
 
-    def __init__(self, network: nn.Cell, loss: nn.Cell, optimizer: nn.Optimizer):
+    def __init__(self, network: nn.Cell, loss: nn.Cell, optimizer: nn.Optimizer, mine_global_batch: bool = False):
+        """`mine_global_batch` (data parallel): all-gather every rank's embeddings and labels and mine triplets over
+        the global batch; each rank computes the same global loss, and the all-gather's backward (reduce-scatter)
+        times the mean over ranks gives exactly the gradient of that loss."""
         super().__init__(auto_prefix=False)  # keep the network's own parameter names (as TrainOneStepCell does)
         self.network, self.loss, self.optimizer = network, loss, optimizer
+        rank, size = world()
+        self.gather = _GatherForMining(rank, size) if mine_global_batch and size > 1 else None
+        self.gather_labels = ops.AllGather() if self.gather is not None else None
         self.grad_fn = ms.value_and_grad(self.forward, None, optimizer.parameters, has_aux=True)
         _, size = world()
         # data parallel: every rank applies the mean of all ranks' gradients, so weights stay identical
         self.reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=size) if size > 1 else None
 
     def forward(self, images, labels):
-        return self.loss(self.network(images), labels)
+        embeddings = self.network(images)
+        if self.gather is not None:
+            embeddings, labels = self.gather(embeddings), self.gather_labels(labels)
+        return self.loss(embeddings, labels)
 
     def construct(self, images, labels):
         (loss, telemetry), grads = self.grad_fn(images, labels)

@@ -181,7 +181,9 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
     lr = instantiate(cfg.lr_schedule)(epochs=cfg.epochs, steps_per_epoch=steps)
     optimizer = build_optimizer(instantiate(cfg.optimizer), net, lr)
     loss = instantiate(cfg.loss, miner=miner)
-    step_fn = TrainStep(net, loss, optimizer)
+    if cfg.hardware.mine_global_batch and size == 1:
+        raise ConfigError("hardware.mine_global_batch=true needs data-parallel ranks (hardware=cpu_dp/gpu_dp/...)")
+    step_fn = TrainStep(net, loss, optimizer, cfg.hardware.mine_global_batch)
     step_fn.set_train(True)
 
     augment = TrainTransform(int(cfg.preprocess.image_size), **OmegaConf.to_container(cfg.augment))
