@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from facenet import sweeps
 from facenet.config.schema import register
-from facenet.errors import UserError
+from facenet.errors import TrainingInterrupted, UserError
 
 register()
 log = logging.getLogger("facenet")
@@ -26,6 +26,9 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         metrics = run(cfg)
+    except TrainingInterrupted as err:  # SIGTERM / Ctrl-C: stop, the whole sweep too (its parent run is closed KILLED)
+        log.error("%s", err)
+        sys.exit(1)
     except (UserError, InstantiationException) as err:
         log.error("%s", err)
         if sweeps.in_multirun():
