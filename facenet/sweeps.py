@@ -189,9 +189,7 @@ class SweepCallback(Callback):
 
     def _abandon(self) -> None:
         """The process exits without on_multirun_end (interrupted, or the sweeper raised): close the parent KILLED."""
-        if self.tracker is not None:
-            self.tracker.end("KILLED")
-            self.tracker = None
+        self._close("KILLED")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         atexit.unregister(self._abandon)

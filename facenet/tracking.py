@@ -96,6 +96,7 @@ class MlflowTracker(NullTracker):
         self.run_id = None
         self.out = out
         self.pending: list[tuple[str, tuple]] = []  # calls kept while the tracking store does not answer
+        self._outage = False
         if self.uri.startswith(("http://", "https://")):  # a lost server must not stall training for minutes
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
@@ -196,13 +197,13 @@ class MlflowTracker(NullTracker):
                 else:
                     self.client.log_artifact(self.run_id, *args)
             except Exception as err:  # noqa: BLE001 - any transport or server error: keep the data, keep training
-                if not getattr(self, "_outage", False):
+                if not self._outage:
                     log.warning("MLflow at %s does not answer (%s): training goes on, %d logging call(s) kept for "
                                 "later", self.uri, str(err).splitlines()[0][:200], len(self.pending))  # fmt: skip
                 self._outage = True
                 return False
             self.pending.pop(0)
-        if getattr(self, "_outage", False):
+        if self._outage:
             log.warning("MLflow at %s answers again: kept logging calls sent", self.uri)
             self._outage = False
         return True

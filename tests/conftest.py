@@ -57,3 +57,12 @@ def write_faces(root: Path, counts: dict[str, int], ext: str = "png", grey: bool
             img = rng.integers(0, 255, size if grey else (*size, 3), dtype=np.uint8)
             cv2.imwrite(str(root / name / f"{name}_{i + 1:04d}.{ext}"), img)
     return root
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for test servers and msrun)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from facenet.errors import ConfigError
-from tests.conftest import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import ROOT, free_port
 
 
 def _msrun(tmp_path, *extra: str):
@@ -28,7 +21,7 @@ def _msrun(tmp_path, *extra: str):
     bin_dir = Path(sys.executable).parent  # msrun starts `python` from PATH: the environment's own
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT)}
     cmd = [str(bin_dir / "msrun"), "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", f"--log_dir={logs}", "--join=True", "--cluster_time_out=120",
+           f"--master_port={free_port()}", f"--log_dir={logs}", "--join=True", "--cluster_time_out=120",
            "run.py", "hardware=cpu_dp", "experiment=smoke", "epochs=2", "batch.identities=4", f"output_dir={out}",
            f"data_dir={tmp_path / 'data'}", f"hydra.run.dir={out / 'runs' / 'dp' / 'run'}", *extra]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from facenet.errors import TrackingError
 from facenet.plots import parallel_coordinates, sweep_plot
 from facenet.sweeps import SUMMARY_CSV, override_columns, summarize, varying
 from facenet.tracking import MlflowTracker
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 SMOKE = ["experiment=smoke", "hydra.job_logging.root.level=WARNING"]
 
@@ -67,7 +66,7 @@ def test_sweep_plots_for_numeric_categorical_and_several_parameters(tmp_path):
 
 
 def test_unreachable_tracking_server_fails_fast_or_falls_back(tmp_path):
-    port = _free_port()
+    port = free_port()
     tracker = MlflowTracker(f"http://127.0.0.1:{port}", "facenet", None, str(tmp_path), connect_timeout=2)
     started = time.monotonic()
     with pytest.raises(TrackingError, match=rf"127.0.0.1:{port} is unreachable .*fallback_local=true"):
@@ -80,12 +79,6 @@ def test_unreachable_tracking_server_fails_fast_or_falls_back(tmp_path):
     client = MlflowClient(tracker.uri)
     (r,) = client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
     assert r.data.params["a"] == "1" and r.info.status == "FINISHED"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(args: list[str], cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -154,7 +147,7 @@ def test_margin_multirun_parent_summary_matches_children_and_rerun_reproduces(tm
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real `mlflow server` on 127.0.0.1 (free port), SQLite backend, local artifact store; stopped afterwards."""
-    port = _free_port()
+    port = free_port()
     store = tmp_path / "server"
     store.mkdir()
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",

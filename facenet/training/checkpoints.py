@@ -60,13 +60,7 @@ class CheckpointManager:
 
     def adopt_existing(self) -> None:
         """A resumed run: count the periodic checkpoints already in the folder for `keep_max`."""
-        found = []
-        for ckpt in self.folder.glob(f"facenet-rank{self.rank}-*.ckpt"):
-            try:
-                found.append((int(json.loads(sidecar(ckpt).read_text())["step"]), ckpt))
-            except (OSError, ValueError, KeyError):
-                continue
-        self.saved = [c for _, c in sorted(found)]
+        self.saved = periodic_checkpoints(self.folder, f"facenet-rank{self.rank}-*.ckpt")
 
     def save(self, cell: nn.Cell, epoch: int, step: int, metrics: dict[str, float], state: dict | None = None
              ) -> Path:  # fmt: skip
@@ -91,6 +85,17 @@ class CheckpointManager:
         return True
 
 
+def periodic_checkpoints(folder: Path, pattern: str = "facenet-*.ckpt") -> list[Path]:
+    """Periodic / interrupt checkpoints in `folder` with a readable sidecar, oldest to newest by global step."""
+    found = []
+    for ckpt in folder.glob(pattern):
+        try:
+            found.append((int(json.loads(sidecar(ckpt).read_text())["step"]), ckpt))
+        except (OSError, ValueError, KeyError):
+            continue  # no or unreadable sidecar: not resumable
+    return [c for _, c in sorted(found)]
+
+
 def read_spec(ckpt: str | Path) -> dict:
     """The sidecar of `ckpt`, checked: model config with allowed targets and the preprocessing spec."""
     path = sidecar(ckpt)
@@ -108,16 +113,25 @@ def read_spec(ckpt: str | Path) -> dict:
     return spec
 
 
+class CheckpointUnreadable(ConfigError):
+    """A checkpoint file that cannot be read (truncated or corrupt)."""
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """All parameters of a checkpoint file; CheckpointUnreadable (naming it) if it cannot be read."""
+    try:
+        return ms.load_checkpoint(str(path))
+    except (ValueError, RuntimeError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointUnreadable(f"cannot read checkpoint {path}: {first}") from None
+
+
 def load_network_weights(net: nn.Cell, path: str | Path) -> None:
     """Load the network's parameters from a training checkpoint (which also holds optimizer state)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        params = ms.load_checkpoint(str(path))
-    except (ValueError, RuntimeError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot read checkpoint {path}: {first}") from None
+    params = read_checkpoint(path)
     wanted = {p.name: p for p in net.get_parameters()}
     picked = {k: v for k, v in params.items() if k in wanted}
     missing = sorted(set(wanted) - set(picked))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facenet.errors import ConfigError
-from facenet.training.checkpoints import sidecar
+from facenet.training.checkpoints import periodic_checkpoints, sidecar
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,7 @@ class ResumePoint:
 
 
 def _checkpoints(run_dir: Path) -> list[Path]:
-    """Periodic / interrupt checkpoints of a run, oldest to newest by global step."""
-    found = []
-    for ckpt in (run_dir / "checkpoints").glob("facenet-*.ckpt"):
-        try:
-            found.append((int(json.loads(sidecar(ckpt).read_text())["step"]), ckpt))
-        except (OSError, ValueError, KeyError):
-            continue  # no or unreadable sidecar: not resumable
-    return [c for _, c in sorted(found)]
+    return periodic_checkpoints(run_dir / "checkpoints")
 
 
 def _status(run_dir: Path) -> str:

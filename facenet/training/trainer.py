@@ -24,7 +24,12 @@ from facenet.models.build import build_network
 from facenet.models.embedding import count_parameters
 from facenet.plots import distance_histogram, hardest_pairs_grid, roc_plot
 from facenet.runtime import barrier, mixed_precision, world
-from facenet.training.checkpoints import CheckpointManager, load_network_weights
+from facenet.training.checkpoints import (
+    CheckpointManager,
+    CheckpointUnreadable,
+    load_network_weights,
+    read_checkpoint,
+)
 from facenet.training.optim import build_optimizer
 from facenet.training.resume import ResumePoint, load_point
 from facenet.training.step import TELEMETRY, TrainStep
@@ -322,16 +327,9 @@ def _restore_newest_readable(step_fn, point: ResumePoint) -> ResumePoint:
     raise AssertionError("unreachable")
 
 
-class CheckpointUnreadable(ConfigError):
-    """A checkpoint file that cannot be read (truncated or corrupt)."""
-
-
 def restore_training_state(step_fn, ckpt: Path) -> None:
     """Network and optimizer state (moments, step counter) from a training checkpoint; every parameter must fit."""
-    try:
-        params = ms.load_checkpoint(str(ckpt))
-    except (ValueError, RuntimeError, OSError) as err:
-        raise CheckpointUnreadable(f"cannot read checkpoint {ckpt}: {str(err).strip().splitlines()[0]}") from None
+    params = read_checkpoint(ckpt)
     wanted = {p.name: p for p in step_fn.get_parameters()}
     missing = sorted(set(wanted) - set(params))
     shapes = [k for k in wanted if k in params and tuple(params[k].shape) != tuple(wanted[k].shape)]
