@@ -55,7 +55,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker, preprocess_set:
     net = build_network(spec["model"]["backbone"], spec["model"]["head"], trained)
     load_network_weights(net, ckpt)
     protocol = instantiate(cfg.eval)
-    pairs = protocol.load(cfg.hardware.data_workers)
+    pairs = protocol.load(os.cpu_count() or 1)  # generation (once, cached) uses every core
     transform = EvalTransform(protocol.input_size(net), protocol.center_crop)
     metrics = evaluate_and_log(net, pairs, protocol, transform, cfg.hardware.data_workers, tracker, 0, run_dir / "eval")
     log.info("verification report for %s:\n%s", ckpt, (run_dir / "eval" / "report.txt").read_text().rstrip())

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Set up .venv (once, or again when pyproject.toml changes) and run: train [hydra overrides...] | test [pytest args...]
+# (`test` alone runs the suite without the tests marked slow)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
@@ -16,6 +17,8 @@ what=${1:-}
 shift || true
 case "$what" in
     train) exec .venv/bin/python run.py "$@" ;;
-    test) exec .venv/bin/python -m pytest "$@" ;;
+    # no arguments: the default suite (about 5 minutes on 2 cores); the `slow` subprocess tests run in CI
+    # (.ci/run) or with `test -m slow`
+    test) if [ $# -eq 0 ]; then set -- -m "not slow"; fi; exec .venv/bin/python -m pytest "$@" ;;
     *) echo "usage: $0 train [overrides...] | test [pytest args...]" >&2; exit 2 ;;
 esac

@@ -209,7 +209,7 @@ class HardwareConf:
     device: str = "CPU"
     device_id: int = 0
     mode: str = "GRAPH"
-    data_workers: int = 2
+    data_workers: int = 1
     amp_level: str = "O0"
     cpu_threads: int | None = None
     distributed: bool = False  # data parallel over the ranks msrun starts (hardware=cpu_dp / gpu_dp / ascend_dp)

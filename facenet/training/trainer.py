@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -154,9 +155,10 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
         raise ConfigError("resume= and ckpt= exclude each other: resume continues a run, ckpt starts a new one")
     ms.set_seed(cfg.seed)
     workers = cfg.hardware.data_workers
-    data = instantiate(cfg.dataset).load(workers)
+    # generating a synthetic set (once, cached) is a process pool: all cores, whatever the pipeline's thread count
+    data = instantiate(cfg.dataset).load(os.cpu_count() or 1)
     protocol = instantiate(cfg.eval)
-    pairs = protocol.load(workers)
+    pairs = protocol.load(os.cpu_count() or 1)
     rank, size = world()
     table = data.table
     sampler = instantiate(cfg.batch)(table, steps_per_epoch=cfg.train.steps_per_epoch, seed=cfg.seed)

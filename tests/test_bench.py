@@ -1,0 +1,91 @@
+"""The performance suite's plumbing: its table arithmetic, its reading of oneDNN's log, the PyTorch twin of the
+networks it compares against, and one quick run of the real command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT))
+from bench import run as bench  # noqa: E402
+
+VERBOSE = """\
+onednn_verbose,v1,info,oneDNN v3.10.1 (commit N/A)
+onednn_verbose,v1,primitive,exec,cpu,convolution,x64:gemm:jit,forward_training,src:f32::blocked:abcd::f0 wei:f32::blocked:abcd::f0 bia:undef::undef::: dst:f32::blocked:abcd::f0,,alg:convolution_direct,mb64_ic64oc64_ih28oh28kh3sh1dh0ph1_iw28ow28kw3sw1dw0pw1,34.8
+onednn_verbose,v1,primitive,exec,cpu,convolution,x64:gemm:jit,backward_weights,src:f32::blocked:abcd::f0 wei:f32::blocked:abcd::f0 bia:undef::undef::: dst:f32::blocked:abcd::f0,,alg:convolution_direct,mb64_ic64oc64_ih28oh28kh3sh1dh0ph1_iw28ow28kw3sw1dw0pw1,141.8
+onednn_verbose,v1,primitive,exec,cpu,pooling,simple_nchw:any,forward_training,src:f32::blocked:abcd::f0,,alg:pooling_max,mb64ic64_ih56oh28kh3sh2ph0,20.1
+"""  # noqa: E501
+
+
+def test_onednn_log_gives_the_convolution_kernels_and_their_layout():
+    assert bench._onednn_implementations(VERBOSE) == {
+        "forward_training": "x64:gemm:jit (abcd)",
+        "backward_weights": "x64:gemm:jit (abcd)",
+    }
+
+
+def test_table_ratios_are_computed_from_the_medians():
+    ms = {"train_compute_img_s": 100.0, "train_e2e_img_s": 90.0, "eval_img_s": 300.0, "first_step_s": 2.5,
+          "peak_rss_gb": 1.25, "miner": "semi_hard",
+          "loss_share": {"batch_all": 0.01, "batch_hard": 0.02, "semi_hard": 0.04}}  # fmt: skip
+    pt = {"train_compute_img_s": 80.0, "eval_img_s": 600.0}
+    conv = {"mindspore": {"forward_ms": 10.0, "input_grad_ms": 20.0, "weight_grad_ms": 30.0}, "onednn": {}}
+    lines = bench._table([{"case": "resnet18_112", "mindspore": ms, "pytorch": pt}], conv).splitlines()
+    row = lines[2].split("  ")
+    cells = [c.strip() for c in row if c.strip()]
+    assert cells[0] == bench.CASES["resnet18_112"][0]
+    # train, e2e, e2e/compute, eval, configured miner share, worst share, first step, RSS, PT train, MS/PT, ...
+    assert cells[1:] == ["100.0", "90.0", "0.90", "300.0", "4.0%", "4.0% semi_hard", "2.5", "1.25", "80.0", "1.25",
+                         "600.0", "0.50"]  # fmt: skip
+    assert any(line.startswith("MindSpore") and "10.0" in line and "30.0" in line for line in lines)
+
+
+def test_a_failed_framework_leaves_its_columns_empty():
+    lines = bench._table([{"case": "default", "mindspore": None, "pytorch": None}], {}).splitlines()
+    assert [c.strip() for c in lines[2].split("  ") if c.strip()][1:] == ["-"] * 12
+
+
+def test_pytorch_twin_has_the_mindspore_networks_parameter_count():
+    """The comparison is fair only if both frameworks train the same network: count trainable parameters of the
+    MindSpore ResNet-18 / ResNet-50 embedding nets and of their PyTorch twins."""
+    torch = pytest.importorskip("torch", reason="PyTorch is a bench-only extra (pip install -e .[bench])")
+    from hydra import compose, initialize_config_dir
+
+    from bench.torch_reference import EmbeddingResNet
+    from facenet.config.schema import register
+    from facenet.models.build import build_network
+
+    register()
+    for backbone in ("resnet18", "resnet50", "resnet_tiny"):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"backbone={backbone}"])
+        ms_net = build_network(cfg.backbone, cfg.head, 64)
+        ms_count = sum(int(p.size) for p in ms_net.trainable_params())
+        pt_net = EmbeddingResNet(cfg.backbone, cfg.embedding_size)
+        pt_count = sum(p.numel() for p in pt_net.parameters() if p.requires_grad)
+        assert ms_count == pt_count, backbone
+        assert pt_net(torch.zeros(2, 3, 64, 64)).shape == (2, cfg.embedding_size)
+
+
+@pytest.mark.slow
+def test_bench_command_prints_the_table_and_writes_json(tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--repeats", "1", "--cases", "default", "--no-torch",
+         "--json", str(out), "--cache", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "default config (resnet_tiny @64, 16x4)" in proc.stdout
+    report = json.loads(out.read_text())
+    ms = report["cases"][0]["mindspore"]
+    assert ms["train_compute_img_s"] > 0 and ms["train_e2e_img_s"] > 0 and ms["eval_img_s"] > 0
+    assert set(ms["loss_share"]) == set(bench.MINERS) and 0 < ms["loss_share"]["semi_hard"] < 1
+    assert ms["peak_rss_gb"] > 0.1 and ms["first_step_s"] > 0
+    conv = report["convolution"]
+    assert conv["mindspore"]["weight_grad_ms"] > 0 and set(conv["onednn"]) >= {"forward_training"}
