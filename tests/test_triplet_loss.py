@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facenet.losses import TripletLoss
-from facenet.mining import BatchAllMiner, BatchHardMiner
+from facenet.mining import BatchAllMiner, BatchHardMiner, RandomTripletsMiner, SemiHardMiner
 
 # 1-D embeddings: class 0 at 0 and 1, class 1 at 1.5 and 4.
 E = np.array([[0.0], [1.0], [1.5], [4.0]], np.float32)
@@ -67,3 +67,47 @@ def test_gradient_finite_at_zero_distance():
     grad = ms.grad(f)(ms.Tensor(e)).asnumpy()
     assert float(loss.asnumpy()) == pytest.approx(0.2, abs=1e-4)
     assert np.isfinite(grad).all()
+
+
+def _dense_loss(miner, margin):
+    """The (B, B, B) formula over the miner's own mask: the reference for the one-negative (B, B) path."""
+    from mindspore import ops
+
+    from facenet.mining import label_masks, pairwise_distances
+
+    def f(x, y):
+        dist = pairwise_distances(x)
+        pos, neg = label_masks(y)
+        selected = ops.stop_gradient(miner(dist, pos, neg))
+        hinge = ops.relu(dist.expand_dims(2) - dist.expand_dims(1) + margin)
+        return (hinge * selected).sum() / (((hinge > 0).astype(ms.float32) * selected).sum() + 1e-8)
+
+    return f
+
+
+@pytest.mark.parametrize("miner_cls", [BatchHardMiner, SemiHardMiner, RandomTripletsMiner])
+@pytest.mark.parametrize("margin", [0.1, 0.5])
+def test_one_negative_path_gives_the_dense_loss_and_gradient(miner_cls, margin):
+    rng = np.random.default_rng(3)
+    if miner_cls is RandomTripletsMiner:  # anchors | positives | negatives; triplet 2 is invalid (negative's label)
+        y = np.array([0, 1, 2, 3, 0, 1, 2, 3, 5, 6, 3, 7], np.int32)
+    else:
+        y = np.repeat(np.arange(6), 4).astype(np.int32)
+    e = rng.normal(size=(len(y), 8)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    miner = miner_cls()
+    assert miner.one_negative
+    criterion = TripletLoss(miner, margin)
+
+    def fast(x, y):
+        return criterion(x, y)[0]
+
+    dense = _dense_loss(miner, margin)
+    x, t = ms.Tensor(e), ms.Tensor(y)
+    for fn in (fast, dense):
+        assert np.isfinite(float(fn(x, t).asnumpy()))
+    assert float(fast(x, t).asnumpy()) == pytest.approx(float(dense(x, t).asnumpy()), rel=1e-5, abs=1e-6)
+    g_fast = ms.jit(ms.grad(fast))(x, t).asnumpy()
+    g_dense = ms.jit(ms.grad(dense))(x, t).asnumpy()
+    assert np.abs(g_fast).max() > 1e-3  # some triplet is active: the comparison is not between two zeros
+    np.testing.assert_allclose(g_fast, g_dense, rtol=1e-4, atol=1e-6)

@@ -33,11 +33,19 @@ class TripletLoss(nn.Cell):
     def construct(self, emb, labels):
         dist = pairwise_distances(emb, self.squared)
         pos, neg = label_masks(labels)
-        selected = ops.stop_gradient(self.miner(dist, pos, neg))
-        hinge = ops.relu(dist.expand_dims(2) - dist.expand_dims(1) + self.margin)
-        n_selected = selected.sum()
-        n_active = ((hinge > 0).astype(ms.float32) * selected).sum()
-        total = (hinge * selected).sum()
+        if self.miner.one_negative:  # one negative per (a, p): (B, B) arrays, the same loss and gradient
+            index, valid = self.miner.negatives(dist, pos, neg)
+            valid = ops.stop_gradient(valid)
+            hinge = ops.relu(dist - ops.gather_elements(dist, 1, ops.stop_gradient(index)) + self.margin) * valid
+            n_selected = valid.sum()
+            n_active = (hinge > 0).astype(ms.float32).sum()
+            total = hinge.sum()
+        else:
+            selected = ops.stop_gradient(self.miner(dist, pos, neg))
+            hinge = ops.relu(dist.expand_dims(2) - dist.expand_dims(1) + self.margin)
+            n_selected = selected.sum()
+            n_active = ((hinge > 0).astype(ms.float32) * selected).sum()
+            total = (hinge * selected).sum()
         loss = total / (n_active + 1e-8) if self.active_mean else total / ops.maximum(n_selected, 1.0)
         telemetry = ops.stack(
             [

@@ -2,7 +2,7 @@
 
 from mindspore import ops
 
-from facenet.mining.base import BIG, Miner
+from facenet.mining.base import BIG, Miner, one_negative_mask
 
 
 class SemiHardMiner(Miner):
@@ -12,14 +12,18 @@ class SemiHardMiner(Miner):
     farthest negative is taken (the least hard of the hard ones), as `tfa.losses.triplet_semihard_loss` does.
     First index on ties."""
 
+    one_negative = True
+
     def construct(self, dist, pos, neg):
+        return one_negative_mask(*self.negatives(dist, pos, neg))
+
+    def negatives(self, dist, pos, neg):
         b = dist.shape[0]
         d_an = dist.expand_dims(1)  # (a, 1, n)
         farther = neg.expand_dims(1) * (d_an > dist.expand_dims(2))  # (a, p, n)
         semi = ops.argmin(d_an + BIG * (1.0 - farther), axis=2)  # (a, p)
         easiest = ops.argmax(dist * neg - BIG * (1.0 - neg), dim=1)  # (a,)
-        has_semi = (farther.max(axis=2) > 0).expand_dims(2)
-        one_semi = ops.one_hot(semi, b, 1.0, 0.0)
-        one_easy = ops.one_hot(easiest, b, 1.0, 0.0).expand_dims(1)
-        has_neg = neg.max(axis=1).reshape(-1, 1, 1)  # an anchor without negatives (one-identity batch) mines nothing
-        return ops.where(has_semi, one_semi, one_easy) * pos.expand_dims(2) * has_neg
+        has_semi = farther.max(axis=2) > 0
+        index = ops.where(has_semi, semi, ops.broadcast_to(easiest.reshape(-1, 1), (b, b)).astype(semi.dtype))
+        has_neg = neg.max(axis=1).reshape(-1, 1)  # an anchor without negatives (one-identity batch) mines nothing
+        return index, pos * has_neg
