@@ -1,5 +1,6 @@
 """In-graph triplet miners for P x K batches: each turns a distance matrix into a (anchor, positive, negative)
-selection mask with static shape (B, B, B), so they compile in GRAPH mode (no boolean indexing)."""
+selection with static shapes, so they compile in GRAPH mode (no boolean indexing): a (B, B, B) mask, and for the
+miners that pick one negative per (anchor, positive) the (B, B) index of that negative, which the loss uses."""
 
 from facenet.mining.base import Miner, label_masks, pairwise_distances
 from facenet.mining.batch_all import BatchAllMiner
