@@ -275,3 +275,32 @@ def test_unreadable_training_images_are_replaced_counted_and_limited(tmp_path):
         epoch(paths, BadImages(limit=0))
     with pytest.raises(DataError, match="cannot decode image"):
         epoch(paths, None)  # no budget given: the first unreadable image is an error naming it
+
+
+def test_batches_come_in_order_from_worker_threads_and_errors_surface_as_themselves():
+    import threading
+    import time
+
+    from facenet.data.pipeline import _ahead
+    from facenet.errors import DataError
+
+    started = []
+
+    def make(b):
+        started.append(b)
+        time.sleep(0.02 * ((7 - b) % 3))  # later batches can finish first
+        if b == 5:
+            raise DataError("cannot decode image 'x.jpg'")
+        return (b, threading.current_thread().name)
+
+    got = []
+    with pytest.raises(DataError, match="x.jpg"):
+        for item in _ahead(make, 9, workers=2):
+            got.append(item[0])
+    assert got == [0, 1, 2, 3, 4]
+    assert max(started) <= 5 + 2  # at most workers + 1 batches ahead of the consumer
+    assert all(name.startswith("facenet-data") for name in (item[1] for item in _ahead(make, 3, workers=2)))
+    early = _ahead(make, 100, workers=1)
+    next(early)
+    early.close()  # stops building: nothing like 100 batches was started
+    assert len(started) < 20

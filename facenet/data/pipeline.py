@@ -1,13 +1,19 @@
-"""`mindspore.dataset` pipelines: P x K training batches with augmentation, and ordered evaluation batches."""
+"""Input pipelines: P x K training batches with augmentation, and ordered evaluation batches.
+
+Whole batches are built ahead by worker threads (decoding and OpenCV release the GIL) and handed over in order.
+This replaced `mindspore.dataset.GeneratorDataset`: on 2 cores its per-row machinery cost more than the decoding
+itself (end to end 0.83 vs 0.90 of compute-only for the default network, same batches; bench/NOTES.md).
+"""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import mindspore as ms
-import mindspore.dataset as ds
 import numpy as np
 
 from facenet.data.images import EvalTransform, TrainTransform, read_image
@@ -15,7 +21,7 @@ from facenet.errors import DataError
 
 
 def _workers(n: int) -> int:
-    """MindSpore refuses more parallel workers than CPU cores; clamp instead of failing."""
+    """Worker threads: at least 1, at most the cores (more threads than cores only add contention)."""
     return max(1, min(int(n), os.cpu_count() or 1))
 
 
@@ -40,7 +46,6 @@ class _EpochSource:
         self.paths, self.labels, self.indices = paths, labels.astype(np.int32), indices
         self.transform, self.seed, self.epoch, self.start = transform, seed, epoch, start
         self.bad = bad
-        self.error: Exception | None = None  # MindSpore re-raises worker errors as RuntimeError; keep the original
 
     def __len__(self) -> int:
         return len(self.indices) - self.start
@@ -48,14 +53,9 @@ class _EpochSource:
     def __getitem__(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         j += self.start  # a resumed epoch starts part way: positions (and their randomness) are the epoch's
         i = int(self.indices[j])
-        try:
-            img = self._read(i)
-        except Exception as err:
-            self.error = err
-            raise
+        img = self._read(i)
         rng = np.random.default_rng([self.seed, self.epoch, int(j)])
-        # 0-d array, not a numpy scalar: MindSpore's GeneratorDataset converts rows with np.array(copy=False)
-        return self.transform(img, rng), np.array(self.labels[i])
+        return self.transform(img, rng), self.labels[i]
 
     def _read(self, i: int) -> np.ndarray:
         """Image `i`; an unreadable one is recorded in `bad` and replaced by the next readable image of the same
@@ -98,43 +98,29 @@ class BadImages:
 class _EvalSource:
     def __init__(self, paths: Sequence[str], transform: EvalTransform):
         self.paths, self.transform = list(paths), transform
-        self.error: Exception | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray]:
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.transform(read_image(self.paths[i]))
+
+
+def _ahead(make: Callable[[int], tuple], count: int, workers: int) -> Iterator[tuple]:
+    """make(0), ..., make(count - 1) in order, built ahead by `workers` threads (at most workers + 1 pending).
+    An error in `make` is raised here as itself; closing the iterator cancels what is not started yet."""
+    with ThreadPoolExecutor(max_workers=_workers(workers), thread_name_prefix="facenet-data") as pool:
+        pending: deque = deque()
+        nxt = 0
         try:
-            img = read_image(self.paths[i])
-        except Exception as err:
-            self.error = err
-            raise
-        return (self.transform(img),)
-
-
-def _rows(source: _EpochSource | _EvalSource, data: ds.Dataset, output_numpy: bool) -> Iterator[tuple]:
-    """Iterate `data` (built on `source`); a source error is raised as itself (e.g. `DataError` naming the file),
-    not as MindSpore's RuntimeError wrapper."""
-    iterator = data.create_tuple_iterator(output_numpy=output_numpy, num_epochs=1)
-    while True:
-        try:
-            yield next(iterator)
-        except StopIteration:
-            return
-        except RuntimeError:
-            if source.error is not None:
-                raise source.error from None
-            raise
-
-
-def _generator(source: _EpochSource | _EvalSource, columns: list[str], workers: int) -> ds.GeneratorDataset:
-    return ds.GeneratorDataset(
-        source,
-        column_names=columns,
-        shuffle=False,
-        num_parallel_workers=_workers(workers),
-        python_multiprocessing=False,
-    )
+            while nxt < count or pending:
+                while nxt < count and len(pending) <= _workers(workers):
+                    pending.append(pool.submit(make, nxt))
+                    nxt += 1
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def train_batches(
@@ -153,8 +139,14 @@ def train_batches(
     on (a resumed epoch gets exactly the batches the uninterrupted one would have)."""
     source = _EpochSource(paths, labels, sampler.epoch_indices(epoch), transform, seed, epoch,
                           skip_batches * sampler.batch_size, bad)  # fmt: skip
-    data = _generator(source, ["image", "label"], workers).batch(sampler.batch_size, drop_remainder=True)
-    yield from _rows(source, data, output_numpy=False)
+    size = sampler.batch_size
+
+    def make(b: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = [source[j] for j in range(b * size, (b + 1) * size)]
+        return np.stack([r[0] for r in rows]), np.array([r[1] for r in rows], np.int32)
+
+    for images, batch_labels in _ahead(make, len(source) // size, workers):
+        yield ms.Tensor(images), ms.Tensor(batch_labels)
 
 
 def eval_batches(
@@ -163,9 +155,12 @@ def eval_batches(
     """Yield (batch, n_valid) over `paths` in order; the last batch is zero-padded to `batch_size`, so a compiled
     network sees one shape, and `n_valid` says how many rows are real. No image is dropped."""
     source = _EvalSource(paths, transform)
-    data = _generator(source, ["image"], workers).batch(batch_size, drop_remainder=False)
-    for (batch,) in _rows(source, data, output_numpy=True):
-        n = len(batch)
-        if n < batch_size:
-            batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), batch.dtype)])
-        yield batch, n
+
+    def make(b: int) -> tuple[np.ndarray, int]:
+        rows = [source[i] for i in range(b * batch_size, min(len(source), (b + 1) * batch_size))]
+        batch = np.stack(rows)
+        if len(rows) < batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - len(rows), *batch.shape[1:]), batch.dtype)])
+        return batch, len(rows)
+
+    yield from _ahead(make, -(-len(source) // batch_size), workers)

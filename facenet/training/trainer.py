@@ -131,8 +131,9 @@ class _StopSignals:
         return self
 
     def rearm(self) -> None:
-        """Install the handlers again: MindSpore's data pipeline sets C-level handlers of its own when it starts
-        (Python still reports ours, but SIGTERM no longer reaches it)."""
+        """Install the handlers again: MindSpore components can set C-level handlers of their own (its
+        `mindspore.dataset` pipeline did, when this package used it; Python still reported ours, but SIGTERM no
+        longer reached it). Cheap, so done every step."""
         if self.previous and self.received is None:
             for sig in self.previous:
                 signal.signal(sig, self._handle)
