@@ -97,16 +97,22 @@ def jpeg_folder(cache: Path, size: int, identities: int, per_identity: int) -> P
     return root
 
 
-def _time_loss(cfg, miner: str, repeats: int, calls: int = 20) -> float:
-    """Median ms of one compiled mining + loss forward and backward on a P x K batch of unit embeddings."""
+def _miner_targets() -> dict[str, str]:
+    """Miner config name -> its class (`_target_`), read from conf/miner (the P x K miners of MINERS)."""
+    from omegaconf import OmegaConf
+
+    return {m: OmegaConf.load(ROOT / "conf" / "miner" / f"{m}.yaml")["_target_"] for m in MINERS}
+
+
+def _time_loss(cfg, target: str, repeats: int, calls: int = 20) -> float:
+    """Median ms of one compiled mining + loss forward and backward on a P x K batch of unit embeddings, with the
+    miner class `target`."""
     import mindspore as ms
     import numpy as np
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     p, k = cfg.batch.identities, cfg.batch.images_per_identity
-    miner_cfg = OmegaConf.load(ROOT / "conf" / "miner" / f"{miner}.yaml")
-    loss = instantiate(cfg.loss, miner=instantiate({"_target_": miner_cfg["_target_"]}))
+    loss = instantiate(cfg.loss, miner=instantiate({"_target_": target}))
     grad = ms.jit(ms.value_and_grad(loss, 0, None, has_aux=True))
     e = np.random.default_rng(0).normal(size=(p * k, cfg.embedding_size)).astype(np.float32)
     e = ms.Tensor(e / np.linalg.norm(e, axis=1, keepdims=True))
@@ -190,9 +196,10 @@ def mindspore_case(name: str, overrides: list[str], steps: int, repeats: int, ca
         emb.asnumpy()
         evals.append(calls * eb / (time.perf_counter() - t))
 
-    loss_ms = {m: _time_loss(cfg, m, repeats) for m in MINERS}
-    miner = OmegaConf.select(cfg, "miner._target_").rsplit(".", 1)[1]
-    configured = {"BatchAllMiner": "batch_all", "BatchHardMiner": "batch_hard", "SemiHardMiner": "semi_hard"}
+    targets = _miner_targets()
+    loss_ms = {m: _time_loss(cfg, target, repeats) for m, target in targets.items()}
+    miner = cfg.miner._target_
+    configured = next((m for m, target in targets.items() if target == miner), miner.rsplit(".", 1)[1])
     return {
         "case": name,
         "framework": "mindspore",
@@ -210,7 +217,7 @@ def mindspore_case(name: str, overrides: list[str], steps: int, repeats: int, ca
         "step_ms": step_ms,
         "loss_ms": loss_ms,
         "loss_share": {m: v / step_ms for m, v in loss_ms.items()},
-        "miner": configured.get(miner, miner),
+        "miner": configured,
         "first_step_s": first,
         "compile_s": first - step_ms / 1000,
         "peak_rss_gb": _peak_rss_gb(),

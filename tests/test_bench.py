@@ -59,13 +59,13 @@ def test_pytorch_twin_has_the_mindspore_networks_parameter_count():
     from bench.torch_reference import EmbeddingResNet
     from facenet.config.schema import register
     from facenet.models.build import build_network
+    from facenet.models.embedding import count_parameters
 
     register()
     for backbone in ("resnet18", "resnet50", "resnet_tiny"):
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[f"backbone={backbone}"])
-        ms_net = build_network(cfg.backbone, cfg.head, 64)
-        ms_count = sum(int(p.size) for p in ms_net.trainable_params())
+        ms_count = count_parameters(build_network(cfg.backbone, cfg.head, 64))
         pt_net = EmbeddingResNet(cfg.backbone, cfg.embedding_size)
         pt_count = sum(p.numel() for p in pt_net.parameters() if p.requires_grad)
         assert ms_count == pt_count, backbone
@@ -86,6 +86,7 @@ def test_bench_command_prints_the_table_and_writes_json(tmp_path):
     ms = report["cases"][0]["mindspore"]
     assert ms["train_compute_img_s"] > 0 and ms["train_e2e_img_s"] > 0 and ms["eval_img_s"] > 0
     assert set(ms["loss_share"]) == set(bench.MINERS) and 0 < ms["loss_share"]["semi_hard"] < 1
+    assert ms["miner"] == "semi_hard"  # the default config's miner, named as in conf/miner
     assert ms["peak_rss_gb"] > 0.1 and ms["first_step_s"] > 0
     conv = report["convolution"]
     assert conv["mindspore"]["weight_grad_ms"] > 0 and set(conv["onednn"]) >= {"forward_training"}

@@ -109,12 +109,13 @@ class _EvalSource:
 def _ahead(make: Callable[[int], tuple], count: int, workers: int) -> Iterator[tuple]:
     """make(0), ..., make(count - 1) in order, built ahead by `workers` threads (at most workers + 1 pending).
     An error in `make` is raised here as itself; closing the iterator cancels what is not started yet."""
-    with ThreadPoolExecutor(max_workers=_workers(workers), thread_name_prefix="facenet-data") as pool:
+    workers = _workers(workers)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facenet-data") as pool:
         pending: deque = deque()
         nxt = 0
         try:
             while nxt < count or pending:
-                while nxt < count and len(pending) <= _workers(workers):
+                while nxt < count and len(pending) <= workers:
                     pending.append(pool.submit(make, nxt))
                     nxt += 1
                 yield pending.popleft().result()
