@@ -16,14 +16,11 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from facenet.export import export_checkpoint  # noqa: E402
-from facenet.inference import Embedder, list_images  # noqa: E402
+from facenet.export import export_checkpoint
+from facenet.inference import Embedder, list_images
 
 
 def main() -> int:

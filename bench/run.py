@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # name -> (description, config overrides, steps per repeat (full, --quick))
 CASES: dict[str, tuple[str, list[str], tuple[int, int]]] = {
@@ -131,55 +130,44 @@ def _time_loss(cfg, target: str, repeats: int, calls: int = 20) -> float:
 def mindspore_case(name: str, overrides: list[str], steps: int, repeats: int, cache: Path) -> dict:
     import mindspore as ms
     import numpy as np
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    from facenet.data.images import TrainTransform
-    from facenet.data.pipeline import train_batches
-    from facenet.data.sampler import PKSampler
-    from facenet.models.build import build_network
     from facenet.runtime import init_runtime
-    from facenet.training.optim import build_optimizer
-    from facenet.training.step import TrainStep
+    from facenet.training.setup import build_training
 
-    cfg = _config([f"data_dir={cache}", *overrides])
-    hw = cfg.hardware
+    base = _config([f"data_dir={cache}", *overrides])
+    hw = base.hardware
     init_runtime(hw.device, hw.device_id, hw.mode, hw.cpu_threads)
-    p, k, size = cfg.batch.identities, cfg.batch.images_per_identity, cfg.preprocess.image_size
+    p, k, size = base.batch.identities, base.batch.images_per_identity, base.preprocess.image_size
     n = p * k
-    net = build_network(cfg.backbone, cfg.head, size)
-    opt = build_optimizer(instantiate(cfg.optimizer), net, np.full(10_000, cfg.lr, np.float32))
-    step = TrainStep(net, instantiate(cfg.loss, miner=instantiate(cfg.miner)), opt)
-    step.set_train(True)
+    # end-to-end input: a generated JPEG folder, read through the training pipeline with the config's augmentation
+    root = jpeg_folder(cache, size, max(2 * p, 16), max(2 * k, 8))
+    cfg = _config([f"data_dir={cache}", *overrides, "dataset=folder", f"dataset.root={root}",
+                   f"preprocess.image_size={size}", f"train.steps_per_epoch={steps * repeats + 2}"])  # fmt: skip
+    t = build_training(cfg)
+    net, step = t.net, t.step
     rng = np.random.default_rng(0)
     x = ms.Tensor(rng.uniform(-1, 1, (n, 3, size, size)).astype(np.float32))
     y = ms.Tensor(np.repeat(np.arange(p), k).astype(np.int32))
 
-    t = time.perf_counter()
+    t0 = time.perf_counter()
     step(x, y)[0].asnumpy()
-    first = time.perf_counter() - t
+    first = time.perf_counter() - t0
 
-    # end-to-end input: a generated JPEG folder, read through the training pipeline with the config's augmentation
-    root = jpeg_folder(cache, size, max(2 * p, 16), max(2 * k, 8))
-    data = instantiate({"_target_": "facenet.data.datasets.FolderDataset", "root": str(root)}).load()
-    labels = data.table["class"].to_numpy()
-    sampler = PKSampler(labels, p, k, steps * repeats + 2, seed=0)
-    transform = TrainTransform(size, **OmegaConf.to_container(cfg.augment))
-    batches = train_batches(data.table["path"].tolist(), labels, sampler, transform, hw.data_workers, 0, 1)
+    batches = t.batches(epoch=1)
     step(*next(batches))[0].asnumpy()  # starts the pipeline (its threads, first batches)
 
     compute, e2e = [], []
     for _ in range(repeats):  # alternate, so both see the same machine load
-        t = time.perf_counter()
+        t0 = time.perf_counter()
         for _ in range(steps):
             out = step(x, y)
         out[0].asnumpy()
-        compute.append(steps * n / (time.perf_counter() - t))
-        t = time.perf_counter()
+        compute.append(steps * n / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
         for _ in range(steps):
             out = step(*next(batches))
         out[0].asnumpy()
-        e2e.append(steps * n / (time.perf_counter() - t))
+        e2e.append(steps * n / (time.perf_counter() - t0))
     batches.close()
     step_ms = 1000 * n / _median(compute)
 
@@ -190,11 +178,11 @@ def mindspore_case(name: str, overrides: list[str], steps: int, repeats: int, ca
     calls = max(1, steps // 2)
     evals = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t0 = time.perf_counter()
         for _ in range(calls):
             emb = net(xe)
         emb.asnumpy()
-        evals.append(calls * eb / (time.perf_counter() - t))
+        evals.append(calls * eb / (time.perf_counter() - t0))
 
     targets = _miner_targets()
     loss_ms = {m: _time_loss(cfg, target, repeats) for m, target in targets.items()}
@@ -380,7 +368,8 @@ def _run_worker(kind: str, case: str, args, env: dict | None = None) -> tuple[di
         out = Path(tmp) / "result.json"
         cmd = [
             sys.executable,
-            str(Path(__file__).resolve()),
+            "-m",
+            "bench.run",  # from ROOT: the worker imports bench.torch_reference
             "--worker",
             kind,
             "--case",

@@ -11,19 +11,16 @@ to the full image count.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from facenet.data.index import index_folder  # noqa: E402
-from facenet.data.triplets import ClassIndex, draw_triplets, triplets_frame  # noqa: E402
+from facenet.data.index import index_folder
+from facenet.data.triplets import ClassIndex, draw_triplets, triplets_frame
 
 
 def vggface2_like_counts(images: int, identities: int, rng: np.random.Generator) -> np.ndarray:

@@ -25,41 +25,10 @@ def _run_dir(cfg: DictConfig) -> Path:
     return Path(cfg.output_dir) / "runs" / time.strftime("%Y-%m-%d/%H-%M-%S")
 
 
-def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker, preprocess_set: bool = False) -> dict[str, float]:
-    """task=eval: rebuild the network from the checkpoint's sidecar and score the configured pairs with the
-    checkpoint's preprocessing. `preprocess_set`: the config sets `preprocess.image_size` itself (a command-line
-    override or an experiment) rather than inheriting the dataset's default."""
-    from facenet.data.images import EvalTransform
-    from facenet.models.build import build_network
-    from facenet.training.checkpoints import load_network_weights, read_spec, sidecar
-    from facenet.training.trainer import evaluate_and_log, model_spec
+def _eval(cfg: DictConfig, run_dir: Path, tracker, preprocess_set: bool = False) -> dict[str, float]:
+    from facenet.evaluation.checkpoint import evaluate_checkpoint
 
-    if not cfg.ckpt:
-        raise ConfigError("task=eval needs a checkpoint: add ckpt=PATH/TO/file.ckpt")
-    ckpt = Path(cfg.ckpt).expanduser()
-    if not ckpt.is_file():
-        raise ConfigError(f"checkpoint {str(ckpt)!r} does not exist")
-    spec_file = sidecar(ckpt)
-    if spec_file.is_file():
-        spec = read_spec(ckpt)
-    else:
-        log.warning("%s has no sidecar %s: building the network from the current config", ckpt, spec_file.name)
-        spec = model_spec(cfg)
-    trained = spec["preprocess"]["image_size"]
-    if preprocess_set and cfg.preprocess.image_size != trained:
-        raise ConfigError(
-            f"preprocess.image_size={cfg.preprocess.image_size} is a training setting; {ckpt.name} was trained at "
-            f"{trained}x{trained} and task=eval applies the checkpoint's preprocessing. To evaluate at another size "
-            f"on purpose, set eval.override_image_size={cfg.preprocess.image_size} instead."
-        )
-    net = build_network(spec["model"]["backbone"], spec["model"]["head"], trained)
-    load_network_weights(net, ckpt)
-    protocol = instantiate(cfg.eval)
-    pairs = protocol.load(os.cpu_count() or 1)  # generation (once, cached) uses every core
-    transform = EvalTransform(protocol.input_size(net), protocol.center_crop)
-    metrics = evaluate_and_log(net, pairs, protocol, transform, cfg.hardware.data_workers, tracker, 0, run_dir / "eval")
-    log.info("verification report for %s:\n%s", ckpt, (run_dir / "eval" / "report.txt").read_text().rstrip())
-    return metrics
+    return evaluate_checkpoint(cfg, run_dir, tracker, preprocess_set)
 
 
 def _train(cfg: DictConfig, run_dir: Path, tracker, resume=None) -> dict[str, float]:
@@ -81,7 +50,7 @@ def _export(cfg: DictConfig, run_dir: Path, tracker) -> dict[str, float]:
     return {"model_bytes": float(model.stat().st_size)}
 
 
-TASKS = {"train": _train, "eval": evaluate_checkpoint, "export": _export}
+TASKS = {"train": _train, "eval": _eval, "export": _export}
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -120,7 +89,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             log.info("rank %d of %d: MLflow, evaluation and checkpoints are rank 0's", rank, size)
         if threads != hw.cpu_threads:
             log.info("CPU kernel threads: %d (a parallel sweep job's share of %d cores)", threads, os.cpu_count())
-        config_file = run_dir / ("config.yaml" if resume is None else f"config.resume-{resume.global_step}.yaml")
+        config_file = run_dir / ("config.yaml" if resume is None else f"config.resume-{resume.state.global_step}.yaml")
         config_file.write_text(OmegaConf.to_yaml(cfg))
         (run_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
         tracker = instantiate(cfg.tracking) if rank == 0 else NullTracker()
@@ -132,7 +101,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if resume is None:
             tracker.start(OmegaConf.to_container(cfg), tags, parent=sweep)
         else:
-            tracker.resume(resume.run_id, OmegaConf.to_container(cfg), tags, resume.global_step)
+            tracker.resume(resume.run_id, OmegaConf.to_container(cfg), tags, resume.state.global_step)
         state["run_id"] = tracker.run_id
         _write_state(run_dir, state)
         tracker.log_artifact(config_file)

@@ -1,4 +1,5 @@
-"""The `facenet` command line: align, rerun, and a trained model's embed / verify / identify / cluster."""
+"""The `facenet` command line, for everything that is not a Hydra run: align photos, score pair files, re-run a
+logged run, use a trained model (embed / verify / identify / cluster), check the machine (doctor, gpu-env)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,19 @@ def _align(args: argparse.Namespace) -> int:
           f"(listed in {args.dst}/align_report.txt)")  # fmt: skip
     for path in report.no_face[:10]:
         print(f"  no face: {path}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from facenet.evaluation.scores import score_file
+
+    try:
+        far = tuple(float(f) for f in args.far.split(","))
+    except ValueError:
+        raise UserError(f"--far {args.far}: expected comma-separated rates, e.g. 0.001,0.0001") from None
+    report, json_path, roc_path = score_file(args.file, args.higher_is_closer, args.folds, far, args.out)
+    print(report.table())
+    print(f"report: {json_path}\nROC: {roc_path}")
     return 0
 
 
@@ -156,6 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     align.add_argument("--workers", type=int, default=2, help="parallel processes")
     align.add_argument("--min-confidence", type=float, default=0.9, help="detector score to accept a face")
     align.set_defaults(run=_align)
+    score = sub.add_parser("score", help="any model's pair scores (CSV / NPZ) through this project's protocol")
+    score.add_argument("file", help="CSV with distance|score|similarity and issame|same|label columns, or NPZ "
+                                    "with distances (or scores) and issame; rows in protocol order")  # fmt: skip
+    score.add_argument("--higher-is-closer", action="store_true", help="scores are similarities, not distances")
+    score.add_argument("--folds", type=int, default=10, help="consecutive folds of the pair order (default 10)")
+    score.add_argument("--far", default="0.001", help="FAR targets for VAL@FAR, comma-separated (default 0.001)")
+    score.add_argument("--out", help="folder for report.json and roc.png (default: beside FILE)")
+    score.set_defaults(run=_score)
     rerun = sub.add_parser("rerun", help="run a logged MLflow run again from its recorded config and overrides")
     rerun.add_argument("run_id", help="MLflow run id (a job of a sweep is re-run alone)")
     rerun.add_argument("overrides", nargs="*", help="extra Hydra overrides, applied last")

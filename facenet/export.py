@@ -53,9 +53,8 @@ def model_card(spec: dict, fmt: str, batch_size: int | None, source: Path, file:
 def export_checkpoint(ckpt: str | Path, fmt: str, out_dir: str | Path, batch_size: int | None = None,
                       device: str = "CPU") -> tuple[Path, Path]:  # fmt: skip
     """Export `ckpt` (rebuilt from its sidecar) to `out_dir`; returns (model file, model card)."""
-    from facenet.models.build import build_network
+    from facenet.models.io import load_model
     from facenet.runtime import ensure_runtime
-    from facenet.training.checkpoints import load_network_weights, read_spec, sidecar
 
     fmt = fmt.upper()
     if fmt not in FORMATS:
@@ -65,21 +64,13 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out_dir: str | Path, batch_siz
                           "hardware.device=Ascend); on CPU or GPU export MINDIR or ONNX")  # fmt: skip
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"export.batch_size must be >= 1 or null (dynamic), got {batch_size}")
-    ckpt = Path(ckpt).expanduser()
-    if not ckpt.is_file():
-        raise ConfigError(f"checkpoint {str(ckpt)!r} does not exist")
-    if not sidecar(ckpt).is_file():
-        raise ConfigError(f"{ckpt} has no sidecar {sidecar(ckpt).name}: the exported model would not know its "
-                          "preprocessing; export a checkpoint written by facenet")  # fmt: skip
-    spec = read_spec(ckpt)
     ensure_runtime(device)
     if fmt == "ONNX" and batch_size is None:
         batch_size = ONNX_DEFAULT_BATCH
         log.info("ONNX: MindSpore exports static shapes only; batch size %d (export.batch_size to change)", batch_size)
+    ckpt = Path(ckpt).expanduser()
+    net, spec = load_model(ckpt)
     size = int(spec["preprocess"]["image_size"])
-    net = build_network(spec["model"]["backbone"], spec["model"]["head"], size)
-    load_network_weights(net, ckpt)
-    net.set_train(False)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / ckpt.stem

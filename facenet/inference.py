@@ -30,16 +30,11 @@ class _MindSporeNet:
     batch_size = None
 
     def __init__(self, ckpt: Path):
-        from facenet.models.build import build_network
+        from facenet.models.io import load_model
         from facenet.runtime import ensure_runtime
-        from facenet.training.checkpoints import load_network_weights, read_spec
 
         ensure_runtime()
-        self.spec = read_spec(ckpt)
-        size = int(self.spec["preprocess"]["image_size"])
-        self.net = build_network(self.spec["model"]["backbone"], self.spec["model"]["head"], size)
-        load_network_weights(self.net, ckpt)
-        self.net.set_train(False)
+        self.net, self.spec = load_model(ckpt)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         import mindspore as ms
@@ -142,15 +137,11 @@ class Embedder:
                         center_crop: int | None = None, align: bool = False) -> Embedder:  # fmt: skip
         """Load a checkpoint (`.ckpt` + sidecar), MindIR or ONNX file (+ model card). `align`: detect and align the
         face of every image first (MTCNN, as `facenet align`), for raw photos."""
-        from facenet.training.checkpoints import sidecar
-
         path = Path(path).expanduser()
         if not path.is_file():
             raise ConfigError(f"model {str(path)!r} does not exist")
         suffix = path.suffix.lower()
         if suffix == ".ckpt":
-            if not sidecar(path).is_file():
-                raise ConfigError(f"{path} has no sidecar {sidecar(path).name}: its preprocessing is unknown")
             backend = _MindSporeNet(path)
             raw = backend.spec
             spec = {"preprocess": raw["preprocess"], "threshold": raw.get("metrics", {}).get("threshold"),

@@ -80,7 +80,7 @@ def _init_data_parallel() -> None:
     if "MS_ROLE" not in os.environ and "RANK_TABLE_FILE" not in os.environ:
         raise ConfigError("hardware.distributed=true needs the processes msrun starts: msrun --worker_num=N "
                           "--local_worker_num=N --master_addr=127.0.0.1 --master_port=8118 --log_dir=LOG --join=True "
-                          "run.py hardware=cpu_dp ... (README: Data-parallel training)")  # fmt: skip
+                          "run.py hardware=cpu_dp ... (docs/data-parallel.md)")  # fmt: skip
     from mindspore.communication import get_group_size, get_rank, init
 
     init()

@@ -235,7 +235,7 @@ class SweepCallback(Callback):
         self._close("FINISHED" if len(ok) else "FAILED")
 
     def _plots(self, table: pd.DataFrame) -> list[Path]:
-        from facenet.plots import parallel_coordinates, sweep_plot
+        from facenet.sweep_plots import parallel_coordinates, sweep_plot
 
         swept = varying(table, override_columns(table))
         if not swept or table[METRIC].notna().sum() == 0:

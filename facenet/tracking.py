@@ -110,8 +110,8 @@ class MlflowTracker(NullTracker):
             return
         if not self.fallback_local:
             raise TrackingError(
-                f"MLflow tracking server {self.uri} is unreachable ({reason}). Start it (README: 'Tracking server'), "
-                f"fix tracking.tracking_uri, or set tracking.fallback_local=true to log to {self.local_uri}"
+                f"MLflow tracking server {self.uri} is unreachable ({reason}). Start it (docs/sweeps.md, 'Tracking "
+                f"server'), fix tracking.tracking_uri, or set tracking.fallback_local=true to log to {self.local_uri}"
             )
         log.warning("MLflow tracking server %s is unreachable (%s): logging to %s instead", self.uri, reason,
                     self.local_uri)  # fmt: skip

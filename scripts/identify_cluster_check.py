@@ -16,13 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from facenet.data.index import IMAGE_EXTENSIONS  # noqa: E402
-from facenet.inference import Embedder, cluster_embeddings  # noqa: E402
-from facenet.metrics import adjusted_rand_index, purity  # noqa: E402
+from facenet.data.index import IMAGE_EXTENSIONS
+from facenet.inference import Embedder, cluster_embeddings
+from facenet.metrics import adjusted_rand_index, purity
 
 
 def main() -> int:

@@ -9,10 +9,8 @@ import sys
 
 import pytest
 
+from bench import run as bench
 from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT))
-from bench import run as bench  # noqa: E402
 
 VERBOSE = """\
 onednn_verbose,v1,info,oneDNN v3.10.1 (commit N/A)

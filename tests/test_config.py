@@ -25,7 +25,7 @@ def test_every_option_composes_and_instantiates(compose_cfg, group):
     import mindspore as ms
     import numpy as np
 
-    from facenet.training.optim import build_optimizer
+    from facenet.training.setup import build_step
 
     assert options(group), f"conf/{group} is empty"
     for option in options(group):
@@ -40,8 +40,9 @@ def test_every_option_composes_and_instantiates(compose_cfg, group):
             assert obj.out_channels > 0 and min(obj.feature_size(224)) >= 1
         elif group == "optimizer":
             net = build_network(cfg.backbone, cfg.head, cfg.preprocess.image_size)
-            opt = build_optimizer(obj, net, np.full(10, cfg.lr, np.float32))
-            assert isinstance(opt, ms.nn.Optimizer)
+            step, lr = build_step(cfg, net, steps_per_epoch=3)
+            assert isinstance(step.optimizer, ms.nn.Optimizer) and isinstance(step.optimizer, obj.func)
+            assert lr.shape == (3 * cfg.epochs,)
         elif group == "batch":
             import pandas as pd
 
@@ -112,15 +113,12 @@ EXPERIMENT_REQUIRED = {
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_and_builds(compose_cfg, name):
-
-    from facenet.training.optim import build_optimizer
+    """Model and compiled step of every experiment (its data is the user's: building it is the e2e tests' job)."""
+    from facenet.training.setup import build_model, build_step
 
     cfg = compose_cfg(f"experiment={name}", *EXPERIMENT_REQUIRED.get(name, []))
-    net = build_network(cfg.backbone, cfg.head, cfg.preprocess.image_size, cfg.init_std)
-    miner = instantiate(cfg.miner)
-    instantiate(cfg.loss, miner=miner)
-    lr = instantiate(cfg.lr_schedule)(epochs=2, steps_per_epoch=2)
-    build_optimizer(instantiate(cfg.optimizer), net, lr)
+    step, lr = build_step(cfg, build_model(cfg), steps_per_epoch=2)
+    assert lr.shape == (2 * cfg.epochs,) and step.loss.margin == cfg.margin
     assert callable(instantiate(cfg.batch))
 
 
@@ -140,3 +138,102 @@ def test_facenet_paper_experiment(compose_cfg):
     cfg = compose_cfg("experiment=facenet_paper")
     assert cfg.miner._target_.endswith("SemiHardMiner") and cfg.loss.squared is True and cfg.loss.margin == 0.2
     assert cfg.embedding_size == 128 and cfg.preprocess.image_size == 160
+
+
+# ---------------------------------------------------------------- one source for every value
+WIRING = ("_target_", "_partial_")
+
+
+def _schema_literals(schema) -> dict[str, object]:
+    """A schema's fields that carry a value of their own: anything but MISSING, wiring keys and interpolations."""
+    import dataclasses
+
+    from omegaconf import MISSING
+
+    out = {}
+    for f in dataclasses.fields(schema):
+        value = f.default if f.default is not dataclasses.MISSING else None
+        if f.default_factory is not dataclasses.MISSING:
+            continue  # nested sections (train, preprocess, ...): their own schemas are checked
+        if f.name in WIRING or value == MISSING or (isinstance(value, str) and value.startswith("${")):
+            continue
+        out[f.name] = value
+    return out
+
+
+def test_schemas_carry_types_not_values():
+    """Every value lives in conf/; a schema default beside it would drift (lr, epochs and the margin once did)."""
+    from facenet.config.schema import SCHEMAS, AugmentConf, Config, ExportConf, PreprocessConf, TrainConf
+
+    schemas = [s for nodes in SCHEMAS.values() for s in nodes.values()]
+    schemas += [Config, TrainConf, PreprocessConf, AugmentConf, ExportConf]
+    assert {s.__name__: _schema_literals(s) for s in schemas if _schema_literals(s)} == {}
+
+
+def test_schema_defaults_equal_the_yaml_values():
+    """Where a schema does give a value (wiring: `_target_`), every option that also writes it agrees."""
+    from omegaconf import OmegaConf
+
+    from facenet.config.schema import SCHEMAS
+
+    stored = {name: node for nodes in SCHEMAS.values() for name, node in nodes.items()}
+    differ = []
+    for yaml in sorted(CONF.glob("*/*.yaml")):
+        raw = OmegaConf.to_container(OmegaConf.load(yaml))
+        schema = next((stored[d] for d in raw.pop("defaults", []) if isinstance(d, str) and d in stored), None)
+        if schema is None:
+            continue
+        defaults = {f: getattr(schema, f, None) for f in raw}
+        differ += [
+            f"{yaml.relative_to(CONF)}: {k}={v!r}, schema {defaults[k]!r}"
+            for k, v in raw.items()
+            if defaults[k] is not None and not str(defaults[k]).startswith(("${", "???")) and defaults[k] != v
+        ]
+    assert differ == []
+
+
+def _class_defaults(target: str) -> dict[str, object]:
+    """Keyword defaults of a facenet class (its __init__ and its bases') or function."""
+    import importlib
+    import inspect
+
+    module, _, name = target.rpartition(".")
+    obj = getattr(importlib.import_module(module), name)
+    out: dict[str, object] = {}
+    for fn in [c.__init__ for c in obj.__mro__] if inspect.isclass(obj) else [obj]:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        for p in params:
+            if p.default is not inspect.Parameter.empty:
+                out.setdefault(p.name, p.default)
+    return out
+
+
+def test_library_defaults_agree_with_the_config(compose_cfg):
+    """A facenet class's keyword default is never a second, different value for what every option of the config
+    sets to one value (the triplet margin's default was 0.5 while the config said 0.2)."""
+    from omegaconf import OmegaConf
+
+    values: dict[tuple[str, str], set] = {}
+    for group in GROUPS:
+        for option in options(group):
+            cfg = compose_cfg(f"{group}={option}", *REQUIRED.get(f"{group}={option}", []))
+            node = OmegaConf.to_container(cfg[group], resolve=True)
+            if not str(node.get("_target_", "")).startswith("facenet."):
+                continue
+            for key, value in node.items():
+                if key not in WIRING:
+                    values.setdefault((node["_target_"], key), set()).add(repr(value))
+    cfg = compose_cfg()
+    for key, value in OmegaConf.to_container(cfg.augment).items():
+        values[("facenet.data.images.TrainTransform", key)] = {repr(value)}
+    differ = []
+    for (target, key), seen in sorted(values.items()):
+        default = _class_defaults(target).get(key, "<none>")
+        if default != "<none>" and len(seen) == 1:
+            value = next(iter(seen))
+            if repr(list(default) if isinstance(default, tuple) else default) != value:
+                differ.append(f"{target}({key}={default!r}) but the config says {value}")
+    assert differ == []

@@ -80,12 +80,12 @@ def test_transforms_shape_range_and_determinism():
     x = EvalTransform(32)(img)
     assert x.shape == (3, 32, 32) and x.dtype == np.float32 and -1 <= x.min() and x.max() <= 1
     assert np.array_equal(x, EvalTransform(32)(img))
-    aug = TrainTransform(32, hflip=True, max_shift=0.1)
+    aug = TrainTransform(32, hflip=True, max_shift=0.1, random_interpolation=False)
     a = aug(img, np.random.default_rng(1))
     assert a.shape == (3, 32, 32)
     crop = EvalTransform(32, center_crop=30)(img)  # central 30x30 of the 50x40 image, then resized
     assert np.array_equal(crop, EvalTransform(32)(np.ascontiguousarray(img[10:40, 5:35])))
-    no_aug = TrainTransform(32, hflip=False, max_shift=0.0)
+    no_aug = TrainTransform(32, hflip=False, max_shift=0.0, random_interpolation=False)
     assert np.array_equal(no_aug(img, np.random.default_rng(1)), x)
 
 
@@ -145,7 +145,7 @@ def test_train_batches_reproducible_across_worker_counts(tmp_path):
     write_faces(tmp_path, {f"p{i}": 3 for i in range(4)})
     table = index_folder(tmp_path)
     sampler = PKSampler(table["class"].to_numpy(), 2, 3, steps_per_epoch=3, seed=0)
-    aug = TrainTransform(16, hflip=True, max_shift=0.2)
+    aug = TrainTransform(16, hflip=True, max_shift=0.2, random_interpolation=False)
 
     def epoch(workers):
         out = list(train_batches(table["path"].tolist(), table["class"].to_numpy(), sampler, aug, workers, 7, 1))
@@ -258,7 +258,7 @@ def test_unreadable_training_images_are_replaced_counted_and_limited(tmp_path):
     broken = paths[1]  # p0's second image; its replacement is the next image of p0 (the third)
     Path(broken).write_bytes(b"not an image")
     sampler = PKSampler(classes, 2, 3, steps_per_epoch=3, seed=0)
-    aug = TrainTransform(16, hflip=True, max_shift=0.2)
+    aug = TrainTransform(16, hflip=True, max_shift=0.2, random_interpolation=False)
 
     def epoch(p, bad):
         out = list(train_batches(p, classes, sampler, aug, 1, 7, 1, 0, bad))

@@ -66,7 +66,7 @@ def test_mindir_loads_back_as_a_graph_cell(trained_ckpt, exported):
     import mindspore as ms
 
     from facenet.models.build import build_network
-    from facenet.training.checkpoints import load_network_weights, read_spec
+    from facenet.models.io import load_network_weights, read_spec
 
     ckpt, _ = trained_ckpt
     spec = read_spec(ckpt)

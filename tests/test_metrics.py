@@ -134,7 +134,7 @@ def test_bad_inputs():
 
 
 def test_hardest_pairs_are_the_worst_errors():
-    from facenet.plots import hardest_pairs
+    from facenet.evaluation.figures import hardest_pairs
 
     d = np.array([0.1, 0.9, 0.4, 0.45, 1.2, 0.2, 0.55])
     same = np.array([1, 1, 0, 0, 1, 0, 1], bool)

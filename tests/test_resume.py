@@ -69,7 +69,7 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     (run_dir,) = out.glob("runs/*/*")
     assert json.loads((run_dir / "run.json").read_text())["status"] == "KILLED"
     point = find_resume_point("auto", out)
-    assert point.run_id == run.info.run_id and point.epoch == 1 and 12 <= point.epoch_step < 30
+    assert point.run_id == run.info.run_id and point.state.epoch == 1 and 12 <= point.state.epoch_step < 30
     assert not list(run_dir.glob("checkpoints/.partial-*"))
 
     resumed = subprocess.run(_cmd(out, data, "resume=auto"), cwd=ROOT, env=_env(), capture_output=True, text=True)
@@ -105,10 +105,11 @@ def test_checkpoint_write_failure_is_an_error_and_leaves_no_partial_file(tmp_pat
     from facenet.errors import DataError
     from facenet.training import checkpoints
     from facenet.training.checkpoints import CheckpointManager
+    from facenet.training.state import TrainState
 
     cell = ms.nn.Dense(2, 2)
     manager = CheckpointManager(tmp_path, keep_max=2, spec={"model": {}})
-    good = manager.save(cell, 1, 10, {"accuracy": 0.5})
+    good = manager.save(cell, TrainState(epoch=1, global_step=10), {"accuracy": 0.5})
     assert good.is_file() and good.with_suffix(".json").is_file()
 
     def full_disk(cell, path):
@@ -117,7 +118,7 @@ def test_checkpoint_write_failure_is_an_error_and_leaves_no_partial_file(tmp_pat
 
     monkeypatch.setattr(checkpoints.ms, "save_checkpoint", full_disk)
     with pytest.raises(DataError, match=r"cannot write checkpoint .*facenet-rank0-2_20.ckpt: No space left on device"):
-        manager.save(cell, 2, 20, {"accuracy": 0.6})
+        manager.save(cell, TrainState(epoch=2, global_step=20), {"accuracy": 0.6})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["facenet-rank0-1_10.ckpt", "facenet-rank0-1_10.json"]
     assert manager.saved == [good]  # the failed write is not counted, the previous checkpoint stays usable
 

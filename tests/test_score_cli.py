@@ -1,16 +1,19 @@
-"""`python -m facenet.evaluate scores=FILE`: any model's pair scores through our protocol."""
+"""`facenet score FILE`: any model's pair scores through our protocol (and its alias `python -m facenet.evaluate`)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from facenet.evaluate import main
+from facenet.cli import main
+from facenet.evaluate import translate
+from facenet.evaluation.scores import score_file
 from facenet.metrics import verification_report
 from tests.conftest import ROOT
 
@@ -21,23 +24,24 @@ def pairs(n=400, seed=0):
     return rng.normal(size=n) + np.where(same, 0.0, 1.5), same
 
 
-def test_csv_distances_match_the_library(tmp_path):
+def test_csv_distances_match_the_library(tmp_path, capsys):
     d, same = pairs()
     pd.DataFrame({"distance": d, "issame": same.astype(int)}).to_csv(tmp_path / "s.csv", index=False)
-    report = main([f"scores={tmp_path / 's.csv'}", "far=0.01,0.1"])
+    assert main(["score", str(tmp_path / "s.csv"), "--far", "0.01,0.1"]) == 0
     expected = verification_report(d, same, far_targets=(0.01, 0.1))
-    assert report.accuracy_mean == expected.accuracy_mean and report.auc == expected.auc
     saved = json.loads((tmp_path / "s.csv.report.json").read_text())
-    assert saved["accuracy_mean"] == expected.accuracy_mean and set(saved["val_at_far"]) == {"0.01", "0.1"}
+    assert saved["accuracy_mean"] == expected.accuracy_mean and saved["auc"] == expected.auc
+    assert set(saved["val_at_far"]) == {"0.01", "0.1"}
     assert (tmp_path / "s.csv.roc.png").stat().st_size > 0
+    assert f"{expected.accuracy_mean:.4f}" in capsys.readouterr().out
 
 
 def test_npz_similarities(tmp_path):
     d, same = pairs(seed=1)
     np.savez(tmp_path / "s.npz", scores=-d, issame=same)
-    report = main([f"scores={tmp_path / 's.npz'}", "higher_is_closer=true", f"out={tmp_path / 'rep'}"])
+    report, json_path, roc_path = score_file(tmp_path / "s.npz", higher_is_closer=True, out=tmp_path / "rep")
     assert report.accuracy_mean == verification_report(d, same).accuracy_mean
-    assert (tmp_path / "rep" / "report.json").exists() and (tmp_path / "rep" / "roc.png").exists()
+    assert json_path == tmp_path / "rep" / "report.json" and json_path.exists() and roc_path.exists()
 
 
 @pytest.mark.parametrize(
@@ -49,19 +53,39 @@ def test_npz_similarities(tmp_path):
         ("distance,issame\n0.1,1\n0.2,1\n", "both same and different"),
     ],
 )
-def test_bad_files_fail_clearly(tmp_path, content, message):
+def test_bad_files_fail_clearly(tmp_path, capsys, content, message):
     (tmp_path / "s.csv").write_text(content)
-    with pytest.raises(SystemExit, match=message):
-        main([f"scores={tmp_path / 's.csv'}", "n_folds=2"])
+    assert main(["score", str(tmp_path / "s.csv"), "--folds", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
 
 
-def test_module_entry_point(tmp_path):
+def test_bad_far_fails_clearly(tmp_path, capsys):
+    assert main(["score", str(tmp_path / "s.csv"), "--far", "often"]) == 1
+    assert "--far often: expected comma-separated rates" in capsys.readouterr().err
+
+
+def test_old_key_value_form_is_translated():
+    assert translate(["scores=a.csv", "higher_is_closer=true", "n_folds=5", "far=0.01,0.1", "out=r"]) == [
+        "a.csv", "--higher-is-closer", "--folds", "5", "--far", "0.01,0.1", "--out", "r"
+    ]  # fmt: skip
+    assert translate(["far=0.1", "scores=a.csv", "higher_is_closer=false"]) == ["a.csv", "--far", "0.1"]
+    assert translate(["a.csv", "--folds", "3"]) == ["a.csv", "--folds", "3"]
+
+
+FACENET = Path(sys.executable).with_name("facenet")  # the console script beside this interpreter
+
+
+@pytest.mark.parametrize("command", [[str(FACENET), "score"], [sys.executable, "-m", "facenet.evaluate"]])
+def test_entry_points(tmp_path, command):
     d, same = pairs(n=100)
     pd.DataFrame({"score": d, "label": same}).to_csv(tmp_path / "s.csv", index=False)
-    proc = subprocess.run([sys.executable, "-m", "facenet.evaluate", f"scores={tmp_path / 's.csv'}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    if not Path(command[0]).exists():
+        pytest.skip(f"{command[0]} is not installed (pip install -e .)")
+    old_form = [f"scores={tmp_path / 's.csv'}"] if "facenet.evaluate" in command else [str(tmp_path / "s.csv")]
+    proc = subprocess.run([*command, *old_form], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "accuracy" in proc.stdout and "VAL@FAR=0.001" in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "facenet.evaluate", "score=x"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
-    assert bad.returncode != 0 and "unexpected argument" in bad.stderr and "Traceback" not in bad.stderr
+    bad = subprocess.run([*command, str(tmp_path / "missing.csv")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert bad.returncode == 1 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr

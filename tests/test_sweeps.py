@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from facenet.errors import TrackingError
-from facenet.plots import parallel_coordinates, sweep_plot
+from facenet.sweep_plots import parallel_coordinates, sweep_plot
 from facenet.sweeps import SUMMARY_CSV, override_columns, summarize, varying
 from facenet.tracking import MlflowTracker
 from tests.conftest import ROOT, free_port

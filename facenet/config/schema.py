@@ -1,5 +1,11 @@
 """Structured-config schemas: every YAML option extends one of these, so a misspelt key or a wrong type fails
-before any work starts. `register()` puts them in Hydra's ConfigStore."""
+before any work starts. `register()` puts them in Hydra's ConfigStore.
+
+The schemas give types, not values: every value a run uses is written once, in `conf/` (the primary config and
+the group options). What a schema does set is wiring: the class to build (`_target_`, `_partial_`) and the
+interpolations that tie a field to a top-level knob (`${lr}`, `${margin}`, `${embedding_size}`, `${data_dir}`).
+`tests/test_config.py` fails on any other value here.
+"""
 
 from __future__ import annotations
 
@@ -14,25 +20,25 @@ from omegaconf import MISSING
 @dataclass
 class ResNetConf:
     _target_: str = "facenet.models.resnet.ResNet"
-    block: str = "basic"
-    layers: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
-    base_width: int = 64
-    stem_kernel: int = 7
-    stem_stride: int = 2
-    stem_pool: bool = True
+    block: str = MISSING
+    layers: list[int] = MISSING
+    base_width: int = MISSING
+    stem_kernel: int = MISSING
+    stem_stride: int = MISSING
+    stem_pool: bool = MISSING
 
 
 @dataclass
 class MobileFaceNetConf:
     _target_: str = "facenet.models.mobilefacenet.MobileFaceNet"
-    width: int = 64
-    out_channels: int = 512
+    width: int = MISSING
+    out_channels: int = MISSING
 
 
 @dataclass
 class InceptionResNetV1Conf:
     _target_: str = "facenet.models.inception_resnet_v1.InceptionResNetV1"
-    repeats: list[int] = field(default_factory=lambda: [5, 10, 5])
+    repeats: list[int] = MISSING
 
 
 @dataclass
@@ -40,20 +46,20 @@ class EmbeddingHeadConf:
     _target_: str = "facenet.models.head.EmbeddingHead"
     _partial_: bool = True
     embedding_size: int = "${embedding_size}"  # type: ignore[assignment]
-    scale: float = 1.0
-    pool: str = "avg"
-    dropout: float = 0.0
-    batch_norm: bool = False
+    scale: float = MISSING
+    pool: str = MISSING
+    dropout: float = MISSING
+    batch_norm: bool = MISSING
 
 
 # ---------------------------------------------------------------- data
 @dataclass
 class SyntheticDatasetConf:
     _target_: str = "facenet.data.datasets.SyntheticDataset"
-    identities: int = 300
-    images_per_identity: int = 24
-    image_size: int = 64
-    seed: int = 0
+    identities: int = MISSING
+    images_per_identity: int = MISSING
+    image_size: int = MISSING
+    seed: int = MISSING
     data_dir: str = "${data_dir}"
 
 
@@ -61,51 +67,51 @@ class SyntheticDatasetConf:
 class FolderDatasetConf:
     _target_: str = "facenet.data.datasets.FolderDataset"
     root: str = MISSING
-    index_csv: str | None = None  # the reference recipe's `id,name,class` CSV instead of scanning `root`
-    cache_dir: str | None = "${data_dir}/index"  # scanned indexes are cached here (null: always rescan)
+    index_csv: str | None = MISSING
+    cache_dir: str | None = MISSING
 
 
 @dataclass
-class SyntheticEvalConf:
+class EvalProtocolConf:
+    """What every verification protocol has: how to embed and score its pairs."""
+
+    _target_: str = MISSING
+    batch_size: int = MISSING
+    far_targets: list[float] = MISSING
+    flip_tta: bool = MISSING
+    center_crop: int | None = MISSING
+    max_pairs: int | None = MISSING
+    override_image_size: int | None = MISSING
+
+
+@dataclass
+class SyntheticEvalConf(EvalProtocolConf):
     _target_: str = "facenet.evaluation.protocols.SyntheticPairs"
-    identities_per_fold: int = 20
-    images_per_identity: int = 6
-    pairs_per_fold: int = 100
-    image_size: int = 64
-    seed: int = 0
+    identities_per_fold: int = MISSING
+    images_per_identity: int = MISSING
+    pairs_per_fold: int = MISSING
+    image_size: int = MISSING
+    seed: int = MISSING
     data_dir: str = "${data_dir}"
-    batch_size: int = 128
-    far_targets: list[float] = field(default_factory=lambda: [1e-3])
-    flip_tta: bool = False
-    center_crop: int | None = None
-    max_pairs: int | None = None
-    override_image_size: int | None = None
 
 
 @dataclass
-class LfwEvalConf:
+class LfwEvalConf(EvalProtocolConf):
     _target_: str = "facenet.evaluation.protocols.LfwPairs"
     root: str = MISSING
     pairs: str = MISSING
-    batch_size: int = 128
-    far_targets: list[float] = field(default_factory=lambda: [1e-3])
-    flip_tta: bool = False
-    center_crop: int | None = None
-    max_pairs: int | None = None
-    override_image_size: int | None = None
 
 
 @dataclass
 class PreprocessConf:
-    # network input size: the dataset's native size where it has one (generated sets), else 112
-    image_size: int = "${oc.select:dataset.image_size,112}"  # type: ignore[assignment]
+    image_size: int = MISSING
 
 
 @dataclass
 class AugmentConf:
-    hflip: bool = True
-    max_shift: float = 0.0625
-    random_interpolation: bool = False
+    hflip: bool = MISSING
+    max_shift: float = MISSING
+    random_interpolation: bool = MISSING
 
 
 # ---------------------------------------------------------------- mining / loss
@@ -118,8 +124,8 @@ class MinerConf:
 class TripletLossConf:
     _target_: str = "facenet.losses.TripletLoss"
     margin: float = "${margin}"  # type: ignore[assignment]
-    squared: bool = False
-    reduction: str = "active_mean"
+    squared: bool = MISSING
+    reduction: str = MISSING
 
 
 # ---------------------------------------------------------------- optimisation
@@ -127,47 +133,45 @@ class TripletLossConf:
 class OptimizerConf:
     _target_: str = MISSING
     _partial_: bool = True
-    weight_decay: float = 0.0
+    weight_decay: float = MISSING
 
 
 @dataclass
 class AdamConf(OptimizerConf):
     _target_: str = "mindspore.nn.Adam"
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
+    beta1: float = MISSING
+    beta2: float = MISSING
+    eps: float = MISSING
 
 
 @dataclass
 class AdamWConf(OptimizerConf):
     _target_: str = "mindspore.nn.AdamWeightDecay"
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.01
+    beta1: float = MISSING
+    beta2: float = MISSING
+    eps: float = MISSING
 
 
 @dataclass
 class SGDConf(OptimizerConf):
     _target_: str = "mindspore.nn.SGD"
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
+    momentum: float = MISSING
+    nesterov: bool = MISSING
 
 
 @dataclass
 class AdagradConf(OptimizerConf):
     _target_: str = "mindspore.nn.Adagrad"
-    accum: float = 0.1
+    accum: float = MISSING
 
 
 @dataclass
 class RMSPropConf(OptimizerConf):
     _target_: str = "mindspore.nn.RMSProp"
-    decay: float = 0.9
-    momentum: float = 0.0
-    epsilon: float = 1e-10
-    centered: bool = False
+    decay: float = MISSING
+    momentum: float = MISSING
+    epsilon: float = MISSING
+    centered: bool = MISSING
 
 
 @dataclass
@@ -175,7 +179,7 @@ class ScheduleConf:
     _target_: str = MISSING
     _partial_: bool = True
     base_lr: float = "${lr}"  # type: ignore[assignment]
-    warmup_epochs: float = 0.0
+    warmup_epochs: float = MISSING
 
 
 @dataclass
@@ -186,51 +190,50 @@ class ConstantScheduleConf(ScheduleConf):
 @dataclass
 class StepScheduleConf(ScheduleConf):
     _target_: str = "facenet.training.schedules.step"
-    step_epochs: int = 30
-    gamma: float = 0.1
+    step_epochs: int = MISSING
+    gamma: float = MISSING
 
 
 @dataclass
 class MultiStepScheduleConf(ScheduleConf):
     _target_: str = "facenet.training.schedules.multistep"
-    milestones: list[int] = field(default_factory=lambda: [30, 60, 90])
-    gamma: float = 0.1
+    milestones: list[int] = MISSING
+    gamma: float = MISSING
 
 
 @dataclass
 class CosineScheduleConf(ScheduleConf):
     _target_: str = "facenet.training.schedules.cosine"
-    min_lr: float = 0.0
+    min_lr: float = MISSING
 
 
 # ---------------------------------------------------------------- hardware / tracking
 @dataclass
 class HardwareConf:
-    device: str = "CPU"
-    device_id: int = 0
-    mode: str = "GRAPH"
-    data_workers: int = 1
-    amp_level: str = "O0"
-    cpu_threads: int | None = None
-    distributed: bool = False  # data parallel over the ranks msrun starts (hardware=cpu_dp / gpu_dp / ascend_dp)
-    mine_global_batch: bool = False  # data parallel: mine over every rank's embeddings (all-gather), not each rank's
+    device: str = MISSING
+    device_id: int = MISSING
+    mode: str = MISSING
+    data_workers: int = MISSING
+    amp_level: str = MISSING
+    cpu_threads: int | None = MISSING
+    distributed: bool = MISSING
+    mine_global_batch: bool = MISSING
 
 
 @dataclass
 class MlflowTrackingConf:
     _target_: str = "facenet.tracking.MlflowTracker"
-    tracking_uri: str | None = None
-    experiment: str = "facenet"
-    run_name: str | None = None
+    tracking_uri: str | None = MISSING
+    experiment: str = MISSING
+    run_name: str | None = MISSING
     output_dir: str = "${output_dir}"
-    log_every_steps: int = 10
+    log_every_steps: int = MISSING
 
 
 @dataclass
 class MlflowServerTrackingConf(MlflowTrackingConf):
-    tracking_uri: str | None = "http://127.0.0.1:5000"
-    fallback_local: bool = False
-    connect_timeout: float = 5.0
+    fallback_local: bool = MISSING
+    connect_timeout: float = MISSING
 
 
 @dataclass
@@ -242,17 +245,17 @@ class NoTrackingConf:
 class PKBatchConf:
     _target_: str = "facenet.data.sampler.PKSampler"
     _partial_: bool = True
-    identities: int = 16
-    images_per_identity: int = 4
+    identities: int = MISSING
+    images_per_identity: int = MISSING
 
 
 @dataclass
 class TripletBatchConf:
     _target_: str = "facenet.data.triplets.TripletSampler"
     _partial_: bool = True
-    triplets: int = 64
-    triplets_per_epoch: int = 10000
-    csv: str | None = None
+    triplets: int = MISSING
+    triplets_per_epoch: int = MISSING
+    csv: str | None = MISSING
 
 
 # ---------------------------------------------------------------- top level
@@ -260,34 +263,34 @@ class TripletBatchConf:
 
 @dataclass
 class TrainConf:
-    steps_per_epoch: int | None = None  # None: the batch option's default (pk: images // (P*K))
-    eval_every: int = 1
-    ckpt_every: int = 1
-    keep_checkpoint_max: int = 3
-    max_minutes: float | None = None  # stop (then evaluate and checkpoint) after this much time in training steps
-    max_bad_images: int = 10  # unreadable training images skipped (replaced, counted, reported); more: an error
+    steps_per_epoch: int | None = MISSING
+    eval_every: int = MISSING
+    ckpt_every: int = MISSING
+    keep_checkpoint_max: int = MISSING
+    max_minutes: float | None = MISSING
+    max_bad_images: int = MISSING
 
 
 @dataclass
 class ExportConf:
-    format: str = "MINDIR"  # MINDIR | ONNX | AIR (Ascend only)
-    batch_size: int | None = None  # null: dynamic batch (MINDIR, AIR); ONNX has static shapes: 32 unless set
-    dir: str | None = None  # null: <run dir>/export
+    format: str = MISSING
+    batch_size: int | None = MISSING
+    dir: str | None = MISSING
 
 
 @dataclass
 class Config:
-    task: str = "train"
-    ckpt: str | None = None
-    resume: str | None = None  # auto | RUN_DIR | CHECKPOINT: continue an interrupted training run
-    lr: float = 0.001
-    margin: float = 0.2
-    epochs: int = 10
-    seed: int = 0
-    embedding_size: int = 128
-    init_std: float | None = None  # null: MindSpore's default initialisers; a float: conv/dense weights ~ N(0, std)
-    output_dir: str = "outputs"
-    data_dir: str = "data"
+    task: str = MISSING
+    ckpt: str | None = MISSING
+    resume: str | None = MISSING
+    lr: float = MISSING
+    margin: float = MISSING
+    epochs: int = MISSING
+    seed: int = MISSING
+    embedding_size: int = MISSING
+    init_std: float | None = MISSING
+    output_dir: str = MISSING
+    data_dir: str = MISSING
     batch: Any = MISSING
     train: TrainConf = field(default_factory=TrainConf)
     preprocess: PreprocessConf = field(default_factory=PreprocessConf)

@@ -64,9 +64,9 @@ class TrainTransform:
     """
 
     image_size: int
-    hflip: bool = True
-    max_shift: float = 0.0
-    random_interpolation: bool = False
+    hflip: bool
+    max_shift: float
+    random_interpolation: bool
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         interp = _INTERPOLATIONS[rng.integers(len(_INTERPOLATIONS))] if self.random_interpolation else None

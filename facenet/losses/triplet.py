@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import mindspore as ms
-from mindspore import nn, ops
+from mindspore import ops
 
 from facenet.errors import ConfigError
+from facenet.losses.base import EmbeddingLoss
 from facenet.mining.base import Miner, label_masks, pairwise_distances
 
 REDUCTIONS = ("active_mean", "mean")
 
 
-class TripletLoss(nn.Cell):
+class TripletLoss(EmbeddingLoss):
     """hinge(a, p, n) = max(d(a,p) - d(a,n) + margin, 0) over the selected triplets.
 
     `squared=False` uses L2 distance (the reference recipe), `True` squared L2 (the FaceNet paper).
     `reduction="active_mean"` averages over active triplets (hinge > 0), as the reference does, and is 0 when none
     is active; `"mean"` averages over all selected triplets.
-    construct(emb, labels) -> (loss, telemetry) with telemetry = [active fraction, mean d_ap, mean d_an, mean norm]
-    (the distances over all positive / negative pairs of the batch).
+    construct(emb, labels) -> (loss, telemetry): the active fraction of the selected triplets, the mean distance
+    over all positive and all negative pairs of the batch, the mean embedding norm.
     """
 
-    def __init__(self, miner: Miner, margin: float = 0.5, squared: bool = False, reduction: str = "active_mean"):
+    TELEMETRY = ("active_fraction", "d_ap", "d_an", "embedding_norm")
+
+    def __init__(self, miner: Miner, margin: float, squared: bool = False, reduction: str = "active_mean"):
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ConfigError(f"loss.reduction must be one of {REDUCTIONS}, got {reduction!r}")

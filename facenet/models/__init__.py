@@ -1,1 +1,2 @@
-"""Networks that map images to embeddings; mining and losses live elsewhere."""
+"""Networks that map images to embeddings (backbone + head; mining and losses live elsewhere), and `io`: a model
+on disk (checkpoint + sidecar), read and rebuilt without anything of training."""

@@ -9,13 +9,17 @@ from mindspore import nn
 from mindspore.common.initializer import Normal, initializer
 
 from facenet.errors import ConfigError
+from facenet.models.backbone import Backbone
 
 
 class EmbeddingNet(nn.Cell):
     """backbone (feature map) + head (embedding). The head is built for the backbone's output at `image_size`."""
 
-    def __init__(self, backbone: nn.Cell, head: Callable[..., nn.Cell], image_size: int):
+    def __init__(self, backbone: Backbone, head: Callable[..., nn.Cell], image_size: int):
         super().__init__()
+        if not isinstance(backbone, Backbone):
+            raise ConfigError(f"{type(backbone).__name__} is not a backbone: it needs `out_channels` and "
+                              "`feature_size(image_size)` (facenet/models/backbone.py)")  # fmt: skip
         self.backbone = backbone
         self.image_size = image_size
         self.head = head(backbone.out_channels, backbone.feature_size(image_size))

@@ -1,19 +1,26 @@
 """Where to resume a training run from: `resume=auto` (the newest unfinished run under `output_dir/runs`),
-`resume=RUN_DIR` or `resume=CHECKPOINT`.
+`resume=RUN_DIR` or `resume=CHECKPOINT`, and restoring it.
 
 Every periodic checkpoint (and the one written when a run is stopped by SIGTERM/SIGINT) holds the network and the
-optimizer state; its sidecar holds the epoch, the steps done in it, the global step, the best accuracy so far, the
-training seconds spent, the unlogged metric window and the MLflow run id, so a resumed run continues exactly.
+optimizer state; its sidecar holds the run's `TrainState` and the MLflow run id, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import mindspore as ms
+from mindspore import nn
+
 from facenet.errors import ConfigError
-from facenet.training.checkpoints import periodic_checkpoints, sidecar
+from facenet.models.io import CheckpointUnreadable, read_checkpoint, sidecar
+from facenet.training.checkpoints import periodic_checkpoints
+from facenet.training.state import TrainState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -21,12 +28,7 @@ class ResumePoint:
     ckpt: Path
     run_dir: Path
     run_id: str | None
-    epoch: int
-    epoch_step: int  # steps of `epoch` already done
-    global_step: int
-    best_accuracy: float
-    train_seconds: float
-    window: list  # per-step telemetry not yet logged (a logging window cut by the interruption)
+    state: TrainState
     older: tuple[Path, ...] = ()  # the run's earlier checkpoints, newest first: used if this one fails to load
 
 
@@ -67,18 +69,37 @@ def load_point(ckpt: Path, older: tuple[Path, ...] = ()) -> ResumePoint:
     """The resume point a checkpoint's sidecar describes."""
     try:
         spec = json.loads(sidecar(ckpt).read_text())
-        epoch, step = int(spec["epoch"]), int(spec["step"])
-    except (OSError, ValueError, KeyError) as err:
+        state = TrainState.from_sidecar(spec)
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"cannot resume from {ckpt}: its sidecar is missing or incomplete ({err})") from None
-    return ResumePoint(
-        ckpt=ckpt,
-        run_dir=ckpt.parent.parent,
-        run_id=spec.get("run_id"),
-        epoch=epoch,
-        epoch_step=int(spec.get("epoch_step", -1)),  # -1: an older checkpoint, written at the end of its epoch
-        global_step=step,
-        best_accuracy=float(spec.get("best_accuracy", float("-inf"))),
-        train_seconds=float(spec.get("train_seconds", 0.0)),
-        window=spec.get("window", []),
-        older=older,
-    )
+    return ResumePoint(ckpt=ckpt, run_dir=ckpt.parent.parent, run_id=spec.get("run_id"), state=state, older=older)
+
+
+def restore(step: nn.Cell, point: ResumePoint) -> ResumePoint:
+    """Load `point` into the training step (network and optimizer); if its checkpoint cannot be read (truncated,
+    corrupt), say so and use the run's previous one. Returns the point restored. A checkpoint that does not fit the
+    configuration is an error, not a reason to go back."""
+    candidates = [point.ckpt, *point.older]
+    for n, ckpt in enumerate(candidates):
+        try:
+            chosen = point if n == 0 else load_point(ckpt)
+            load_training_state(step, ckpt)
+            return chosen
+        except CheckpointUnreadable as err:
+            if n == len(candidates) - 1:
+                raise
+            log.error("%s; resuming from the previous checkpoint %s instead", err, candidates[n + 1].name)
+    raise AssertionError("unreachable")
+
+
+def load_training_state(step: nn.Cell, ckpt: Path) -> None:
+    """Network and optimizer state (moments, step counter) from a training checkpoint; every parameter must fit."""
+    params = read_checkpoint(ckpt)
+    wanted = {p.name: p for p in step.get_parameters()}
+    missing = sorted(set(wanted) - set(params))
+    shapes = [k for k in wanted if k in params and tuple(params[k].shape) != tuple(wanted[k].shape)]
+    if missing or shapes:
+        raise ConfigError(f"cannot resume from {ckpt}: it does not fit this configuration ({len(missing)} missing, "
+                          f"{len(shapes)} reshaped parameters, e.g. {', '.join((missing + shapes)[:3])}); resume "
+                          "with the overrides of the original run")  # fmt: skip
+    ms.load_param_into_net(step, {k: params[k] for k in wanted}, strict_load=True)

@@ -1,4 +1,4 @@
-"""The compiled training step: forward, triplet loss with in-graph mining, gradients, optimizer update."""
+"""The compiled training step: forward, loss (with in-graph mining), gradients, optimizer update."""
 
 from __future__ import annotations
 
@@ -40,7 +40,6 @@ class TrainStep(nn.Cell):
         self.gather = _GatherForMining(rank, size) if mine_global_batch and size > 1 else None
         self.gather_labels = ops.AllGather() if self.gather is not None else None
         self.grad_fn = ms.value_and_grad(self.forward, None, optimizer.parameters, has_aux=True)
-        _, size = world()
         # data parallel: every rank applies the mean of all ranks' gradients, so weights stay identical
         self.reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=size) if size > 1 else None
 
@@ -56,6 +55,3 @@ class TrainStep(nn.Cell):
             grads = self.reducer(grads)
         self.optimizer(grads)
         return loss, telemetry
-
-
-TELEMETRY = ("active_fraction", "d_ap", "d_an", "embedding_norm")

@@ -1,0 +1,89 @@
+"""Figures of a verification report: ROC curve, distance histograms, hardest pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from facenet.metrics import VerificationReport  # noqa: E402
+
+
+def roc_plot(report: VerificationReport, path: str | Path, title: str = "") -> Path:
+    """ROC on log-FAR axes with AUC, EER and VAL@FAR in the legend."""
+    fpr, tpr = np.asarray(report.roc["fpr"]), np.asarray(report.roc["tpr"])
+    fig, ax = plt.subplots(figsize=(5, 4.2), dpi=120)
+    label = f"AUC {report.auc:.4f}, EER {report.eer:.4f}, acc {report.accuracy_mean:.4f}"
+    ax.plot(np.maximum(fpr, 1e-4), tpr, lw=1.6, label=label)
+    for far, v in report.val_at_far.items():
+        ax.axvline(far, color="grey", ls=":", lw=1)
+        ax.plot([far], [v["val_mean"]], "o", color="C3", label=f"VAL@FAR={far:g}: {v['val_mean']:.4f}")
+    ax.set_xscale("log")
+    ax.set_xlim(1e-4, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_title(title or f"ROC ({report.n_pairs} pairs)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def distance_histogram(distances: np.ndarray, issame: np.ndarray, threshold: float, path: str | Path) -> Path:
+    """Same vs different pair distances, with the chosen threshold."""
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    bins = np.linspace(distances.min(), distances.max(), 50)
+    ax.hist(distances[issame], bins=bins, alpha=0.6, label="same")
+    ax.hist(distances[~issame], bins=bins, alpha=0.6, label="different")
+    ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("L2 distance")
+    ax.set_ylabel("pairs")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def hardest_pairs(distances: np.ndarray, issame: np.ndarray, threshold: float, k: int = 8
+                  ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Indices of the k worst false accepts (different pairs, smallest distances <= threshold) and false rejects
+    (same pairs, largest distances > threshold), worst first."""
+    fa = np.flatnonzero(~issame & (distances <= threshold))
+    fr = np.flatnonzero(issame & (distances > threshold))
+    return fa[np.argsort(distances[fa], kind="stable")][:k], fr[np.argsort(-distances[fr], kind="stable")][:k]
+
+
+def hardest_pairs_grid(paths: list[str], left: np.ndarray, right: np.ndarray, distances: np.ndarray,
+                       issame: np.ndarray, threshold: float, path: str | Path, k: int = 8) -> Path:  # fmt: skip
+    """Image grid: the worst false accepts (left column) and false rejects (right column), each with its distance."""
+    from facenet.data.images import read_image, resize
+
+    columns = dict(zip(("false accepts", "false rejects"), hardest_pairs(distances, issame, threshold, k), strict=True))
+    n_rows = max(1, *(len(v) for v in columns.values()))
+    fig, axes = plt.subplots(n_rows, 2, figsize=(6.4, 1.75 * n_rows), dpi=100, squeeze=False)
+    for col, (kind, indices) in enumerate(columns.items()):
+        axes[0, col].set_title(f"{kind} (threshold {threshold:.3f})", fontsize=9, color=f"C{3 * (1 - col)}")
+        for row in range(n_rows):
+            ax = axes[row, col]
+            ax.axis("off")
+            if row < len(indices):
+                i = indices[row]
+                a, b = (resize(read_image(paths[j]), 112) for j in (left[i], right[i]))
+                ax.imshow(np.concatenate([a, b], axis=1))
+                ax.text(
+                    0.5, -0.06, f"d = {distances[i]:.3f}", transform=ax.transAxes, ha="center", va="top", fontsize=8
+                )
+            elif row == 0:
+                ax.text(0.5, 0.5, "none", ha="center", va="center")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

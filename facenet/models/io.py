@@ -1,0 +1,113 @@
+"""A model on disk: a checkpoint (`x.ckpt`) and its sidecar (`x.json`), which says how to rebuild the network and
+feed it (backbone and head config, input size, normalisation). Everything that reads or loads a model goes through
+here: training's warm start and resume, `task=eval`, export and inference."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import mindspore as ms
+from mindspore import nn
+from omegaconf import DictConfig, OmegaConf
+
+from facenet.errors import ConfigError
+from facenet.models.build import build_network
+from facenet.models.embedding import EmbeddingNet
+
+# A sidecar's `_target_`s are instantiated: only the project's own model classes may be named there.
+ALLOWED_TARGETS = ("facenet.models.",)
+
+
+def sidecar(path: str | Path) -> Path:
+    """`x.ckpt` -> `x.json`: what is needed to rebuild and feed the network (model config, preprocessing)."""
+    return Path(path).with_suffix(".json")
+
+
+def model_spec(cfg: DictConfig) -> dict:
+    """What a checkpoint of the run `cfg` describes needs to be rebuilt and fed exactly as in training."""
+    return {
+        "model": {
+            "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
+            "head": OmegaConf.to_container(cfg.head, resolve=True),
+        },
+        "preprocess": {
+            "image_size": int(cfg.preprocess.image_size),
+            "channel_order": "RGB",
+            "normalize": "(x - 127.5) / 127.5",
+            "layout": "NCHW",
+        },
+        "embedding_size": int(cfg.embedding_size),
+    }
+
+
+def read_spec(ckpt: str | Path) -> dict:
+    """The sidecar of `ckpt`, checked: model config with allowed targets and the preprocessing spec."""
+    path = sidecar(ckpt)
+    try:
+        spec = json.loads(path.read_text())
+        model, size = spec["model"], int(spec["preprocess"]["image_size"])
+        targets = [model["backbone"]["_target_"], model["head"]["_target_"]]
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing: a checkpoint needs its sidecar (model and preprocessing spec)") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path} is not a valid checkpoint sidecar ({type(err).__name__}: {err})") from None
+    bad = [t for t in targets if not str(t).startswith(ALLOWED_TARGETS)]
+    if bad or size < 1:
+        raise ConfigError(f"{path} names classes outside {ALLOWED_TARGETS} or a bad image size: {bad or size}")
+    return spec
+
+
+class CheckpointUnreadable(ConfigError):
+    """A checkpoint file that cannot be read (truncated or corrupt)."""
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """All parameters of a checkpoint file; CheckpointUnreadable (naming it) if it cannot be read."""
+    try:
+        return ms.load_checkpoint(str(path))
+    except (ValueError, RuntimeError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointUnreadable(f"cannot read checkpoint {path}: {first}") from None
+
+
+def load_network_weights(net: nn.Cell, path: str | Path) -> None:
+    """Load the network's parameters from a checkpoint (a training checkpoint also holds optimizer state, which
+    is left out); every parameter of `net` must be there with its shape."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {str(path)!r} does not exist")
+    params = read_checkpoint(path)
+    wanted = {p.name: p for p in net.get_parameters()}
+    picked = {k: v for k, v in params.items() if k in wanted}
+    missing = sorted(set(wanted) - set(picked))
+    shapes = [k for k, v in picked.items() if tuple(v.shape) != tuple(wanted[k].shape)]
+    if missing or shapes:
+        raise ConfigError(
+            f"checkpoint {path} does not fit this network: {len(missing)} parameters missing"
+            + (f" (e.g. {', '.join(missing[:3])})" if missing else "")
+            + (f", {len(shapes)} with other shapes (e.g. {', '.join(shapes[:3])})" if shapes else "")
+        )
+    ms.load_param_into_net(net, picked, strict_load=True)
+
+
+def network_from_spec(spec: Mapping) -> EmbeddingNet:
+    """A fresh network with the architecture and input size a (checked) sidecar describes."""
+    model = spec["model"]
+    return build_network(model["backbone"], model["head"], int(spec["preprocess"]["image_size"]))
+
+
+def load_model(ckpt: str | Path) -> tuple[EmbeddingNet, dict]:
+    """(network with the checkpoint's weights, in inference mode; its sidecar) of a checkpoint written by facenet."""
+    ckpt = Path(ckpt).expanduser()
+    if not ckpt.is_file():
+        raise ConfigError(f"checkpoint {str(ckpt)!r} does not exist")
+    if not sidecar(ckpt).is_file():
+        raise ConfigError(f"{ckpt} has no sidecar {sidecar(ckpt).name}: its architecture and preprocessing are "
+                          "unknown; use a checkpoint written by facenet")  # fmt: skip
+    spec = read_spec(ckpt)
+    net = network_from_spec(spec)
+    load_network_weights(net, ckpt)
+    net.set_train(False)
+    return net, spec

@@ -1,0 +1,156 @@
+"""`build_training(cfg)`: the parts of a training run (data and its sharding, network, loss, optimiser, compiled
+step, evaluation pairs), built from config in one place. The training loop, the benchmarks and the tests use it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import mindspore as ms
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from facenet.data.datasets import TrainSet
+from facenet.data.images import EvalTransform, TrainTransform
+from facenet.data.pairs import PairSet
+from facenet.data.pipeline import BadImages, train_batches
+from facenet.errors import ConfigError
+from facenet.evaluation.protocols import VerificationProtocol
+from facenet.losses.base import EmbeddingLoss
+from facenet.models.build import build_network
+from facenet.models.embedding import EmbeddingNet, count_parameters
+from facenet.models.io import load_network_weights
+from facenet.runtime import mixed_precision, world
+from facenet.training.optim import build_optimizer
+from facenet.training.step import TrainStep
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Training:
+    """What `build_training` returns: everything a training run is made of."""
+
+    cfg: DictConfig
+    data: TrainSet  # the whole training set
+    table: pd.DataFrame  # the images this rank trains on (id, name, class, path)
+    sampler: Any  # PKSampler or TripletSampler: epoch_indices(epoch), steps, batch_size, layout
+    protocol: VerificationProtocol
+    pairs: PairSet
+    net: EmbeddingNet
+    step: TrainStep  # network + loss + optimiser: saving it saves everything a resume needs
+    lr: np.ndarray  # learning rate per global step
+    augment: TrainTransform
+    eval_transform: EvalTransform
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def loss(self) -> EmbeddingLoss:
+        return self.step.loss
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.sampler.steps
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 evaluates, tracks and writes checkpoints (every rank holds the same weights)."""
+        return self.rank == 0
+
+    def batches(self, epoch: int, skip: int = 0, bad: BadImages | None = None) -> Iterator[tuple]:
+        """Epoch `epoch`'s (images, labels) batches from batch `skip` on, built ahead by the data workers."""
+        paths, classes = self.table["path"].tolist(), self.table["class"].to_numpy()
+        return train_batches(paths, classes, self.sampler, self.augment, self.cfg.hardware.data_workers,
+                             self.cfg.seed, epoch, skip, bad)  # fmt: skip
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range checks the schema's types cannot express, before any data is touched."""
+    checks = {
+        "epochs": (cfg.epochs, 1),
+        "train.eval_every": (cfg.train.eval_every, 1),
+        "train.ckpt_every": (cfg.train.ckpt_every, 1),
+        "train.keep_checkpoint_max": (cfg.train.keep_checkpoint_max, 1),
+        "preprocess.image_size": (cfg.preprocess.image_size, 8),
+        "hardware.data_workers": (cfg.hardware.data_workers, 1),
+        "train.max_bad_images": (cfg.train.max_bad_images, 0),
+    }
+    if cfg.train.max_minutes is not None:
+        checks["train.max_minutes"] = (cfg.train.max_minutes, 1e-9)
+    if cfg.train.steps_per_epoch is not None:
+        checks["train.steps_per_epoch"] = (cfg.train.steps_per_epoch, 1)
+    bad = [f"{key}={value} (must be >= {low})" for key, (value, low) in checks.items() if value < low]
+    if bad:
+        raise ConfigError("invalid settings: " + ", ".join(bad))
+
+
+def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, VerificationProtocol, PairSet]:
+    """(training set, this rank's share of it, its batch sampler, evaluation protocol, evaluation pairs).
+
+    Data parallel: each rank samples its own identities (class % ranks == rank) with the same step count.
+    """
+    # generating a synthetic set (once, cached) is a process pool: all cores, whatever the pipeline's thread count
+    data = instantiate(cfg.dataset).load(os.cpu_count() or 1)
+    protocol = instantiate(cfg.eval)
+    pairs = protocol.load(os.cpu_count() or 1)
+    rank, size = world()
+    table = data.table
+    sampler = instantiate(cfg.batch)(table, steps_per_epoch=cfg.train.steps_per_epoch, seed=cfg.seed)
+    if size > 1:
+        table = table[table["class"] % size == rank].reset_index(drop=True)
+        per_rank = cfg.train.steps_per_epoch or max(1, sampler.steps // size)
+        sampler = instantiate(cfg.batch)(table, steps_per_epoch=per_rank, seed=cfg.seed + rank)
+        log.info("rank %d of %d: %d images of %d identities, %d steps/epoch, global batch %d", rank, size,
+                 len(table), table["class"].nunique(), per_rank, size * sampler.batch_size)  # fmt: skip
+    return data, table, sampler, protocol, pairs
+
+
+def build_model(cfg: DictConfig) -> EmbeddingNet:
+    """The embedding network: initialised (`init_std`), or with a checkpoint's weights if `ckpt` is set (a warm
+    start; the optimiser starts fresh)."""
+    net = build_network(cfg.backbone, cfg.head, cfg.preprocess.image_size, cfg.init_std)
+    if cfg.ckpt:
+        load_network_weights(net, cfg.ckpt)
+        log.info("initial weights from %s (optimizer state starts fresh)", cfg.ckpt)
+    return net
+
+
+def build_step(cfg: DictConfig, net: EmbeddingNet, steps_per_epoch: int, miner=None) -> tuple[TrainStep, np.ndarray]:
+    """The compiled training step (network, loss with `miner` or the configured one, optimiser) and the learning
+    rate of every global step."""
+    lr = instantiate(cfg.lr_schedule)(epochs=cfg.epochs, steps_per_epoch=steps_per_epoch)
+    optimizer = build_optimizer(instantiate(cfg.optimizer), net, lr)
+    loss = instantiate(cfg.loss, miner=miner if miner is not None else instantiate(cfg.miner))
+    if cfg.hardware.mine_global_batch and world()[1] == 1:
+        raise ConfigError("hardware.mine_global_batch=true needs data-parallel ranks (hardware=cpu_dp/gpu_dp/...)")
+    step = TrainStep(net, loss, optimizer, cfg.hardware.mine_global_batch)
+    step.set_train(True)
+    return step, lr
+
+
+def build_training(cfg: DictConfig) -> Training:
+    """Every part of a training run, in the order that makes a seeded run reproducible."""
+    validate(cfg)
+    ms.set_seed(cfg.seed)
+    data, table, sampler, protocol, pairs = build_data(cfg)
+    miner = instantiate(cfg.miner)
+    if miner.layout != "pk" and miner.layout != sampler.layout:
+        raise ConfigError(f"miner={type(miner).__name__} needs batch={miner.layout}, not batch={sampler.layout}")
+    log.info(
+        "training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d images (%s)",
+        len(data), data.num_identities, data.root, len(pairs), sampler.steps, sampler.batch_size, sampler.layout,
+    )  # fmt: skip
+    net = build_model(cfg)
+    eval_transform = EvalTransform(protocol.input_size(net), protocol.center_crop)
+    net = mixed_precision(net, cfg.hardware.amp_level, cfg.hardware.device)
+    log.info("network: %s, %.2fM parameters", cfg.backbone._target_.rsplit(".", 1)[-1], count_parameters(net) / 1e6)
+    step, lr = build_step(cfg, net, sampler.steps, miner)
+    augment = TrainTransform(int(cfg.preprocess.image_size), **OmegaConf.to_container(cfg.augment))
+    rank, size = world()
+    return Training(cfg, data, table, sampler, protocol, pairs, net, step, lr, augment, eval_transform, rank, size)
