@@ -162,7 +162,7 @@ def _schema_literals(schema) -> dict[str, object]:
 
 
 def test_schemas_carry_types_not_values():
-    """Every value lives in conf/; a schema default beside it would drift (lr, epochs and the margin once did)."""
+    """Every value lives in conf/: a schema default beside it would be a second value, free to drift."""
     from facenet.config.schema import SCHEMAS, AugmentConf, Config, ExportConf, PreprocessConf, TrainConf
 
     schemas = [s for nodes in SCHEMAS.values() for s in nodes.values()]
@@ -234,7 +234,7 @@ def _option_values() -> dict[str, dict]:
 
 def test_library_defaults_agree_with_the_config():
     """A facenet class's keyword default is never a second, different value for what every option of the config
-    sets to one value (the triplet margin's default was 0.5 while the config said 0.2)."""
+    sets to one value: a reader of the class would take it for the value runs use."""
     from omegaconf import OmegaConf
 
     values: dict[tuple[str, str], set] = {}

@@ -1,8 +1,8 @@
 """Input pipelines: P x K training batches with augmentation, and ordered evaluation batches.
 
 Whole batches are built ahead by worker threads (decoding and OpenCV release the GIL) and handed over in order.
-This replaced `mindspore.dataset.GeneratorDataset`: on 2 cores its per-row machinery cost more than the decoding
-itself (end to end 0.83 vs 0.90 of compute-only for the default network, same batches; bench/NOTES.md).
+Not `mindspore.dataset.GeneratorDataset`: on 2 cores its per-row machinery costs more than the decoding itself
+(end to end 0.83 vs 0.90 of compute-only for the default network, same batches; bench/NOTES.md).
 """
 
 from __future__ import annotations

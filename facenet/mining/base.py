@@ -31,7 +31,7 @@ class Miner(nn.Cell):
     Miners that choose at most one negative per (anchor, positive) set `one_negative` and implement
     `negatives(dist, pos, neg) -> (index, valid)`, both (B, B): the negative chosen for (a, p) and 1 where (a, p) is
     a selected triplet. The loss then works on (B, B) arrays instead of (B, B, B) ones (bench/NOTES.md: the dense
-    form was a fifth of the default network's step), and their mask is derived from it (`one_negative_mask`).
+    form costs a fifth of the default network's step), and their mask is derived from it (`one_negative_mask`).
     """
 
     layout = "pk"

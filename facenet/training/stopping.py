@@ -32,8 +32,7 @@ class StopSignals:
 
     def rearm(self) -> None:
         """Install the handlers again: MindSpore components can set C-level handlers of their own (its
-        `mindspore.dataset` pipeline did: Python still reported ours, but SIGTERM no longer reached it). Cheap, so
-        done every step."""
+        `mindspore.dataset` pipeline does, and SIGTERM then never reaches ours). Cheap, so done every step."""
         if self.previous and self.received is None:
             for sig in self.previous:
                 signal.signal(sig, self._handle)
