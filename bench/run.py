@@ -3,7 +3,8 @@
     .venv/bin/python bench/run.py [--cases default,resnet18_112,resnet50_224] [--repeats 5] [--quick]
                                   [--set hardware.cpu_threads=1 ...] [--json bench/results.json]
 
-For each case (a config: the default run, ResNet-18 at 112x112, ResNet-50 at 224x224) a fresh process measures,
+For each case (a config: the default run, ResNet-18 at 112x112, ResNet-50 at 224x224, the fine-tuning step of
+experiment=finetune on Inception-ResNet-v1 at 160x160) a fresh process measures,
 with the settings `python run.py` applies:
 - train img/s, compute only: the compiled training step (forward, mining + loss, backward, Adam) on in-memory batches;
 - train img/s, end to end: the same step fed by the training pipeline (JPEG decoding, augmentation, P x K batches)
@@ -13,7 +14,7 @@ with the settings `python run.py` applies:
   (every miner; the table shows the configured one and the most expensive);
 - first step: wall time of the first step (graph compilation + one step) over a steady step;
 - peak RSS of the process.
-If PyTorch is installed (`pip install -e .[bench]`, CPU build 2.13.0), a second process runs the same networks in
+If PyTorch is installed (`pip install -e .[bench]`, CPU build 2.13.0), a second process runs the same ResNets in
 PyTorch eager (channels_last, all cores) for the train and eval columns, and one 3x3 convolution (ResNet-18's first
 stage at 112x112, batch 64) is timed pass by pass in both frameworks: the measured limit behind the ratios.
 
@@ -49,7 +50,13 @@ CASES: dict[str, tuple[str, list[str], tuple[int, int]]] = {
         ["backbone=resnet50", "preprocess.image_size=224", "batch.identities=8", "batch.images_per_identity=4"],
         (2, 1),
     ),
+    "finetune_irv1_160": (  # experiment=finetune's step (stages frozen, batch norm frozen), random weights
+        "finetune: inception_resnet_v1 @160, 10x4",
+        ["experiment=finetune", "ckpt=null", "eval=synthetic", "~also_eval.lfw"],
+        (4, 2),
+    ),
 }
+TORCH_TWINS = {"default", "resnet18_112", "resnet50_224"}  # cases bench/torch_reference.py can build
 CONV = {"batch": 64, "channels": 64, "size": 28, "kernel": 3}  # ResNet-18 stage 1 at 112x112 input
 MINERS = ("batch_all", "batch_hard", "semi_hard")
 
@@ -547,9 +554,9 @@ def main() -> int:
     for case in cases:
         print(f"measuring {CASES[case][0]} ...", file=sys.stderr, flush=True)
         row = {"case": case, "mindspore": _run_worker("mindspore", case, args)[0]}
-        if with_torch:
-            row["pytorch"] = _run_worker("torch", case, args)[0]
-        failed += row["mindspore"] is None or (with_torch and row["pytorch"] is None)
+        twin = with_torch and case in TORCH_TWINS
+        row["pytorch"] = _run_worker("torch", case, args)[0] if twin else None
+        failed += row["mindspore"] is None or (twin and row["pytorch"] is None)
         results.append(row)
     print("measuring one convolution ...", file=sys.stderr, flush=True)
     ms_conv, verbose = _run_worker("mindspore_conv", "", args, env={"ONEDNN_VERBOSE": "1"})

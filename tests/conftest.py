@@ -16,9 +16,13 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def runtime():
+def runtime(tmp_path_factory):
+    """MindSpore on the CPU; the model cache (`pretrained:` conversions) in a session folder, for subprocesses too."""
+    import os
+
     from facenet.runtime import init_runtime
 
+    os.environ["FACENET_CACHE"] = str(tmp_path_factory.mktemp("facenet-cache"))
     init_runtime("CPU", 0, "GRAPH")
 
 

@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facenet.align import TEMPLATE_112, align_face, pick_face
+from facenet.align import TEMPLATE_112, align_face, box_crop, check_style, pick_face
+from facenet.errors import ConfigError, DataError
 from tests.conftest import ROOT, shared_data
 
 
@@ -35,6 +36,24 @@ def test_alignment_undoes_a_known_similarity_transform():
     eye_gap = TEMPLATE_112[1, 0] - TEMPLATE_112[0, 0]
     cols = np.flatnonzero(wider[52].max(axis=1) > 200)
     assert cols.max() - cols.min() == pytest.approx(eye_gap / 1.5, abs=4)
+
+
+def test_box_crop_grows_the_box_by_the_margin_and_clips_at_the_border():
+    """davidsandberg's crop: margin/2 added on every side, clipped to the image, then resized."""
+    img = np.zeros((100, 120, 3), np.uint8)
+    img[:, :, 0] = np.arange(120, dtype=np.uint8)[None, :]  # red = column index
+    img[:, :, 1] = np.arange(100, dtype=np.uint8)[:, None]  # green = row index
+    crop = box_crop(img, (30, 20, 40, 50), size=56, margin=16)  # box x 30..70, y 20..70 -> 22..78, 12..78
+    assert crop.shape == (56, 56, 3)
+    assert np.array_equal(crop, cv2.resize(img[12:78, 22:78], (56, 56), interpolation=cv2.INTER_LINEAR))
+    edge = box_crop(img, (5, 90, 30, 30), size=20, margin=32)  # x 5-16 < 0 -> 0; y to 136 > 100 -> 100
+    assert np.array_equal(edge, cv2.resize(img[74:100, 0:51], (20, 20), interpolation=cv2.INTER_LINEAR))
+    with pytest.raises(DataError, match="outside"):
+        box_crop(img, (200, 200, 10, 10))
+    with pytest.raises(ConfigError, match="five_point takes a fraction"):
+        check_style("five_point", 32)
+    with pytest.raises(ConfigError, match="style must be one of"):
+        check_style("tight", 0)
 
 
 def test_pick_face():

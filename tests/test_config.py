@@ -108,6 +108,15 @@ def test_yaml_unknown_key_rejected(tmp_path):
 
 EXPERIMENT_REQUIRED = {
     "seed_vggface2": ["dataset.root=/x", "eval.root=/x", "eval.pairs=/x/pairs.txt"],
+    # ckpt=null: the published weights are converted in tests/test_pretrained.py (slow)
+    "finetune": [
+        "dataset.root=/x",
+        "eval.root=/x",
+        "eval.pairs=/x/p.txt",
+        "also_eval.lfw.root=/x",
+        "also_eval.lfw.pairs=/x/p.txt",
+        "ckpt=null",
+    ],
 }
 
 
@@ -138,6 +147,23 @@ def test_facenet_paper_experiment(compose_cfg):
     cfg = compose_cfg("experiment=facenet_paper")
     assert cfg.miner._target_.endswith("SemiHardMiner") and cfg.loss.squared is True and cfg.loss.margin == 0.2
     assert cfg.embedding_size == 128 and cfg.preprocess.image_size == 160
+
+
+def test_finetune_experiment_builds_the_published_network_and_feeds_it_as_trained(compose_cfg):
+    """What experiment=finetune composes is what pretrained:casia-webface's sidecar describes (else the warm start
+    would not fit, or would be fed otherwise than the model was trained)."""
+    from omegaconf import OmegaConf
+
+    from facenet.models.pretrained import lookup
+
+    cfg = compose_cfg("experiment=finetune", *EXPERIMENT_REQUIRED["finetune"][:-1])
+    entry = lookup(cfg.ckpt)
+    model = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("backbone", "head")}
+    assert model == entry.model and cfg.embedding_size == entry.embedding_size
+    preprocess = OmegaConf.to_container(cfg.preprocess, resolve=True)
+    assert {k: preprocess[k] for k in ("image_size", "normalize", "align")} == \
+        {k: entry.preprocess[k] for k in ("image_size", "normalize", "align")}  # fmt: skip
+    assert cfg.train.eval_at_start and cfg.finetune.bn == "frozen" and "lfw" in cfg.also_eval
 
 
 # ---------------------------------------------------------------- one source for every value

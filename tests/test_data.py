@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facenet.data.images import EvalTransform, TrainTransform, read_image
+from facenet.data.images import EvalTransform, TrainTransform, normalization, read_image, to_input
 from facenet.data.index import index_folder, read_index_csv
 from facenet.data.pairs import read_pairs
 from facenet.data.sampler import PKSampler
 from facenet.data.synthetic import generate_eval, generate_train
-from facenet.errors import DataError
+from facenet.errors import ConfigError, DataError
 from tests.conftest import write_faces
 
 
@@ -87,6 +87,21 @@ def test_transforms_shape_range_and_determinism():
     assert np.array_equal(crop, EvalTransform(32)(np.ascontiguousarray(img[10:40, 5:35])))
     no_aug = TrainTransform(32, hflip=False, max_shift=0.0, random_interpolation=False)
     assert np.array_equal(no_aug(img, np.random.default_rng(1)), x)
+
+
+def test_standardisations_by_hand():
+    img = np.array([[[0, 127, 255], [64, 128, 192]]], np.uint8)  # 1x2 RGB
+    values = img.astype(np.float64)
+    unit, fixed, white = (to_input(img, n) for n in ("unit", "fixed", "prewhiten"))
+    assert unit.shape == (3, 1, 2) and np.allclose(unit.transpose(1, 2, 0), (values - 127.5) / 127.5)
+    assert np.allclose(fixed.transpose(1, 2, 0), (values - 127.5) / 128.0)
+    assert np.allclose(white.transpose(1, 2, 0), (values - values.mean()) / values.std(), atol=1e-6)
+    flat = np.full((2, 2, 3), 9, np.uint8)  # zero spread: divided by 1/sqrt(12), not by 0
+    assert np.array_equal(to_input(flat, "prewhiten"), np.zeros((3, 2, 2), np.float32))
+    assert np.allclose(EvalTransform(2, normalize="fixed")(img.repeat(2, axis=0)), fixed.repeat(2, axis=1))
+    assert normalization("(x - 127.5) / 127.5") == "unit" and normalization("fixed") == "fixed"
+    with pytest.raises(ConfigError, match="unknown input standardisation 'zscore'"):
+        to_input(img, "zscore")
 
 
 def write_pairs(path, lines, header="2\t1"):

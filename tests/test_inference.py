@@ -232,3 +232,25 @@ def test_mismatched_model_card_and_faceless_photos_are_refused(exported, faces, 
     noise = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
     with pytest.raises(DataError, match="no face found in an array"):
         model.embed([noise])
+
+
+def test_cli_calibrate_records_the_threshold_verify_then_uses(trained_ckpt, faces, tmp_path, capsys):
+    import shutil
+
+    from facenet.calibration import calibrate_embeddings
+    from facenet.cli import main
+    from facenet.inference import gallery_listing
+
+    ckpt, _ = trained_ckpt
+    model = tmp_path / "m.ckpt"
+    shutil.copy(ckpt, model)
+    shutil.copy(ckpt.with_suffix(".json"), model.with_suffix(".json"))
+    assert main(["calibrate", str(faces), "--model", str(model), "--far", "0.05"]) == 0
+    assert "recorded in" in capsys.readouterr().out
+    paths, labels, _ = gallery_listing(faces)
+    expected = calibrate_embeddings(Embedder.from_pretrained(model).embed(paths), labels, 0.05)
+    recorded = json.loads(model.with_suffix(".json").read_text())["calibration"]
+    assert recorded["threshold"] == pytest.approx(expected.threshold) and recorded["far"] <= 0.05
+    reloaded = Embedder.from_pretrained(model)
+    assert reloaded.threshold == pytest.approx(expected.threshold)
+    assert reloaded.threshold != json.loads(ckpt.with_suffix(".json").read_text())["metrics"]["threshold"]

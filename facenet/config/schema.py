@@ -103,8 +103,16 @@ class LfwEvalConf(EvalProtocolConf):
 
 
 @dataclass
+class AlignConf:
+    style: str | None = MISSING
+    margin: float = MISSING
+
+
+@dataclass
 class PreprocessConf:
     image_size: int = MISSING
+    normalize: str = MISSING
+    align: AlignConf = field(default_factory=AlignConf)
 
 
 @dataclass
@@ -264,11 +272,19 @@ class TripletBatchConf:
 @dataclass
 class TrainConf:
     steps_per_epoch: int | None = MISSING
+    eval_at_start: bool = MISSING
     eval_every: int = MISSING
     ckpt_every: int = MISSING
     keep_checkpoint_max: int = MISSING
     max_minutes: float | None = MISSING
     max_bad_images: int = MISSING
+
+
+@dataclass
+class FinetuneConf:
+    freeze: list[str] = MISSING
+    bn: str = MISSING
+    backbone_lr_scale: float = MISSING
 
 
 @dataclass
@@ -295,11 +311,13 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     preprocess: PreprocessConf = field(default_factory=PreprocessConf)
     augment: AugmentConf = field(default_factory=AugmentConf)
+    finetune: FinetuneConf = field(default_factory=FinetuneConf)
     export: ExportConf = field(default_factory=ExportConf)
     backbone: Any = MISSING
     head: Any = MISSING
     dataset: Any = MISSING
     eval: Any = MISSING
+    also_eval: dict[str, Any] = MISSING
     miner: Any = MISSING
     loss: Any = MISSING
     optimizer: Any = MISSING

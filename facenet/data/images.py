@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facenet.errors import DataError
+from facenet.errors import ConfigError, DataError
+
+# Input standardisations, by name (the name travels in every checkpoint's sidecar and model card)
+NORMALIZATIONS = {
+    "unit": "(x - 127.5) / 127.5",  # to [-1, 1]: this project's models and the reference recipe
+    "fixed": "(x - 127.5) / 128",  # davidsandberg's 2018 models ("fixed image standardization")
+    "prewhiten": "(x - mean) / max(std, 1 / sqrt(size)), per image",  # his 2017 models
+}
 
 
 def read_image(path: str) -> np.ndarray:
@@ -22,9 +29,30 @@ def read_image(path: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def to_input(img: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 RGB -> 3xHxW float32 in [-1, 1], the network's input convention."""
-    return ((img.astype(np.float32) - 127.5) / 127.5).transpose(2, 0, 1)
+def normalization(value: str) -> str:
+    """The name of a standardisation, from its name or its formula (sidecars written before names were used
+    carry the formula)."""
+    if value in NORMALIZATIONS:
+        return value
+    by_formula = {formula: name for name, formula in NORMALIZATIONS.items()}
+    if value in by_formula:
+        return by_formula[value]
+    raise ConfigError(f"unknown input standardisation {value!r}: expected one of {sorted(NORMALIZATIONS)}")
+
+
+def to_input(img: np.ndarray, normalize: str = "unit") -> np.ndarray:
+    """HxWx3 uint8 RGB -> 3xHxW float32, standardised as `normalize` says (see NORMALIZATIONS)."""
+    x = img.astype(np.float32)
+    if normalize == "unit":
+        x = (x - 127.5) / 127.5
+    elif normalize == "fixed":
+        x = (x - 127.5) / 128.0
+    elif normalize == "prewhiten":
+        mean, std = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
+        x = (x - mean) / max(std, 1.0 / np.sqrt(x.size))
+    else:
+        raise ConfigError(f"unknown input standardisation {normalize!r}: expected one of {sorted(NORMALIZATIONS)}")
+    return x.transpose(2, 0, 1)
 
 
 def resize(img: np.ndarray, size: int, interpolation: int | None = None) -> np.ndarray:
@@ -38,11 +66,13 @@ def resize(img: np.ndarray, size: int, interpolation: int | None = None) -> np.n
 
 @dataclass(frozen=True)
 class EvalTransform:
-    """Deterministic preprocessing: [central `center_crop` x `center_crop` box], resize to `image_size`, scale to
-    [-1, 1]. The crop serves unaligned LFW-style images (e.g. the central 150x150 of a 250x250 LFW photo)."""
+    """Deterministic preprocessing: [central `center_crop` x `center_crop` box], resize to `image_size`,
+    standardise (`normalize`). The crop serves unaligned LFW-style images (e.g. the central 150x150 of a 250x250 LFW
+    photo)."""
 
     image_size: int
     center_crop: int | None = None
+    normalize: str = "unit"
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         if self.center_crop:
@@ -50,7 +80,7 @@ class EvalTransform:
             c = min(self.center_crop, h, w)
             y, x = (h - c) // 2, (w - c) // 2
             img = img[y : y + c, x : x + c]
-        return to_input(resize(img, self.image_size))
+        return to_input(resize(img, self.image_size), self.normalize)
 
 
 _INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA, cv2.INTER_LANCZOS4)
@@ -67,6 +97,7 @@ class TrainTransform:
     hflip: bool
     max_shift: float
     random_interpolation: bool
+    normalize: str = "unit"
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         interp = _INTERPOLATIONS[rng.integers(len(_INTERPOLATIONS))] if self.random_interpolation else None
@@ -78,4 +109,4 @@ class TrainTransform:
             img = img[y : y + self.image_size, x : x + self.image_size]
         if self.hflip and rng.random() < 0.5:
             img = img[:, ::-1]
-        return to_input(np.ascontiguousarray(img))
+        return to_input(np.ascontiguousarray(img), self.normalize)

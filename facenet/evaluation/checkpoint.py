@@ -13,7 +13,14 @@ from omegaconf import DictConfig
 from facenet.data.images import EvalTransform
 from facenet.errors import ConfigError
 from facenet.evaluation.report import evaluate_and_log
-from facenet.models.io import load_network_weights, model_spec, network_from_spec, read_spec, sidecar
+from facenet.models.io import (
+    load_network_weights,
+    model_spec,
+    network_from_spec,
+    read_spec,
+    resolve_checkpoint,
+    sidecar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +30,8 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker, preprocess_set:
     preprocessing. `preprocess_set`: the config sets `preprocess.image_size` itself (a command-line override or an
     experiment) rather than inheriting the dataset's default; a value other than the checkpoint's is refused."""
     if not cfg.ckpt:
-        raise ConfigError("task=eval needs a checkpoint: add ckpt=PATH/TO/file.ckpt")
-    ckpt = Path(cfg.ckpt).expanduser()
+        raise ConfigError("task=eval needs a checkpoint: add ckpt=PATH/TO/file.ckpt (or ckpt=pretrained:NAME)")
+    ckpt = resolve_checkpoint(cfg.ckpt)
     if not ckpt.is_file():
         raise ConfigError(f"checkpoint {str(ckpt)!r} does not exist")
     if sidecar(ckpt).is_file():
@@ -43,7 +50,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker, preprocess_set:
     load_network_weights(net, ckpt)
     protocol = instantiate(cfg.eval)
     pairs = protocol.load(os.cpu_count() or 1)  # generation (once, cached) uses every core
-    transform = EvalTransform(protocol.input_size(net), protocol.center_crop)
+    transform = EvalTransform(protocol.input_size(net), protocol.center_crop, spec["preprocess"]["normalize"])
     metrics = evaluate_and_log(net, pairs, protocol, transform, cfg.hardware.data_workers, tracker, 0, run_dir / "eval")
     log.info("verification report for %s:\n%s", ckpt, (run_dir / "eval" / "report.txt").read_text().rstrip())
     return metrics

@@ -28,7 +28,12 @@ def evaluate_and_log(net, pairs: PairSet, protocol: VerificationProtocol, transf
     scalars = report.scalars()
     tracker.log_metrics({f"{prefix}/{k}": v for k, v in scalars.items()}, step)
     out_dir.mkdir(parents=True, exist_ok=True)
-    applied = {"image_size": transform.image_size, "center_crop": transform.center_crop, "flip_tta": protocol.flip_tta}
+    applied = {
+        "image_size": transform.image_size,
+        "center_crop": transform.center_crop,
+        "flip_tta": protocol.flip_tta,
+        "normalize": transform.normalize,
+    }
     (out_dir / "report.json").write_text(json.dumps({**report.to_dict(), "preprocess": applied}, indent=1))
     (out_dir / "report.txt").write_text(report.table() + "\n")
     roc_plot(report, out_dir / "roc.png")

@@ -1,8 +1,11 @@
 """Inception-ResNet-v1 (Szegedy et al., 2016), the classic FaceNet backbone of davidsandberg/facenet.
 
-160x160 input -> 1792 x 3 x 3 map; with `head=pool_linear` (dropout, 512-d, batch norm) it is davidsandberg's model.
+160x160 input -> 1792 x 3 x 3 map; with `head=facenet` (dropout, 512-d, batch norm) it is davidsandberg's model.
 Blocks are scaled residuals (0.17, 0.10, 0.20) as in his `inception_resnet_v1.py`: `repeats` = (A, B, C) blocks,
-followed by one final unscaled, non-activated Inception-ResNet-C block.
+followed by one final unscaled, non-activated Inception-ResNet-C block. Stages, branches and concatenation order
+follow his graph (scopes `Conv2d_1a_3x3` ... `Repeat/block35_k`, `Mixed_6a`, `Repeat_1/block17_k`, `Mixed_7a`,
+`Repeat_2/block8_k`, `Block8`), so his weights load one to one (`facenet.models.pretrained`); the stage names
+(`stem`, `block35`, `mixed_6a`, `block17`, `mixed_7a`, `block8`, `block8_last`) are what `finetune.freeze` names.
 """
 
 from __future__ import annotations
@@ -75,21 +78,21 @@ class InceptionResNetV1(nn.Cell):
             nn.MaxPool2d(3, 2, pad_mode="valid"), _conv(64, 80, 1), _conv(80, 192, 3, valid=True),
             _conv(192, 256, 3, 2, valid=True),
         ])  # fmt: skip
-        reduction_a = _Concat([
-            nn.MaxPool2d(3, 2, pad_mode="valid"),
+        self.block35 = nn.SequentialCell([block35() for _ in range(a)])
+        self.mixed_6a = _Concat([
             _conv(256, 384, 3, 2, valid=True),
             nn.SequentialCell([_conv(256, 192, 1), _conv(192, 192, 3), _conv(192, 256, 3, 2, valid=True)]),
-        ])  # fmt: skip
-        reduction_b = _Concat([
             nn.MaxPool2d(3, 2, pad_mode="valid"),
+        ])  # fmt: skip
+        self.block17 = nn.SequentialCell([block17() for _ in range(b)])
+        self.mixed_7a = _Concat([
             nn.SequentialCell([_conv(896, 256, 1), _conv(256, 384, 3, 2, valid=True)]),
             nn.SequentialCell([_conv(896, 256, 1), _conv(256, 256, 3, 2, valid=True)]),
             nn.SequentialCell([_conv(896, 256, 1), _conv(256, 256, 3), _conv(256, 256, 3, 2, valid=True)]),
+            nn.MaxPool2d(3, 2, pad_mode="valid"),
         ])  # fmt: skip
-        self.body = nn.SequentialCell(
-            [block35() for _ in range(a)] + [reduction_a] + [block17() for _ in range(b)] + [reduction_b]
-            + [block8() for _ in range(c)] + [block8(relu=False)]
-        )  # fmt: skip
+        self.block8 = nn.SequentialCell([block8() for _ in range(c)])
+        self.block8_last = block8(relu=False)
         self.out_channels = 1792
 
     def feature_size(self, image_size: int) -> tuple[int, int]:
@@ -104,4 +107,5 @@ class InceptionResNetV1(nn.Cell):
         return s, s
 
     def construct(self, x):
-        return self.body(self.stem(x))
+        x = self.block17(self.mixed_6a(self.block35(self.stem(x))))
+        return self.block8_last(self.block8(self.mixed_7a(x)))

@@ -12,6 +12,7 @@ import mindspore as ms
 from mindspore import nn
 from omegaconf import DictConfig, OmegaConf
 
+from facenet.data.images import normalization
 from facenet.errors import ConfigError
 from facenet.models.build import build_network
 from facenet.models.embedding import EmbeddingNet
@@ -35,8 +36,9 @@ def model_spec(cfg: DictConfig) -> dict:
         "preprocess": {
             "image_size": int(cfg.preprocess.image_size),
             "channel_order": "RGB",
-            "normalize": "(x - 127.5) / 127.5",
+            "normalize": normalization(cfg.preprocess.normalize),
             "layout": "NCHW",
+            "align": OmegaConf.to_container(cfg.preprocess.align, resolve=True),
         },
         "embedding_size": int(cfg.embedding_size),
     }
@@ -56,6 +58,7 @@ def read_spec(ckpt: str | Path) -> dict:
     bad = [t for t in targets if not str(t).startswith(ALLOWED_TARGETS)]
     if bad or size < 1:
         raise ConfigError(f"{path} names classes outside {ALLOWED_TARGETS} or a bad image size: {bad or size}")
+    spec["preprocess"]["normalize"] = normalization(spec["preprocess"].get("normalize", "unit"))
     return spec
 
 
@@ -98,9 +101,20 @@ def network_from_spec(spec: Mapping) -> EmbeddingNet:
     return build_network(model["backbone"], model["head"], int(spec["preprocess"]["image_size"]))
 
 
+def resolve_checkpoint(ref: str | Path) -> Path:
+    """A checkpoint path from what a user typed: `pretrained:<name>` (converted and cached on first use,
+    `facenet.models.pretrained`) or a file path."""
+    if str(ref).startswith("pretrained:"):
+        from facenet.models import pretrained  # it builds on this module
+
+        return pretrained.resolve(str(ref))
+    return Path(ref).expanduser()
+
+
 def load_model(ckpt: str | Path) -> tuple[EmbeddingNet, dict]:
-    """(network with the checkpoint's weights, in inference mode; its sidecar) of a checkpoint written by facenet."""
-    ckpt = Path(ckpt).expanduser()
+    """(network with the checkpoint's weights, in inference mode; its sidecar) of a checkpoint written by facenet,
+    or of `pretrained:<name>`."""
+    ckpt = resolve_checkpoint(ckpt)
     if not ckpt.is_file():
         raise ConfigError(f"checkpoint {str(ckpt)!r} does not exist")
     if not sidecar(ckpt).is_file():

@@ -63,9 +63,9 @@ class CheckpointManager:
             sidecar(old).unlink(missing_ok=True)
         return path
 
-    def save_best(self, cell: nn.Cell, state: TrainState, metrics: dict[str, float]) -> Path:
-        """`best.ckpt`, with the evaluation that made it the best."""
-        info = {"epoch": state.epoch, "step": state.global_step, "metrics": metrics}
+    def save_best(self, cell: nn.Cell, state: TrainState, metrics: dict[str, float], epoch: int) -> Path:
+        """`best.ckpt` after `epoch` (0: the starting weights), with the evaluation that made it the best."""
+        info = {"epoch": epoch, "step": state.global_step, "metrics": metrics}
         return self._write(cell, self.folder / "best.ckpt", info)
 
 

@@ -15,8 +15,9 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from facenet.align import STYLES
 from facenet.data.datasets import TrainSet
-from facenet.data.images import EvalTransform, TrainTransform
+from facenet.data.images import NORMALIZATIONS, EvalTransform, TrainTransform, normalization
 from facenet.data.pairs import PairSet
 from facenet.data.pipeline import BadImages, train_batches
 from facenet.errors import ConfigError
@@ -24,12 +25,22 @@ from facenet.evaluation.protocols import VerificationProtocol
 from facenet.losses.base import EmbeddingLoss
 from facenet.models.build import build_network
 from facenet.models.embedding import EmbeddingNet, count_parameters
-from facenet.models.io import load_network_weights
+from facenet.models.io import load_network_weights, read_spec, resolve_checkpoint, sidecar
 from facenet.runtime import mixed_precision, world
+from facenet.training.finetune import apply_finetune
 from facenet.training.optim import build_optimizer
 from facenet.training.step import TrainStep
 
 log = logging.getLogger(__name__)
+
+ALIGN_STYLES = (None, *STYLES)
+
+
+@dataclass
+class Evaluation:
+    protocol: VerificationProtocol
+    pairs: PairSet
+    transform: EvalTransform
 
 
 @dataclass
@@ -47,6 +58,7 @@ class Training:
     lr: np.ndarray  # learning rate per global step
     augment: TrainTransform
     eval_transform: EvalTransform
+    also_eval: dict[str, Evaluation]  # more protocols, evaluated at the start (train.eval_at_start) and the end
     rank: int = 0
     world_size: int = 1
 
@@ -86,6 +98,16 @@ def validate(cfg: DictConfig) -> None:
     if cfg.train.steps_per_epoch is not None:
         checks["train.steps_per_epoch"] = (cfg.train.steps_per_epoch, 1)
     bad = [f"{key}={value} (must be >= {low})" for key, (value, low) in checks.items() if value < low]
+    if cfg.finetune.backbone_lr_scale <= 0:
+        bad.append(f"finetune.backbone_lr_scale={cfg.finetune.backbone_lr_scale} (must be > 0; to keep the backbone "
+                   "fixed, list its stages in finetune.freeze)")  # fmt: skip
+    if cfg.preprocess.normalize not in NORMALIZATIONS:
+        bad.append(f"preprocess.normalize={cfg.preprocess.normalize} (one of {', '.join(NORMALIZATIONS)})")
+    if cfg.preprocess.align.style not in ALIGN_STYLES:
+        bad.append(f"preprocess.align.style={cfg.preprocess.align.style} (null or one of {', '.join(STYLES)})")
+    clash = sorted(set(cfg.also_eval) & set(RESERVED_PREFIXES))
+    if clash:
+        bad.append(f"also_eval names {clash} (taken by the run's own metrics: {', '.join(RESERVED_PREFIXES)})")
     if bad:
         raise ConfigError("invalid settings: " + ", ".join(bad))
 
@@ -113,19 +135,35 @@ def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, Verificati
 
 def build_model(cfg: DictConfig) -> EmbeddingNet:
     """The embedding network: initialised (`init_std`), or with a checkpoint's weights if `ckpt` is set (a warm
-    start; the optimiser starts fresh)."""
+    start, also `ckpt=pretrained:<name>`; the optimiser starts fresh). A warm start must feed the network as the
+    checkpoint was trained: its image size and standardisation must match `preprocess`."""
     net = build_network(cfg.backbone, cfg.head, cfg.preprocess.image_size, cfg.init_std)
     if cfg.ckpt:
-        load_network_weights(net, cfg.ckpt)
+        ckpt = resolve_checkpoint(cfg.ckpt)
+        load_network_weights(net, ckpt)
+        if sidecar(ckpt).is_file():
+            check_preprocess(cfg, read_spec(ckpt)["preprocess"], str(cfg.ckpt))
         log.info("initial weights from %s (optimizer state starts fresh)", cfg.ckpt)
     return net
+
+
+def check_preprocess(cfg: DictConfig, trained: dict, source: str) -> None:
+    """ConfigError unless `cfg.preprocess` feeds the network as `trained` (a sidecar's preprocess) did."""
+    wanted = {"image_size": int(trained["image_size"]), "normalize": normalization(trained.get("normalize", "unit"))}
+    have = {"image_size": int(cfg.preprocess.image_size), "normalize": normalization(cfg.preprocess.normalize)}
+    differ = [f"preprocess.{k}={wanted[k]}" for k in wanted if wanted[k] != have[k]]
+    if differ:
+        raise ConfigError(f"{source} was trained with {', '.join(differ)}; this run has "
+                          f"{', '.join(f'preprocess.{k}={have[k]}' for k in wanted if wanted[k] != have[k])}: set "
+                          f"{' '.join(differ)} (experiment=finetune does, for pretrained:casia-webface)")  # fmt: skip
 
 
 def build_step(cfg: DictConfig, net: EmbeddingNet, steps_per_epoch: int, miner=None) -> tuple[TrainStep, np.ndarray]:
     """The compiled training step (network, loss with `miner` or the configured one, optimiser) and the learning
     rate of every global step."""
     lr = instantiate(cfg.lr_schedule)(epochs=cfg.epochs, steps_per_epoch=steps_per_epoch)
-    optimizer = build_optimizer(instantiate(cfg.optimizer), net, lr)
+    apply_finetune(net, list(cfg.finetune.freeze), cfg.finetune.bn)
+    optimizer = build_optimizer(instantiate(cfg.optimizer), net, lr, cfg.finetune.backbone_lr_scale)
     loss = instantiate(cfg.loss, miner=miner if miner is not None else instantiate(cfg.miner))
     if cfg.hardware.mine_global_batch and world()[1] == 1:
         raise ConfigError("hardware.mine_global_batch=true needs data-parallel ranks (hardware=cpu_dp/gpu_dp/...)")
@@ -147,10 +185,23 @@ def build_training(cfg: DictConfig) -> Training:
         len(data), data.num_identities, data.root, len(pairs), sampler.steps, sampler.batch_size, sampler.layout,
     )  # fmt: skip
     net = build_model(cfg)
-    eval_transform = EvalTransform(protocol.input_size(net), protocol.center_crop)
+    eval_transform = EvalTransform(protocol.input_size(net), protocol.center_crop, cfg.preprocess.normalize)
+    also = {name: build_evaluation(node, net, cfg.preprocess.normalize) for name, node in cfg.also_eval.items()}
     net = mixed_precision(net, cfg.hardware.amp_level, cfg.hardware.device)
     log.info("network: %s, %.2fM parameters", cfg.backbone._target_.rsplit(".", 1)[-1], count_parameters(net) / 1e6)
     step, lr = build_step(cfg, net, sampler.steps, miner)
-    augment = TrainTransform(int(cfg.preprocess.image_size), **OmegaConf.to_container(cfg.augment))
+    augment = TrainTransform(int(cfg.preprocess.image_size), **OmegaConf.to_container(cfg.augment),
+                             normalize=cfg.preprocess.normalize)  # fmt: skip
     rank, size = world()
-    return Training(cfg, data, table, sampler, protocol, pairs, net, step, lr, augment, eval_transform, rank, size)
+    return Training(cfg, data, table, sampler, protocol, pairs, net, step, lr, augment, eval_transform, also, rank,
+                    size)  # fmt: skip
+
+
+RESERVED_PREFIXES = ("eval", "train", "model", "data", "checkpoints")
+
+
+def build_evaluation(node: DictConfig, net: EmbeddingNet, normalize: str) -> Evaluation:
+    """A protocol of `also_eval`, its pairs and its transform."""
+    protocol = instantiate(node)
+    return Evaluation(protocol, protocol.load(os.cpu_count() or 1),
+                      EvalTransform(protocol.input_size(net), protocol.center_crop, normalize))  # fmt: skip

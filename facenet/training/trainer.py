@@ -16,7 +16,7 @@ from facenet.data.pipeline import BadImages
 from facenet.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from facenet.evaluation.report import evaluate_and_log
 from facenet.models.embedding import count_parameters
-from facenet.models.io import model_spec
+from facenet.models.io import model_spec, resolve_checkpoint, sidecar
 from facenet.runtime import barrier
 from facenet.training.checkpoints import CheckpointManager
 from facenet.training.resume import ResumePoint, restore
@@ -35,6 +35,8 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
     t = build_training(cfg)
     spec = {**model_spec(cfg), "run_id": tracker.run_id}
     ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, spec, enabled=t.is_main)
+    if cfg.ckpt and sidecar(parent := resolve_checkpoint(cfg.ckpt)).is_file():  # what a warm start started from
+        tracker.log_artifact(sidecar(parent), "parent_model")
     if resume is None:
         state = TrainState()
         sizes = {"images": len(t.data), "identities": t.data.num_identities, "eval_pairs": len(t.pairs)}
@@ -66,6 +68,9 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_d
     bad = BadImageReport(cfg.train.max_bad_images, run_dir, tracker)
     first, skip = state.start(steps)
     metrics: dict[str, float] = {}
+    if t.is_main and cfg.train.eval_at_start and state.global_step == 0:  # where a fine-tuning run starts from
+        metrics = evaluate(t, state, ckpts, tracker, run_dir, epoch=0, also=True)
+    before = dict(metrics)
     rate = 0.0
     # under msrun the cluster's own signal handling stays in place (a rank stopping alone would stall the others)
     with StopSignals(enabled=t.world_size == 1) as stop:
@@ -104,14 +109,23 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_d
                          state.global_step, epoch)  # fmt: skip
             last = epoch == cfg.epochs or out_of_time
             if t.is_main and (epoch % cfg.train.eval_every == 0 or last):
-                metrics = evaluate(t, state, ckpts, tracker, run_dir)
+                metrics = evaluate(t, state, ckpts, tracker, run_dir, epoch, also=last)
             if epoch % cfg.train.ckpt_every == 0 or last or stop.received is not None:
                 ckpts.save(t.step, state, metrics)
             if stop.received is not None and not last:
                 raise TrainingInterrupted(f"stopped by {stop.name} after epoch {epoch}; continue with resume=auto")
             if out_of_time:
                 break
+    log_change(before, metrics)
     return metrics
+
+
+def log_change(start: dict[str, float], end: dict[str, float]) -> None:
+    """Accuracy at the start (train.eval_at_start) and at the end, per protocol."""
+    for key in sorted(k for k in start if k == "accuracy" or k.endswith("/accuracy")):
+        if key in end:
+            name = key.rpartition("/")[0] or "eval"
+            log.info("%s: accuracy %.4f -> %.4f (%+.4f)", name, start[key], end[key], end[key] - start[key])
 
 
 def resume_state(t: Training, ckpts: CheckpointManager, point: ResumePoint) -> TrainState:
@@ -154,16 +168,23 @@ def log_window(tracker, t: Training, state: TrainState, rate: float) -> None:
     state.window = []
 
 
-def evaluate(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_dir: Path) -> dict[str, float]:
+def evaluate(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_dir: Path, epoch: int,
+             also: bool = False) -> dict[str, float]:  # fmt: skip
     """Evaluate on the configured pairs (logged under `eval/`); an accuracy above every earlier one is saved as
-    `best.ckpt`."""
-    metrics = evaluate_and_log(t.net, t.pairs, t.protocol, t.eval_transform, t.cfg.hardware.data_workers, tracker,
-                               state.global_step, run_dir / "eval", "eval")  # fmt: skip
-    metrics["epoch"] = state.epoch
+    `best.ckpt` (epoch 0: the starting weights). `also`: the `also_eval` protocols too, under `<name>/`."""
+    workers, step = t.cfg.hardware.data_workers, state.global_step
+    metrics = evaluate_and_log(t.net, t.pairs, t.protocol, t.eval_transform, workers, tracker, step,
+                               run_dir / "eval", "eval")  # fmt: skip
+    metrics["epoch"] = epoch
     if metrics["accuracy"] > state.best_accuracy:
         state.best_accuracy = metrics["accuracy"]
-        ckpts.save_best(t.step, state, metrics)
-        log.info("new best accuracy %.4f at epoch %d", metrics["accuracy"], state.epoch)
+        ckpts.save_best(t.step, state, metrics, epoch)
+        log.info("new best accuracy %.4f at epoch %d", metrics["accuracy"], epoch)
+    for name, e in t.also_eval.items() if also else ():
+        scalars = evaluate_and_log(
+            t.net, e.pairs, e.protocol, e.transform, workers, tracker, step, run_dir / name, name
+        )
+        metrics.update({f"{name}/{k}": v for k, v in scalars.items()})
     return metrics
 
 
