@@ -1,6 +1,6 @@
 """The performance suite: one command, one table, one JSON file.
 
-    .venv/bin/python bench/run.py [--cases default,resnet18_112,resnet50_224] [--repeats 5] [--quick]
+    .venv/bin/python bench/run.py [--cases default,resnet18_112,resnet50_224,finetune_irv1_160] [--repeats 5] [--quick]
                                   [--set hardware.cpu_threads=1 ...] [--json bench/results.json]
 
 For each case (a config: the default run, ResNet-18 at 112x112, ResNet-50 at 224x224, the fine-tuning step of
