@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from facenet import sweeps
 from facenet.config.schema import register
-from facenet.errors import TrainingInterrupted, UserError
+from facenet.errors import RunInterrupted, TrainingInterrupted, UserError
 
 register()
 log = logging.getLogger("facenet")
@@ -26,7 +26,8 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         metrics = run(cfg)
-    except TrainingInterrupted as err:  # SIGTERM / Ctrl-C: stop, the whole sweep too (its parent run is closed KILLED)
+    except (TrainingInterrupted, RunInterrupted) as err:  # SIGTERM / Ctrl-C: stop, the whole sweep too (its parent
+        # run is closed KILLED)
         log.error("%s", err)
         sys.exit(1)
     except (UserError, InstantiationException) as err:
@@ -43,7 +44,14 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    from facenet.interrupts import signal_name, signals_raise
+
+    try:
+        with signals_raise():  # SIGTERM as well as Ctrl-C: an exception, so cleanup runs (facenet/interrupts.py)
+            main()
+    except KeyboardInterrupt as err:  # before or between runs (composing the config, starting up)
+        print(f"interrupted by {signal_name(err)}", file=sys.stderr)
+        sys.exit(1)
     if any(sweeps.failed_jobs):
         log.error("%d sweep job(s) failed (see the summary above)", sum(sweeps.failed_jobs))
         sys.exit(1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from tqdm import tqdm
 
 from facenet.data.images import read_image
 from facenet.data.index import index_folder
-from facenet.errors import ConfigError, DataError
+from facenet.errors import ConfigError, DataError, UserError
+from facenet.interrupts import partial_file, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,8 @@ def _align_one(job: tuple[str, str, int, float, str, float, str]) -> tuple[str, 
     except DataError:
         return "no_face", src
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(dst, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    with partial_file(dst) as tmp:  # a crop is in place whole or not at all
+        cv2.imwrite(str(tmp), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     return "ok", src
 
 
@@ -147,16 +148,43 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     jobs = [(p, str(dst / n / f"{Path(p).stem}.png"), size, margin, pick, min_confidence, style)
             for p, n in zip(table["path"], table["name"], strict=True)]  # fmt: skip
     report = AlignReport()
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        for status, path in tqdm(pool.map(_align_one, jobs, chunksize=8), total=len(jobs), desc="aligning", unit="img"):
-            if status == "ok":
-                report.aligned += 1
-            elif status == "no_face":
-                report.no_face.append(path)
-            else:
-                report.unreadable.append(f"{path}: {status}")
+    try:
+        with worker_pool(workers) as pool:
+            for status, path in tqdm(pool.map(_align_one, jobs, chunksize=8), total=len(jobs), desc="aligning",
+                                     unit="img"):  # fmt: skip
+                if status == "ok":
+                    report.aligned += 1
+                elif status == "no_face":
+                    report.no_face.append(path)
+                else:
+                    report.unreadable.append(f"{path}: {status}")
+    except KeyboardInterrupt:
+        _write_report(dst, report, src, style, size, margin, interrupted_of=len(jobs))
+        raise AlignInterrupted(
+            f"interrupted: {dst} is partial ({report.total} of {len(jobs)} images done, "
+            f"{report.aligned} aligned; {PARTIAL} says so); run again to align them all"
+        ) from None
+    _write_report(dst, report, src, style, size, margin)
+    return report
+
+
+PARTIAL = "ALIGN_INCOMPLETE"  # in an output folder an interrupted alignment left
+
+
+class AlignInterrupted(UserError):
+    """`facenet align` stopped by SIGINT / SIGTERM: the output folder is partial and marked so."""
+
+
+def _write_report(dst: Path, report: AlignReport, src, style: str, size: int, margin: float,
+                  interrupted_of: int | None = None) -> None:  # fmt: skip
     dst.mkdir(parents=True, exist_ok=True)
     lines = [f"aligned {report.aligned} of {report.total} images from {src} ({style}, size {size}, margin {margin})"]
+    if interrupted_of is not None:
+        lines.insert(0, f"INTERRUPTED after {report.total} of {interrupted_of} images: this folder is partial")
     lines += [f"no face: {p}" for p in report.no_face] + [f"unreadable {p}" for p in report.unreadable]
     (dst / "align_report.txt").write_text("\n".join(lines) + "\n")
-    return report
+    marker = dst / PARTIAL
+    if interrupted_of is not None:
+        marker.write_text(lines[0] + "\n")
+    else:
+        marker.unlink(missing_ok=True)

@@ -14,7 +14,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from facenet import sweeps
-from facenet.errors import ConfigError, TrainingInterrupted
+from facenet.config.overrides import check_overrides
+from facenet.data.images import set_max_pixels
+from facenet.errors import ConfigError, RunInterrupted, TrainingInterrupted
+from facenet.interrupts import signal_name, signals_raise
+from facenet.runs import close_stale, owner, write_state
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +27,21 @@ def _run_dir(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path(cfg.output_dir) / "runs" / time.strftime("%Y-%m-%d/%H-%M-%S")
+
+
+def command_line_overrides() -> list[str]:
+    """The overrides typed for this run (a sweep job's: its own values); none when the config was composed in code."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _without_sidecar(ckpt: str | None) -> bool:
+    """A checkpoint file without its sidecar (task=eval then builds the network from the config)."""
+    if not ckpt or str(ckpt).startswith("pretrained:"):
+        return False
+    from facenet.models.io import sidecar
+
+    path = Path(ckpt).expanduser()
+    return path.is_file() and not sidecar(path).is_file()
 
 
 def _eval(cfg: DictConfig, run_dir: Path, tracker, preprocess_set: bool = False) -> dict[str, float]:
@@ -54,17 +73,26 @@ TASKS = {"train": _train, "eval": _eval, "export": _export}
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Run `cfg.task`; the MLflow run is marked FAILED if anything raises."""
+    """Run `cfg.task`; the MLflow run is marked FAILED if anything raises, KILLED if SIGINT / SIGTERM stops it."""
+    with signals_raise():
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> dict[str, float]:
     from facenet.provenance import environment, run_tags
     from facenet.runtime import init_runtime, world
     from facenet.tracking import NullTracker
 
     if cfg.task not in TASKS:
         raise ConfigError(f"task must be one of {sorted(TASKS)}, got {cfg.task!r}")
+    overrides = command_line_overrides()
+    if overrides:
+        check_overrides(cfg.task, overrides, network_from_config=cfg.task == "eval" and _without_sidecar(cfg.ckpt))
     task = TASKS[cfg.task]
     if cfg.task == "eval":  # before resolving, while an inherited default is still an interpolation
         task = functools.partial(task, preprocess_set=not OmegaConf.is_interpolation(cfg.preprocess, "image_size"))
     OmegaConf.resolve(cfg)
+    set_max_pixels(cfg.max_image_pixels)
     resume = None
     if cfg.resume:
         from facenet.training.resume import find_resume_point
@@ -75,8 +103,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         task = functools.partial(task, resume=resume)
     run_dir = resume.run_dir if resume else _run_dir(cfg)  # a resumed run keeps its directory and MLflow run
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = {"status": "RUNNING", "run_id": None, "error": None}
-    _write_state(run_dir, state)
+    state = {"status": "RUNNING", "run_id": None, "error": None, **owner()}
+    write_state(run_dir, state)
     tracker = None
     try:
         hw = cfg.hardware
@@ -87,6 +115,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
             run_dir = run_dir / f"rank_{rank}"
             run_dir.mkdir(parents=True, exist_ok=True)
             log.info("rank %d of %d: MLflow, evaluation and checkpoints are rank 0's", rank, size)
+        else:  # runs a kill -9 left RUNNING in this output_dir are closed, with the reason (facenet/runs.py)
+            close_stale(cfg.output_dir, keep=run_dir, found_by=f"the run in {run_dir}")
         if threads != hw.cpu_threads:
             log.info("CPU kernel threads: %d (a parallel sweep job's share of %d cores)", threads, os.cpu_count())
         config_file = run_dir / ("config.yaml" if resume is None else f"config.resume-{resume.state.global_step}.yaml")
@@ -104,8 +134,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
             tracker.start(OmegaConf.to_container(cfg), tags, parent=sweep)
         else:
             tracker.resume(resume.run_id, OmegaConf.to_container(cfg), tags, resume.state.global_step)
-        state["run_id"] = tracker.run_id
-        _write_state(run_dir, state)
+        state.update(run_id=tracker.run_id, tracking_uri=getattr(tracker, "uri", None), **owner())
+        write_state(run_dir, state)
         tracker.log_artifact(config_file)
         tracker.log_artifact(run_dir / "environment.json")
         metrics = task(cfg, run_dir, tracker)
@@ -113,17 +143,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker.log_artifact(run_dir / "metrics.json")
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt | SystemExit | TrainingInterrupted) else "FAILED"
+        if isinstance(err, KeyboardInterrupt):
+            after = "; resume=auto continues from its last checkpoint" if cfg.task == "train" else ""
+            err = RunInterrupted(f"interrupted by {signal_name(err)}: run {run_dir} marked KILLED, nothing "
+                                 f"half-written kept{after}")  # fmt: skip
         if tracker is not None:
             tracker.end(status)
         message = (str(err).strip().splitlines() or [""])[0]
-        _write_state(run_dir, {**state, "status": status, "error": f"{type(err).__name__}: {message}"})
+        write_state(run_dir, {**state, "status": status, "error": f"{type(err).__name__}: {message}"})
+        if isinstance(err, RunInterrupted):
+            raise err from None
         raise
     tracker.end("FINISHED")
-    _write_state(run_dir, {**state, "status": "FINISHED"})
+    write_state(run_dir, {**state, "status": "FINISHED"})
     log.info("run directory: %s", run_dir)
     return metrics
-
-
-def _write_state(run_dir: Path, state: dict) -> None:
-    """run.json: the run's MLflow id and status, read by sweep summaries (a job that dies stays RUNNING)."""
-    (run_dir / sweeps.RUN_FILE).write_text(json.dumps(state, indent=1))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from facenet.errors import UserError
+from facenet.interrupts import partial_file, signal_name, signals_raise
 
 
 def _align(args: argparse.Namespace) -> int:
@@ -35,6 +36,23 @@ def _score(args: argparse.Namespace) -> int:
     report, json_path, roc_path = score_file(args.file, args.higher_is_closer, args.folds, far, args.out)
     print(report.table())
     print(f"report: {json_path}\nROC: {roc_path}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    import logging
+
+    from facenet.runs import close_stale
+
+    if not Path(args.output_dir).is_dir():
+        raise UserError(f"--output-dir {args.output_dir}: no such folder")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    stale = close_stale(args.output_dir, found_by="facenet runs clean", dry_run=args.dry_run)
+    for run in stale if args.dry_run else []:
+        print(f"{run.run_dir}: RUNNING, but process {run.state.get('pid')} is gone")
+    verb = "would close" if args.dry_run else "closed"
+    print(f"{verb} {len(stale)} run(s) FAILED under {args.output_dir}" if stale else
+          f"no run under {args.output_dir} is left RUNNING by a process that is gone")  # fmt: skip
     return 0
 
 
@@ -141,14 +159,15 @@ def _embed(args: argparse.Namespace) -> int:
     emb = _embedder(args).embed(paths)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npz":
-        np.savez(out, paths=np.asarray(paths), embeddings=emb)
-    elif out.suffix in (".csv", ".parquet"):
-        table = pd.DataFrame(emb, columns=[f"e{i}" for i in range(emb.shape[1])])
-        table.insert(0, "path", paths)
-        table.to_csv(out, index=False) if out.suffix == ".csv" else table.to_parquet(out, index=False)
-    else:
+    if out.suffix not in (".npz", ".csv", ".parquet"):
         raise UserError(f"-o {out}: expected a .npz, .csv or .parquet file")
+    with partial_file(out) as tmp:
+        if out.suffix == ".npz":
+            np.savez(tmp, paths=np.asarray(paths), embeddings=emb)
+        else:
+            table = pd.DataFrame(emb, columns=[f"e{i}" for i in range(emb.shape[1])])
+            table.insert(0, "path", paths)
+            table.to_csv(tmp, index=False) if out.suffix == ".csv" else table.to_parquet(tmp, index=False)
     print(f"embedded {len(paths)} images ({emb.shape[1]}-d) into {out}")
     return 0
 
@@ -175,7 +194,8 @@ def _cluster(args: argparse.Namespace) -> int:
 
     paths = _images([args.folder])
     labels = _embedder(args).cluster(paths, args.threshold, args.method)
-    pd.DataFrame({"path": paths, "cluster": labels}).to_csv(args.output, index=False)
+    with partial_file(args.output) as tmp:
+        pd.DataFrame({"path": paths, "cluster": labels}).to_csv(tmp, index=False)
     sizes = pd.Series(labels).value_counts()
     print(f"{len(paths)} images -> {len(sizes)} clusters ({int((sizes > 1).sum())} with 2+ images, "
           f"largest {int(sizes.max())}); written to {args.output}")  # fmt: skip
@@ -214,6 +234,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="facenet", description="FaceNet on MindSpore: tools")
+    parser.add_argument("--max-image-pixels", type=float, default=None, metavar="N",
+                        help="refuse images whose header announces more pixels, before decoding (default 2e8, or "
+                             "$FACENET_MAX_IMAGE_PIXELS)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     align = sub.add_parser("align", help="detect, align and crop faces of an identity-folder tree (MTCNN)")
     align.add_argument("src", help="identity folders of raw photos")
@@ -286,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--format", default="ckpt", choices=("ckpt", "MINDIR", "ONNX"), help="default: ckpt + sidecar")
     pre.add_argument("--batch-size", type=int, default=None, help="MINDIR: null = dynamic; ONNX: static, 32")
     pre.set_defaults(run=_pretrained)
+    runs = sub.add_parser("runs", help="runs a kill -9 / OOM / power cut left RUNNING: close them FAILED")
+    runs.add_argument("action", choices=("clean",))
+    runs.add_argument("--output-dir", default="outputs", help="the runs' output_dir (default outputs)")
+    runs.add_argument("--dry-run", action="store_true", help="list them, change nothing")
+    runs.set_defaults(run=_runs)
     shim = str(Path.home() / ".cache" / "facenet" / "cuda-shim")
     doctor = sub.add_parser("doctor", help="what this machine lacks for a hardware option")
     doctor.add_argument("--hardware", default="cpu", choices=("cpu", "gpu", "cpu_dp", "gpu_dp", "ascend", "ascend_dp"))
@@ -300,9 +328,18 @@ def main(argv: list[str] | None = None) -> int:
 
         args.cache_dir = CACHE_DIR
     try:
-        return args.run(args)
+        with signals_raise():  # Ctrl-C / SIGTERM: one line, and no half-written output (facenet/interrupts.py)
+            if args.max_image_pixels is not None:
+                from facenet.data.images import set_max_pixels
+
+                set_max_pixels(args.max_image_pixels)
+            return args.run(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:
+        print(f"interrupted by {signal_name(err)}: facenet {args.command} stopped, nothing half-written kept",
+              file=sys.stderr)  # fmt: skip
         return 1
 
 

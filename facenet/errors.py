@@ -23,3 +23,8 @@ class TrackingError(UserError):
 
 class TrainingInterrupted(UserError):
     """Training stopped on SIGTERM/SIGINT after writing a checkpoint to resume from."""
+
+
+class RunInterrupted(UserError):
+    """A run stopped by SIGINT / SIGTERM outside the training loop (data indexing, generation, evaluation, export):
+    its MLflow run is marked KILLED and nothing half-written is left."""

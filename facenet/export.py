@@ -11,6 +11,7 @@ from pathlib import Path
 import mindspore as ms
 
 from facenet.errors import ConfigError
+from facenet.interrupts import partial_file
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,12 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out_dir: str | Path, batch_siz
     stem = out_dir / (name or ckpt.stem)
     example = ms.Tensor(shape=[batch_size, 3, size, size], dtype=ms.float32) if batch_size is None else \
         ms.Tensor(ms.numpy.zeros((batch_size, 3, size, size), ms.float32))  # fmt: skip
-    ms.export(net, example, file_name=str(stem), file_format=fmt)
     file = stem.with_suffix(FORMATS[fmt])
-    if not file.is_file():
-        raise RuntimeError(f"MindSpore did not write {file}")
     card = file.with_name(file.name + ".json")
-    card.write_text(json.dumps(model_card(spec, fmt, batch_size, ckpt, file), indent=2))
+    with partial_file(file) as tmp, partial_file(card) as tmp_card:  # both in place, or neither
+        ms.export(net, example, file_name=str(tmp.with_suffix("")), file_format=fmt)
+        if not tmp.is_file():
+            raise RuntimeError(f"MindSpore did not write {tmp}")
+        tmp_card.write_text(json.dumps(model_card(spec, fmt, batch_size, ckpt, file), indent=2))
     log.info("exported %s (%s, batch %s) with model card %s", file, fmt, batch_size or "dynamic", card.name)
     return file, card

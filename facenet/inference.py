@@ -22,6 +22,7 @@ import numpy as np
 from facenet.data.images import EvalTransform, normalization
 from facenet.data.index import IMAGE_EXTENSIONS
 from facenet.errors import ConfigError, DataError
+from facenet.interrupts import partial_file
 
 CACHE_DIR = Path(os.environ.get("FACENET_CACHE", Path.home() / ".cache" / "facenet"))
 
@@ -257,7 +258,8 @@ class Embedder:
         emb = self.embed(paths, "gallery")
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache, embeddings=emb)
+            with partial_file(cache) as tmp:
+                np.savez(tmp, embeddings=emb)
         return emb, labels, names, paths
 
     def identify(self, queries: Sequence[str | np.ndarray], gallery: str | Path, k: int = 5, method: str = "mean",

@@ -22,10 +22,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from facenet.runs import RUN_FILE
+
 log = logging.getLogger(__name__)
 
 SWEEP_FILE = "sweep.json"
-RUN_FILE = "run.json"  # written by every job: its MLflow run id and final status
 SUMMARY_CSV = "sweep_summary.csv"
 METRIC = "accuracy"  # what run.py returns and sweepers optimise
 # failed-job count of the multiruns finished in this process (run.py exits non-zero if any)

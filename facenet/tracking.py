@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from facenet.errors import ConfigError, TrackingError
@@ -61,6 +62,30 @@ def server_unreachable(uri: str, timeout: float) -> str | None:
         return f"HTTP {err.code} from /health"
     except (urllib.error.URLError, OSError, ValueError) as err:
         return str(getattr(err, "reason", err))
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """For a local SQLite store: an exclusive lock (a `.lock` file beside the database) while a process creates or
+    migrates the store, or an experiment. Without it, two runs started at once on a new store both run MLflow's
+    schema migrations and one fails ("Online migration expected to match one row"), or both create the experiment.
+    Other stores (servers, databases) serialise this themselves."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///") :].split("?")[0])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; concurrent first runs on a new store are not guarded there
+        yield
+        return
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class MlflowTracker(NullTracker):
@@ -131,18 +156,17 @@ class MlflowTracker(NullTracker):
             else:
                 log.warning("sweep parent run is in %s, this run in %s: not nested", parent.get("tracking_uri"),
                             self.uri)  # fmt: skip
-        if self.uri.startswith("sqlite:///"):
-            Path(self.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(self.uri)
-        exp = self.client.get_experiment_by_name(self.experiment)
-        exp_id = (
-            exp.experiment_id
-            if exp
-            else self.client.create_experiment(
-                self.experiment, artifact_location=self.artifact_root if self.uri.startswith("sqlite") else None
+        with store_lock(self.uri):  # one process at a time creates the store (schema migrations) and experiments
+            self.client = MlflowClient(self.uri)
+            exp = self.client.get_experiment_by_name(self.experiment)
+            exp_id = (
+                exp.experiment_id
+                if exp
+                else self.client.create_experiment(
+                    self.experiment, artifact_location=self.artifact_root if self.uri.startswith("sqlite") else None
+                )
             )
-        )
-        run = self.client.create_run(exp_id, run_name=self.run_name, tags=dict(tags))
+            run = self.client.create_run(exp_id, run_name=self.run_name, tags=dict(tags))
         self.run_id = run.info.run_id
         items = [Param(k, v[:6000]) for k, v in flatten(params).items()]
         for i in range(0, len(items), 100):
@@ -156,7 +180,9 @@ class MlflowTracker(NullTracker):
         from mlflow.tracking import MlflowClient
 
         self.check_server()
-        self.client = MlflowClient(self.uri)
+        with store_lock(self.uri):
+            self.client = MlflowClient(self.uri)
+            self.client.search_experiments(max_results=1)  # opens (and if need be migrates) the store under the lock
         try:
             run = self.client.get_run(run_id) if run_id else None
         except MlflowException:
@@ -167,6 +193,9 @@ class MlflowTracker(NullTracker):
             return
         self.run_id = run_id
         self.client.update_run(run_id, status="RUNNING")
+        if "end_reason" in run.data.tags:  # closed FAILED when its process was found gone (facenet/runs.py)
+            self.client.set_tag(run_id, "end_reason_before_resume", run.data.tags["end_reason"])
+            self.client.delete_tag(run_id, "end_reason")
         resumes = int(run.data.tags.get("resumes", "0")) + 1
         self.client.set_tag(run_id, "resumes", str(resumes))
         self.client.set_tag(run_id, f"resume_{resumes}_at_step", str(step))
@@ -211,6 +240,10 @@ class MlflowTracker(NullTracker):
     def end(self, status: str = "FINISHED") -> None:
         if self.client is None or self.run_id is None:
             return
+        for delay in (0.5, 1.0, 2.0, 4.0) if self.uri.startswith("sqlite") else ():  # a busy local store: wait
+            if not self.pending or self._flush():
+                break
+            time.sleep(delay)
         if self.pending and not self._flush():
             unsent = self.out / f"mlflow-unsent-{self.run_id}.json"
             unsent.parent.mkdir(parents=True, exist_ok=True)

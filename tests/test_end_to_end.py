@@ -140,7 +140,7 @@ def test_checkpoint_problems_are_clear(trained, compose_cfg, tmp_path):
     spec = json.loads(best.with_suffix(".json").read_text())
     spec["model"]["head"]["_target_"] = "os.system"
     (tmp_path / "evil.json").write_text(json.dumps(spec))
-    with pytest.raises(UserError, match="outside"):
+    with pytest.raises(UserError, match="names head class 'os.system', which is not one of this project's"):
         run(compose_cfg("experiment=smoke", f"output_dir={tmp_path}", "task=eval", f"ckpt={tmp_path / 'evil.ckpt'}"))
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     (tmp_path / "junk.json").write_text(best.with_suffix(".json").read_text())

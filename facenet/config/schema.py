@@ -307,6 +307,7 @@ class Config:
     init_std: float | None = MISSING
     output_dir: str = MISSING
     data_dir: str = MISSING
+    max_image_pixels: int = MISSING
     batch: Any = MISSING
     train: TrainConf = field(default_factory=TrainConf)
     preprocess: PreprocessConf = field(default_factory=PreprocessConf)

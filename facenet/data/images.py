@@ -2,12 +2,87 @@
 
 from __future__ import annotations
 
+import io
+import os
+import re
+import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from facenet.errors import ConfigError, DataError
+
+# Images whose header announces more pixels than this are refused before decoding (a decompression bomb: a small
+# file that decodes to gigabytes). Set by `max_image_pixels` (run.py), `facenet --max-image-pixels`, or the
+# environment variable below (which worker processes inherit).
+MAX_PIXELS_ENV = "FACENET_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 200_000_000  # 200 megapixels: above any camera's photo (a 16320x12240 sensor is 199.8)
+
+
+def max_pixels() -> int:
+    value = os.environ.get(MAX_PIXELS_ENV, "")
+    try:
+        return int(float(value)) if value else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise ConfigError(f"{MAX_PIXELS_ENV}={value!r}: expected a number of pixels") from None
+
+
+def set_max_pixels(limit: int | float) -> None:
+    """The decoding limit for this process and the workers it starts."""
+    if not limit or limit < 1:
+        raise ConfigError(f"max_image_pixels must be >= 1, got {limit}")
+    os.environ[MAX_PIXELS_ENV] = str(int(limit))
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # JPEG frame headers
+
+
+def _jpeg_png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a PNG (IHDR) or JPEG (the first start-of-frame segment), read from the bytes; None for
+    other formats or a header this does not follow."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _SOF:
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def header_pixels(data: np.ndarray) -> tuple[int, str] | None:
+    """(pixels, "WxH") from an encoded image's header, without decoding it: PNG and JPEG read here, other formats
+    by Pillow (which reads headers lazily); None if neither knows the format (OpenCV's own limit, 2^30 pixels,
+    then applies)."""
+    from PIL import Image, UnidentifiedImageError
+
+    size = _jpeg_png_size(data[:65536].tobytes())
+    if size is not None:
+        return size[0] * size[1], f"{size[0]}x{size[1]}"
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            return im.size[0] * im.size[1], f"{im.size[0]}x{im.size[1]}"
+    except Image.DecompressionBombError as err:  # above Pillow's own limit (179 MP): its message has the size
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        return (int(found.group(1)), f"{int(found.group(1)) / 1e6:.0f} megapixels") if found else None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+# Pillow warns of images above its own limit (89 megapixels); ours is the one that applies, and it is stated
+warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
 
 # Input standardisations, by name (the name travels in every checkpoint's sidecar and model card)
 NORMALIZATIONS = {
@@ -23,6 +98,11 @@ def read_image(path: str) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise DataError(f"cannot decode image {path!r}: {err.strerror}") from None
+    header = header_pixels(data) if data.size else None
+    if header is not None and header[0] > (limit := max_pixels()):
+        raise DataError(f"image {path!r} is {header[1]}, above the limit of {limit / 1e6:g} megapixels: refused "
+                        f"before decoding (a decompression bomb?); raise max_image_pixels= in run.py, "
+                        f"facenet --max-image-pixels, or {MAX_PIXELS_ENV} to read it")  # fmt: skip
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
         raise DataError(f"cannot decode image {path!r} (missing, empty or corrupt file)")

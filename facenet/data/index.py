@@ -65,6 +65,9 @@ def index_folder(root: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     (checked through the folders' modification times: one `stat` per identity, not per image).
     """
     root = Path(root).expanduser().resolve()
+    if (root / "ALIGN_INCOMPLETE").is_file():  # facenet.align.PARTIAL: an alignment that was interrupted
+        raise DataError(f"{root} is a partial alignment (facenet align was interrupted: {root / 'ALIGN_INCOMPLETE'}); "
+                        "run facenet align again to finish it")  # fmt: skip
     folders = _identity_folders(root)
     cache = None
     if cache_dir is not None and folders:

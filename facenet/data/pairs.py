@@ -56,6 +56,11 @@ class PairSet:
                        self.issame[keep], k)  # fmt: skip
 
 
+def _folder_name(name: str) -> bool:
+    """A pair file's name is one folder directly under the root: no separator, no '..', not absolute."""
+    return name not in ("", ".", "..") and not any(sep in name for sep in ("/", "\\", "\0"))
+
+
 def _resolve(root: Path, name: str, number: int) -> Path | None:
     stem = root / name / f"{name}_{number:04d}"
     for ext in IMAGE_EXTENSIONS:
@@ -93,7 +98,7 @@ def read_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike) -> PairSe
             f"{pairs_file}: header {' '.join(header)!r} announces {expected} pair lines, the file has {len(body)}"
         )
     index: dict[Path, int] = {}
-    left, right, same, missing, bad = [], [], [], [], []
+    left, right, same, missing, bad, unsafe = [], [], [], [], [], []
     for lineno, tokens in body:
         try:
             if len(tokens) == 3:
@@ -104,6 +109,9 @@ def read_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike) -> PairSe
                 raise ValueError
         except ValueError:
             bad.append(f"line {lineno}: {' '.join(tokens)!r}")
+            continue
+        if not all(_folder_name(name) for name in {a[0], b[0]}):
+            unsafe.append(f"line {lineno}: {' '.join(tokens)!r}")
             continue
         ends = []
         for name, number in (a, b):
@@ -121,6 +129,11 @@ def read_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike) -> PairSe
             f"{pairs_file}: {len(bad)} malformed pair lines (expected 3 or 4 tokens): "
             + "; ".join(bad[:10])
             + (" ..." if len(bad) > 10 else "")
+        )
+    if unsafe:
+        raise DataError(
+            f"{pairs_file}: {len(unsafe)} pair lines name a path, not an identity folder under {root} (a name may not "
+            "contain '/', '\\' or be '..'): " + "; ".join(unsafe[:10]) + (" ..." if len(unsafe) > 10 else "")
         )
     if missing:
         unique = sorted(set(missing))

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -22,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facenet.errors import ConfigError
+from facenet.interrupts import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +257,12 @@ def _cached(data_dir: str | os.PathLike, kind: str, params: dict, build) -> Path
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     log.info("generating synthetic %s set into %s", kind, root)
-    build(tmp)
-    (tmp / "manifest.json").write_text(json.dumps({**params, "kind": kind, "version": _VERSION}, indent=2))
+    try:
+        build(tmp)
+        (tmp / "manifest.json").write_text(json.dumps({**params, "kind": kind, "version": _VERSION}, indent=2))
+    except BaseException:  # interrupted or failed: no half-made set is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         tmp.rename(root)
     except OSError:  # another process finished first: keep its copy
@@ -267,7 +271,7 @@ def _cached(data_dir: str | os.PathLike, kind: str, params: dict, build) -> Path
 
 
 def _render_all(jobs: list[tuple], workers: int, desc: str) -> None:
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    with worker_pool(workers) as pool:
         list(tqdm(pool.map(_render_identity, jobs, chunksize=8), total=len(jobs), desc=desc, unit="id"))
 
 

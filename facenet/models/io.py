@@ -17,8 +17,13 @@ from facenet.errors import ConfigError
 from facenet.models.build import build_network
 from facenet.models.embedding import EmbeddingNet
 
-# A sidecar's `_target_`s are instantiated: only the project's own model classes may be named there.
-ALLOWED_TARGETS = ("facenet.models.",)
+
+def model_classes(group: str) -> dict[str, type]:
+    """`_target_` -> schema of the classes a sidecar's `backbone` / `head` may name: the project's own, no other.
+    A sidecar is data (it may come from anywhere): what it names is instantiated, so it is checked against these."""
+    from facenet.config.schema import SCHEMAS
+
+    return {schema._target_: schema for schema in SCHEMAS[group].values()}
 
 
 def sidecar(path: str | Path) -> Path:
@@ -50,16 +55,35 @@ def read_spec(ckpt: str | Path) -> dict:
     try:
         spec = json.loads(path.read_text())
         model, size = spec["model"], int(spec["preprocess"]["image_size"])
-        targets = [model["backbone"]["_target_"], model["head"]["_target_"]]
+        model["backbone"], model["head"] = (_checked(model[group], group, path) for group in ("backbone", "head"))
     except FileNotFoundError:
         raise ConfigError(f"{path} is missing: a checkpoint needs its sidecar (model and preprocessing spec)") from None
-    except (ValueError, KeyError, TypeError) as err:
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ConfigError(f"{path} is not a valid checkpoint sidecar ({type(err).__name__}: {err})") from None
-    bad = [t for t in targets if not str(t).startswith(ALLOWED_TARGETS)]
-    if bad or size < 1:
-        raise ConfigError(f"{path} names classes outside {ALLOWED_TARGETS} or a bad image size: {bad or size}")
+    if size < 1:
+        raise ConfigError(f"{path}: bad image size {size}")
     spec["preprocess"]["normalize"] = normalization(spec["preprocess"].get("normalize", "unit"))
     return spec
+
+
+def _checked(section: Mapping, group: str, path: Path) -> dict:
+    """A sidecar's backbone or head section, validated by the schema of the class it names (which must be one of
+    the project's): unknown keys, wrong types and nested `_target_`s are refused, so nothing else is built."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    classes = model_classes(group)
+    target = section.get("_target_")
+    if target not in classes:
+        raise ConfigError(f"{path} names {group} class {target!r}, which is not one of this project's "
+                          f"({', '.join(sorted(classes))}); a sidecar builds nothing else")  # fmt: skip
+    try:
+        node = OmegaConf.merge(OmegaConf.structured(classes[target]), dict(section))
+        return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"{path}: its {group} section does not fit {classes[target].__name__} ({first})") from None
 
 
 class CheckpointUnreadable(ConfigError):

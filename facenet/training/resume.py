@@ -17,6 +17,7 @@ from mindspore import nn
 
 from facenet.errors import ConfigError
 from facenet.models.io import CheckpointUnreadable, read_checkpoint, sidecar
+from facenet.runs import read_state
 from facenet.training.checkpoints import periodic_checkpoints
 from facenet.training.state import TrainState
 
@@ -37,10 +38,7 @@ def _checkpoints(run_dir: Path) -> list[Path]:
 
 
 def _status(run_dir: Path) -> str:
-    try:
-        return json.loads((run_dir / "run.json").read_text()).get("status", "?")
-    except (OSError, ValueError):
-        return "?"
+    return read_state(run_dir).get("status", "?")
 
 
 def find_resume_point(resume: str, output_dir: str | Path) -> ResumePoint:
