@@ -12,6 +12,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from facenet.errors import DataError
+from facenet.interrupts import partial_file
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,8 @@ def index_folder(root: str | os.PathLike, cache_dir: str | os.PathLike | None = 
         )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
-        table.to_csv(tmp, index=False)
-        tmp.replace(cache)
+        with partial_file(cache) as tmp:  # interrupted: no half-written index is left to be read back
+            table.to_csv(tmp, index=False)
     return table
 
 
