@@ -17,7 +17,7 @@ what=${1:-}
 shift || true
 case "$what" in
     train) exec .venv/bin/python run.py "$@" ;;
-    # no arguments: the default suite (about 9 minutes on 2 cores); the `slow` subprocess tests run in CI
+    # no arguments: the default suite (about 10 minutes on 2 cores); the `slow` subprocess tests run in CI
     # (.ci/run) or with `test -m slow`
     test) if [ $# -eq 0 ]; then set -- -m "not slow"; fi; exec .venv/bin/python -m pytest "$@" ;;
     *) echo "usage: $0 train [overrides...] | test [pytest args...]" >&2; exit 2 ;;

@@ -75,6 +75,7 @@ def test_runs_whose_process_is_gone_are_closed_in_run_json_and_mlflow(tmp_path, 
     assert close_stale(out) == []  # nothing left
 
 
+@pytest.mark.slow  # the kill -9 test below covers it too, with a real kill
 def test_the_next_run_in_the_output_dir_closes_them(compose_cfg, tmp_path):
     from facenet.app import run
 
