@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facenet.data.images import read_image
+from facenet.data.index import PARTIAL_MARKER as PARTIAL
 from facenet.data.index import index_folder
 from facenet.errors import ConfigError, DataError, UserError
 from facenet.interrupts import partial_file, worker_pool
@@ -166,9 +167,6 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
         ) from None
     _write_report(dst, report, src, style, size, margin)
     return report
-
-
-PARTIAL = "ALIGN_INCOMPLETE"  # in an output folder an interrupted alignment left
 
 
 class AlignInterrupted(UserError):

@@ -134,7 +134,7 @@ def _run(cfg: DictConfig) -> dict[str, float]:
             tracker.start(OmegaConf.to_container(cfg), tags, parent=sweep)
         else:
             tracker.resume(resume.run_id, OmegaConf.to_container(cfg), tags, resume.state.global_step)
-        state.update(run_id=tracker.run_id, tracking_uri=getattr(tracker, "uri", None), **owner())
+        state.update(run_id=tracker.run_id, tracking_uri=getattr(tracker, "uri", None))
         write_state(run_dir, state)
         tracker.log_artifact(config_file)
         tracker.log_artifact(run_dir / "environment.json")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facenet.errors import DataError
+from facenet.interrupts import partial_file
 from facenet.metrics.verification import threshold_at_far
 
 MAX_PAIRS = 5_000_000  # beyond this many pairs of a kind, a seeded random sample of them is used
@@ -93,7 +94,6 @@ def record(model_file: Path, calibration: Calibration) -> Path:
         raise DataError(f"{model_file} has no sidecar or model card ({target.name}) to record the threshold in")
     info = json.loads(target.read_text())
     info["calibration"] = asdict(calibration)
-    tmp = target.with_name(f".partial-{target.name}")
-    tmp.write_text(json.dumps(info, indent=2))
-    tmp.replace(target)
+    with partial_file(target) as tmp:
+        tmp.write_text(json.dumps(info, indent=2))
     return target

@@ -48,8 +48,9 @@ def _runs(args: argparse.Namespace) -> int:
         raise UserError(f"--output-dir {args.output_dir}: no such folder")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     stale = close_stale(args.output_dir, found_by="facenet runs clean", dry_run=args.dry_run)
-    for run in stale if args.dry_run else []:
-        print(f"{run.run_dir}: RUNNING, but process {run.state.get('pid')} is gone")
+    if args.dry_run:
+        for run in stale:
+            print(f"{run.run_dir}: RUNNING, but process {run.state.get('pid')} is gone")
     verb = "would close" if args.dry_run else "closed"
     print(f"{verb} {len(stale)} run(s) FAILED under {args.output_dir}" if stale else
           f"no run under {args.output_dir} is left RUNNING by a process that is gone")  # fmt: skip

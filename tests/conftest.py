@@ -70,3 +70,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def tiny_checkpoint(compose_cfg, folder: Path) -> Path:
+    """`folder/tiny.ckpt` and its sidecar: a randomly initialised smoke network, as training writes it."""
+    from facenet.models.io import model_spec, save_model
+    from facenet.training.setup import build_model
+
+    cfg = compose_cfg("experiment=smoke")
+    ckpt = Path(folder) / "tiny.ckpt"
+    save_model(build_model(cfg), ckpt, model_spec(cfg))
+    return ckpt

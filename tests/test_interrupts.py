@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from facenet.interrupts import Interrupted, partial_file, signals_raise, worker_pool
 from facenet.runs import read_state
-from tests.conftest import ROOT, SHARED_DATA
+from tests.conftest import ROOT, SHARED_DATA, tiny_checkpoint
 
 
 def test_signals_become_an_exception_naming_them_and_handlers_come_back():
@@ -68,7 +68,7 @@ def test_interrupted_export_leaves_no_half_written_model(tmp_path, monkeypatch, 
         Path(file_name + ".mindir").write_bytes(b"half a model")
         raise Interrupted("SIGTERM")
 
-    ckpt = _tiny_checkpoint(compose_cfg, tmp_path)
+    ckpt = tiny_checkpoint(compose_cfg, tmp_path)
     monkeypatch.setattr(ms, "export", export_then_interrupt)
     with pytest.raises(RunInterrupted, match="interrupted by SIGTERM: run .* marked KILLED"):
         run(compose_cfg("experiment=smoke", "task=export", f"ckpt={ckpt}", f"output_dir={tmp_path / 'o'}",
@@ -77,21 +77,6 @@ def test_interrupted_export_leaves_no_half_written_model(tmp_path, monkeypatch, 
     assert read_state(run_dir)["status"] == "KILLED"
     export = run_dir / "export"
     assert not export.exists() or list(export.iterdir()) == []
-
-
-def _tiny_checkpoint(compose_cfg, tmp_path) -> Path:
-    import json
-
-    import mindspore as ms
-
-    from facenet.models.io import model_spec, sidecar
-    from facenet.training.setup import build_model
-
-    cfg = compose_cfg("experiment=smoke")
-    ckpt = tmp_path / "tiny.ckpt"
-    ms.save_checkpoint(build_model(cfg), str(ckpt))
-    sidecar(ckpt).write_text(json.dumps(model_spec(cfg)))
-    return ckpt
 
 
 # ---------------------------------------------------------------- real signals to real processes
@@ -142,7 +127,7 @@ def test_sigint_during_synthetic_generation(tmp_path):
 @pytest.mark.slow
 def test_sigterm_during_evaluation(tmp_path, compose_cfg):
     out, log = tmp_path / "out", tmp_path / "log"
-    ckpt = _tiny_checkpoint(compose_cfg, tmp_path)
+    ckpt = tiny_checkpoint(compose_cfg, tmp_path)
     proc = _start([sys.executable, "run.py", "experiment=smoke", "task=eval", f"ckpt={ckpt}",
                    "eval.identities_per_fold=150", "eval.pairs_per_fold=300", "eval.image_size=112",
                    "eval.batch_size=8", f"output_dir={out}", f"data_dir={tmp_path / 'data'}"], log)  # fmt: skip

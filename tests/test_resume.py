@@ -70,7 +70,7 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert json.loads((run_dir / "run.json").read_text())["status"] == "KILLED"
     point = find_resume_point("auto", out)
     assert point.run_id == run.info.run_id and point.state.epoch == 1 and 12 <= point.state.epoch_step < 30
-    assert not list(run_dir.glob("checkpoints/.partial-*"))
+    assert not list(run_dir.glob("checkpoints/.*partial-*"))
 
     resumed = subprocess.run(_cmd(out, data, "resume=auto"), cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -103,7 +103,6 @@ def test_checkpoint_write_failure_is_an_error_and_leaves_no_partial_file(tmp_pat
     import errno
 
     from facenet.errors import DataError
-    from facenet.training import checkpoints
     from facenet.training.checkpoints import CheckpointManager
     from facenet.training.state import TrainState
 
@@ -116,7 +115,7 @@ def test_checkpoint_write_failure_is_an_error_and_leaves_no_partial_file(tmp_pat
         Path(path).write_bytes(b"half a checkpoint")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoints.ms, "save_checkpoint", full_disk)
+    monkeypatch.setattr(ms, "save_checkpoint", full_disk)  # what checkpoints save through (models.io)
     with pytest.raises(DataError, match=r"cannot write checkpoint .*facenet-rank0-2_20.ckpt: No space left on device"):
         manager.save(cell, TrainState(epoch=2, global_step=20), {"accuracy": 0.6})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["facenet-rank0-1_10.ckpt", "facenet-rank0-1_10.json"]

@@ -18,7 +18,7 @@ from facenet.config.overrides import check_overrides
 from facenet.data.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, header_pixels, read_image, set_max_pixels
 from facenet.data.pairs import read_pairs
 from facenet.errors import ConfigError, DataError
-from tests.conftest import ROOT, write_faces
+from tests.conftest import ROOT, tiny_checkpoint, write_faces
 
 # ---------------------------------------------------------------- keys a task would ignore
 
@@ -91,18 +91,7 @@ def test_pair_names_cannot_leave_the_evaluation_root(tmp_path, name):
 
 @pytest.fixture(scope="module")
 def tiny_model(compose_cfg, tmp_path_factory):
-    """A checkpoint of a randomly initialised smoke network with its sidecar (what training writes)."""
-    import mindspore as ms
-
-    from facenet.models.io import model_spec, sidecar
-    from facenet.training.setup import build_model
-
-    cfg = compose_cfg("experiment=smoke")
-    net = build_model(cfg)
-    ckpt = tmp_path_factory.mktemp("tiny") / "tiny.ckpt"
-    ms.save_checkpoint(net, str(ckpt))
-    sidecar(ckpt).write_text(json.dumps(model_spec(cfg)))
-    return ckpt
+    return tiny_checkpoint(compose_cfg, tmp_path_factory.mktemp("tiny"))
 
 
 def _tampered(ckpt, tmp_path, edit) -> str:

@@ -44,7 +44,7 @@ def _reads(task: str, key: str) -> bool:
         return True
     if task == "train":
         return top not in NOT_IN_TRAIN
-    return any(key == k or key.startswith(k + ".") or top == k for k in READS[task])
+    return any(key == k or key.startswith(k + ".") for k in READS[task])
 
 
 def check_overrides(task: str, overrides: Iterable[str], network_from_config: bool = False) -> None:

@@ -66,11 +66,11 @@ def header_pixels(data: np.ndarray) -> tuple[int, str] | None:
     """(pixels, "WxH") from an encoded image's header, without decoding it: PNG and JPEG read here, other formats
     by Pillow (which reads headers lazily); None if neither knows the format (OpenCV's own limit, 2^30 pixels,
     then applies)."""
-    from PIL import Image, UnidentifiedImageError
-
     size = _jpeg_png_size(data[:65536].tobytes())
     if size is not None:
         return size[0] * size[1], f"{size[0]}x{size[1]}"
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data.tobytes())) as im:
             return im.size[0] * im.size[1], f"{im.size[0]}x{im.size[1]}"

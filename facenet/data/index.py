@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
 COLUMNS = ["id", "name", "class", "path"]
+PARTIAL_MARKER = "ALIGN_INCOMPLETE"  # written into an output folder by an interrupted `facenet align`
 STRINGS = {"keep_default_na": False, "na_filter": False}  # a person or file called "NA" or "null" stays a string
 
 
@@ -66,8 +67,8 @@ def index_folder(root: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     (checked through the folders' modification times: one `stat` per identity, not per image).
     """
     root = Path(root).expanduser().resolve()
-    if (root / "ALIGN_INCOMPLETE").is_file():  # facenet.align.PARTIAL: an alignment that was interrupted
-        raise DataError(f"{root} is a partial alignment (facenet align was interrupted: {root / 'ALIGN_INCOMPLETE'}); "
+    if (root / PARTIAL_MARKER).is_file():
+        raise DataError(f"{root} is a partial alignment (facenet align was interrupted: {root / PARTIAL_MARKER}); "
                         "run facenet align again to finish it")  # fmt: skip
     folders = _identity_folders(root)
     cache = None

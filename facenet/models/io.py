@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from facenet.data.images import normalization
 from facenet.errors import ConfigError
+from facenet.interrupts import partial_file
 from facenet.models.build import build_network
 from facenet.models.embedding import EmbeddingNet
 
@@ -29,6 +30,15 @@ def model_classes(group: str) -> dict[str, type]:
 def sidecar(path: str | Path) -> Path:
     """`x.ckpt` -> `x.json`: what is needed to rebuild and feed the network (model config, preprocessing)."""
     return Path(path).with_suffix(".json")
+
+
+def save_model(cell: nn.Cell, path: Path, spec: Mapping) -> None:
+    """A checkpoint and its sidecar, each written under a temporary name and renamed, the sidecar last (a
+    checkpoint counts once its sidecar is there): a crash, an interrupt or a full disk never leaves a half-written
+    file under a real name, nor a temporary one. OSError goes on to the caller, which names what failed."""
+    with partial_file(sidecar(path)) as tmp_spec, partial_file(path) as tmp:
+        ms.save_checkpoint(cell, str(tmp))
+        tmp_spec.write_text(json.dumps(spec, indent=2))
 
 
 def model_spec(cfg: DictConfig) -> dict:

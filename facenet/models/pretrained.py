@@ -24,7 +24,7 @@ from mindspore import nn
 
 from facenet.errors import ConfigError, DataError
 from facenet.models.embedding import EmbeddingNet
-from facenet.models.io import network_from_spec, sidecar
+from facenet.models.io import network_from_spec, save_model, sidecar
 from facenet.models.tf_graph import attr_value, constants, read_graph
 from facenet.runtime import ensure_runtime
 
@@ -267,15 +267,9 @@ def resolve(ref: str, root: Path | None = None) -> Path:
     converted_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     spec["pretrained"].update(source_file=str(source), source_sha256=sha, converted_at=converted_at, conversion=record)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt.with_name(f".partial-{os.getpid()}-{ckpt.name}")
     try:
-        ms.save_checkpoint(net, str(tmp))
-        sidecar(tmp).write_text(json.dumps(spec, indent=2))
-        os.replace(tmp, ckpt)  # concurrent conversions write the same bytes: the last rename wins
-        os.replace(sidecar(tmp), sidecar(ckpt))
+        save_model(net, ckpt, spec)  # concurrent conversions write the same bytes: the last rename wins
     except OSError as err:
-        tmp.unlink(missing_ok=True)
-        sidecar(tmp).unlink(missing_ok=True)
         raise DataError(f"cannot write the converted checkpoint {ckpt}: {err.strerror or err} (set FACENET_CACHE "
                         "to a writable folder)") from None  # fmt: skip
     return ckpt

@@ -4,14 +4,12 @@ accuracy, each with its sidecar (`facenet.models.io`: how to rebuild and feed th
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import mindspore as ms
 from mindspore import nn
 
 from facenet.errors import ConfigError, DataError
-from facenet.models.io import sidecar
+from facenet.models.io import save_model, sidecar
 from facenet.training.state import TrainState
 
 
@@ -34,15 +32,9 @@ class CheckpointManager:
         full disk never leaves a half-written checkpoint under a real name."""
         if not self.enabled:
             return path
-        tmp = path.with_name(f".partial-{path.name}")
         try:
-            ms.save_checkpoint(cell, str(tmp))
-            sidecar(tmp).write_text(json.dumps({**self.spec, **info}, indent=2))
-            os.replace(tmp, path)
-            os.replace(sidecar(tmp), sidecar(path))
+            save_model(cell, path, {**self.spec, **info})
         except OSError as err:
-            tmp.unlink(missing_ok=True)
-            sidecar(tmp).unlink(missing_ok=True)
             raise DataError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
         return path
 
