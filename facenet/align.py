@@ -23,7 +23,7 @@ from facenet.data.images import read_image
 from facenet.data.index import PARTIAL_MARKER as PARTIAL
 from facenet.data.index import index_folder
 from facenet.errors import ConfigError, DataError, UserError
-from facenet.interrupts import partial_file, worker_pool
+from facenet.interrupts import partial_file, pool_map, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     report = AlignReport()
     try:
         with worker_pool(workers) as pool:
-            for status, path in tqdm(pool.map(_align_one, jobs, chunksize=8), total=len(jobs), desc="aligning",
+            for status, path in tqdm(pool_map(pool, _align_one, jobs), total=len(jobs), desc="aligning",
                                      unit="img"):  # fmt: skip
                 if status == "ok":
                     report.aligned += 1

@@ -52,6 +52,31 @@ def _ignore_signals() -> None:
 
 
 @contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Within: SIGINT / SIGTERM are held and raised as `Interrupted` on leaving. For code that holds a lock an
+    exception must not escape from, such as a process pool's submissions (an interrupt there leaves the pool's
+    shutdown lock taken, and the shutdown that follows waits forever)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise Interrupted(signal.Signals(received[0]).name)
+
+
+def pool_map(pool: ProcessPoolExecutor, fn, jobs, chunksize: int = 8):
+    """`pool.map`, its submissions shielded from interrupts (`deferred`)."""
+    with deferred():
+        return pool.map(fn, jobs, chunksize=chunksize)
+
+
+@contextlib.contextmanager
 def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A process pool whose workers ignore Ctrl-C / SIGTERM (no traceback per worker); if the parent is interrupted
     (or fails), work not started is cancelled and the running items finish before the exception goes on."""

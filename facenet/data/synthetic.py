@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facenet.errors import ConfigError
-from facenet.interrupts import worker_pool
+from facenet.interrupts import pool_map, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ def _cached(data_dir: str | os.PathLike, kind: str, params: dict, build) -> Path
 
 def _render_all(jobs: list[tuple], workers: int, desc: str) -> None:
     with worker_pool(workers) as pool:
-        list(tqdm(pool.map(_render_identity, jobs, chunksize=8), total=len(jobs), desc=desc, unit="id"))
+        list(tqdm(pool_map(pool, _render_identity, jobs), total=len(jobs), desc=desc, unit="id"))
 
 
 def generate_train(
