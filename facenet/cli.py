@@ -1,6 +1,6 @@
-"""The `facenet` command line, for everything that is not a Hydra run: align photos, score pair files, re-run a
-logged run, use a trained or published model (embed / verify / identify / cluster / calibrate, pretrained), check
-the machine (doctor, gpu-env)."""
+"""The `facenet` command line, for everything that is not a Hydra run: align photos, pack and unpack the field's data
+formats (RecordIO, .bin), score pair files, re-run a logged run, use a trained or published model (embed / verify /
+identify / cluster / calibrate, pretrained), check the machine (doctor, gpu-env)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,34 @@ def _score(args: argparse.Namespace) -> int:
     report, json_path, roc_path = score_file(args.file, args.higher_is_closer, args.folds, far, args.out)
     print(report.table())
     print(f"report: {json_path}\nROC: {roc_path}")
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from facenet.data.insightface import pack_folder
+
+    r = pack_folder(args.folder, args.output)
+    print(f"packed {r.images} images of {r.identities} identities into {args.output} (train.rec "
+          f"{r.bytes / 1e6:.1f} MB, train.idx, property {r.identities},{r.size[0]},{r.size[1]})")  # fmt: skip
+    if r.reencoded:
+        print(f"{r.reencoded} images in formats other than JPEG/PNG were stored as lossless PNG")
+    return 0
+
+
+def _pack_pairs(args: argparse.Namespace) -> int:
+    from facenet.data.binsets import pack_pairs
+
+    pairs, reencoded = pack_pairs(args.root, args.pairs, args.output)
+    print(f"wrote {pairs} pairs ({2 * pairs} images) to {args.output}"
+          + (f"; {reencoded} images stored as lossless PNG" if reencoded else ""))  # fmt: skip
+    return 0
+
+
+def _unpack(args: argparse.Namespace) -> int:
+    from facenet.data.insightface import unpack
+
+    n = unpack(args.path, args.output)
+    print(f"unpacked {n} images into identity folders under {args.output}")
     return 0
 
 
@@ -264,6 +292,19 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--far", default="0.001", help="FAR targets for VAL@FAR, comma-separated (default 0.001)")
     score.add_argument("--out", help="folder for report.json and roc.png (default: beside FILE)")
     score.set_defaults(run=_score)
+    pack = sub.add_parser("pack", help="identity folders -> train.rec + train.idx + property (InsightFace's layout)")
+    pack.add_argument("folder", help="identity folders: FOLDER/<name>/<image>")
+    pack.add_argument("-o", "--output", required=True, help="the folder to write train.rec, train.idx, property into")
+    pack.set_defaults(run=_pack)
+    unpack = sub.add_parser("unpack", help="a RecordIO training set (train.rec + train.idx) -> identity folders")
+    unpack.add_argument("path", help="folder with train.rec and train.idx, or the .rec file")
+    unpack.add_argument("-o", "--output", required=True, help="a new or empty folder")
+    unpack.set_defaults(run=_unpack)
+    packp = sub.add_parser("pack-pairs", help="a pairs.txt over identity folders -> an InsightFace .bin set")
+    packp.add_argument("root", help="identity folders: ROOT/<name>/<name>_0001.jpg")
+    packp.add_argument("pairs", help="pairs.txt (LFW format, with its `10 N` fold header)")
+    packp.add_argument("-o", "--output", required=True, help="the .bin file to write")
+    packp.set_defaults(run=_pack_pairs)
     rerun = sub.add_parser("rerun", help="run a logged MLflow run again from its recorded config and overrides")
     rerun.add_argument("run_id", help="MLflow run id (a job of a sweep is re-run alone)")
     rerun.add_argument("overrides", nargs="*", help="extra Hydra overrides, applied last")

@@ -196,6 +196,7 @@ class Embedder:
         from tqdm import tqdm
 
         from facenet.data.pipeline import eval_batches
+        from facenet.data.sources import ImageFiles
 
         if len(images) == 0:
             return np.zeros((0, 0), np.float32)
@@ -213,7 +214,7 @@ class Embedder:
         paths = [str(i) for i in images]
         out = []
         with tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
-            for batch, n in eval_batches(paths, self.transform, self.batch_size, self.workers):
+            for batch, n in eval_batches(ImageFiles(paths), self.transform, self.batch_size, self.workers):
                 out.append(self._run(batch)[:n])
                 bar.update(n)
         return np.concatenate(out)

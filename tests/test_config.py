@@ -13,7 +13,13 @@ from tests.conftest import CONF
 GROUPS = [
     "backbone", "head", "batch", "dataset", "eval", "miner", "loss", "optimizer", "lr_schedule", "hardware", "tracking"
 ]  # fmt: skip
-REQUIRED = {"dataset=folder": ["dataset.root=/x"], "eval=lfw": ["eval.root=/x", "eval.pairs=/x/pairs.txt"]}
+REQUIRED = {
+    "dataset=folder": ["dataset.root=/x"],
+    "dataset=recordio": ["dataset.path=/x"],
+    "eval=lfw": ["eval.root=/x", "eval.pairs=/x/pairs.txt"],
+    "eval=bin": ["eval.path=/x/lfw.bin"],
+    "eval=benchmarks": ["eval.dir=/x"],
+}
 
 
 def options(group: str) -> list[str]:

@@ -13,6 +13,7 @@ from facenet.data.images import EvalTransform, TrainTransform, normalization, re
 from facenet.data.index import index_folder, read_index_csv
 from facenet.data.pairs import read_pairs
 from facenet.data.sampler import PKSampler
+from facenet.data.sources import ImageFiles
 from facenet.data.synthetic import generate_eval, generate_train
 from facenet.errors import ConfigError, DataError
 from tests.conftest import write_faces
@@ -163,7 +164,8 @@ def test_train_batches_reproducible_across_worker_counts(tmp_path):
     aug = TrainTransform(16, hflip=True, max_shift=0.2, random_interpolation=False)
 
     def epoch(workers):
-        out = list(train_batches(table["path"].tolist(), table["class"].to_numpy(), sampler, aug, workers, 7, 1))
+        images = ImageFiles(table["path"].tolist())
+        out = list(train_batches(images, table["class"].to_numpy(), sampler, aug, workers, 7, 1))
         return np.concatenate([b[0].asnumpy() for b in out]), np.concatenate([b[1].asnumpy() for b in out])
 
     (x1, y1), (x2, y2) = epoch(1), epoch(2)
@@ -276,7 +278,7 @@ def test_unreadable_training_images_are_replaced_counted_and_limited(tmp_path):
     aug = TrainTransform(16, hflip=True, max_shift=0.2, random_interpolation=False)
 
     def epoch(p, bad):
-        out = list(train_batches(p, classes, sampler, aug, 1, 7, 1, 0, bad))
+        out = list(train_batches(ImageFiles(p), classes, sampler, aug, 1, 7, 1, 0, bad))
         return np.concatenate([b[0].asnumpy() for b in out]), np.concatenate([b[1].asnumpy() for b in out])
 
     bad = BadImages(limit=1)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from facenet.data.images import EvalTransform
+from facenet.data.sources import ImageFiles
 from facenet.errors import ConfigError
-from facenet.evaluation.verify import embed_paths
+from facenet.evaluation.verify import embed_images
 from facenet.models.build import build_network
 from facenet.runtime import mixed_precision
 
@@ -34,8 +35,8 @@ def net_and_images(compose_cfg, tmp_path_factory):
 def test_flip_tta_sums_image_and_mirror(net_and_images):
     net, paths = net_and_images
     tf = EvalTransform(32)
-    plain = embed_paths(net, paths, tf, batch_size=4)
-    tta = embed_paths(net, paths, tf, batch_size=4, flip_tta=True)
+    plain = embed_images(net, ImageFiles(paths), tf, batch_size=4)
+    tta = embed_images(net, ImageFiles(paths), tf, batch_size=4, flip_tta=True)
     net.set_train(False)
     x = np.stack([tf(cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB)) for p in paths])
     mirrored = net(ms.Tensor(np.ascontiguousarray(x[..., ::-1]))).asnumpy()

@@ -72,6 +72,13 @@ class FolderDatasetConf:
 
 
 @dataclass
+class RecordIODatasetConf:
+    _target_: str = "facenet.data.datasets.RecordIODataset"
+    path: str = MISSING
+    cache_dir: str | None = MISSING
+
+
+@dataclass
 class EvalProtocolConf:
     """What every verification protocol has: how to embed and score its pairs."""
 
@@ -100,6 +107,20 @@ class LfwEvalConf(EvalProtocolConf):
     _target_: str = "facenet.evaluation.protocols.LfwPairs"
     root: str = MISSING
     pairs: str = MISSING
+
+
+@dataclass
+class BinEvalConf(EvalProtocolConf):
+    _target_: str = "facenet.evaluation.protocols.BinPairs"
+    path: str = MISSING
+
+
+@dataclass
+class BenchmarksEvalConf(EvalProtocolConf):
+    _target_: str = "facenet.evaluation.protocols.Benchmarks"
+    dir: str = MISSING
+    sets: list[str] | None = MISSING
+    primary: str | None = MISSING
 
 
 @dataclass
@@ -335,8 +356,17 @@ SCHEMAS = {
     },
     "head": {"embedding_head_schema": EmbeddingHeadConf},
     "batch": {"pk_schema": PKBatchConf, "triplets_schema": TripletBatchConf},
-    "dataset": {"synthetic_schema": SyntheticDatasetConf, "folder_schema": FolderDatasetConf},
-    "eval": {"synthetic_eval_schema": SyntheticEvalConf, "lfw_schema": LfwEvalConf},
+    "dataset": {
+        "synthetic_schema": SyntheticDatasetConf,
+        "folder_schema": FolderDatasetConf,
+        "recordio_schema": RecordIODatasetConf,
+    },
+    "eval": {
+        "synthetic_eval_schema": SyntheticEvalConf,
+        "lfw_schema": LfwEvalConf,
+        "bin_schema": BinEvalConf,
+        "benchmarks_schema": BenchmarksEvalConf,
+    },
     "miner": {"miner_schema": MinerConf},
     "loss": {"triplet_schema": TripletLossConf},
     "optimizer": {

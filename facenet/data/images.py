@@ -98,15 +98,47 @@ def read_image(path: str) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise DataError(f"cannot decode image {path!r}: {err.strerror}") from None
+    return decode_image(data, repr(path), "missing, empty or corrupt file")
+
+
+def decode_image(data: np.ndarray | bytes, name: str, why: str = "corrupt or not an image") -> np.ndarray:
+    """Encoded image bytes (a file's, a RecordIO record's, a .bin entry's) to an RGB uint8 HxWx3 array; `name` says
+    in errors which image it was. Refused from the header, before decoding, above the `max_pixels()` limit."""
+    if not isinstance(data, np.ndarray):
+        data = np.frombuffer(data, dtype=np.uint8)
     header = header_pixels(data) if data.size else None
     if header is not None and header[0] > (limit := max_pixels()):
-        raise DataError(f"image {path!r} is {header[1]}, above the limit of {limit / 1e6:g} megapixels: refused "
+        raise DataError(f"image {name} is {header[1]}, above the limit of {limit / 1e6:g} megapixels: refused "
                         f"before decoding (a decompression bomb?); raise max_image_pixels= in run.py, "
                         f"facenet --max-image-pixels, or {MAX_PIXELS_ENV} to read it")  # fmt: skip
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
-        raise DataError(f"cannot decode image {path!r} (missing, empty or corrupt file)")
+        raise DataError(f"cannot decode image {name} ({why})")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+PORTABLE_FORMATS = {b"\xff\xd8": ".jpg", b"\x89P": ".png"}  # what every reader of the field's packed sets decodes
+
+
+def image_format(data: bytes) -> str | None:
+    """ ".jpg" or ".png" from an encoded image's first bytes; None for any other format."""
+    return PORTABLE_FORMATS.get(bytes(data[:2]))
+
+
+def portable_bytes(path: str) -> tuple[bytes, bool]:
+    """A file's bytes for a packed set (RecordIO, `.bin`): JPEG and PNG as they are; any other format (PGM, BMP,
+    ...) decoded and re-encoded as PNG, losslessly (True: re-encoded). DataError if it is not an image."""
+    data = np.fromfile(path, dtype=np.uint8)
+    if image_format(data[:2].tobytes()):
+        if header_pixels(data) is None:
+            raise DataError(f"cannot decode image {path!r} (corrupt header)")
+        return data.tobytes(), False
+    return encode_png(read_image(path)), True
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    """RGB uint8 HxWx3 as PNG bytes (lossless)."""
+    return cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))[1].tobytes()
 
 
 def normalization(value: str) -> str:

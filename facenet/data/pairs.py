@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from facenet.data.index import IMAGE_EXTENSIONS
+from facenet.data.sources import ImageFiles, ImageSource
 from facenet.errors import DataError
 
 
 @dataclass
 class PairSet:
-    """Pairs as indices into a list of unique image paths, in file order (the official fold order)."""
+    """Pairs as indices into unique images (files, or a `.bin` set's encoded images), in file order (the official
+    fold order)."""
 
-    paths: list[str]
+    images: ImageSource
     left: np.ndarray
     right: np.ndarray
     issame: np.ndarray
@@ -24,6 +26,11 @@ class PairSet:
 
     def __len__(self) -> int:
         return len(self.issame)
+
+    @property
+    def paths(self) -> list[str]:
+        """The images' names: file paths, or `<set>.bin[<position>]`."""
+        return [self.images.name(i) for i in range(len(self.images))]
 
     def fold_order(self, n_folds: int = 10) -> np.ndarray:
         """Permutation whose consecutive blocks are the evaluation folds.
@@ -52,7 +59,7 @@ class PairSet:
             keep += [*fold[self.issame[fold]][:per], *fold[~self.issame[fold]][:per]]
         keep = np.array(keep)
         used, inverse = np.unique(np.r_[self.left[keep], self.right[keep]], return_inverse=True)
-        return PairSet([self.paths[i] for i in used], inverse[: len(keep)], inverse[len(keep) :],
+        return PairSet(self.images.subset(used), inverse[: len(keep)], inverse[len(keep) :],
                        self.issame[keep], k)  # fmt: skip
 
 
@@ -142,4 +149,5 @@ def read_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike) -> PairSe
             + ", ".join(unique[:20])
             + (f" ... ({len(unique) - 20} more)" if len(unique) > 20 else "")
         )
-    return PairSet([str(p) for p in index], np.array(left), np.array(right), np.array(same, dtype=bool), n_folds)
+    images = ImageFiles([str(p) for p in index])
+    return PairSet(images, np.array(left), np.array(right), np.array(same, dtype=bool), n_folds)

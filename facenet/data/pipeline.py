@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import mindspore as ms
 import numpy as np
 
-from facenet.data.images import EvalTransform, TrainTransform, read_image
+from facenet.data.images import EvalTransform, TrainTransform
+from facenet.data.sources import ImageSource
 from facenet.errors import DataError
 
 
@@ -34,7 +35,7 @@ class _EpochSource:
 
     def __init__(
         self,
-        paths: Sequence[str],
+        images: ImageSource,
         labels: np.ndarray,
         indices: np.ndarray,
         transform: TrainTransform,
@@ -43,7 +44,7 @@ class _EpochSource:
         start: int = 0,
         bad: BadImages | None = None,
     ):
-        self.paths, self.labels, self.indices = paths, labels.astype(np.int32), indices
+        self.images, self.labels, self.indices = images, labels.astype(np.int32), indices
         self.transform, self.seed, self.epoch, self.start = transform, seed, epoch, start
         self.bad = bad
 
@@ -61,25 +62,25 @@ class _EpochSource:
         """Image `i`; an unreadable one is recorded in `bad` and replaced by the next readable image of the same
         identity (the batch keeps its P x K layout), until `bad` exceeds its limit."""
         try:
-            return read_image(self.paths[i])
+            return self.images.read(i)
         except DataError:
             if self.bad is None:
                 raise
-            self.bad.add(self.paths[i])
+            self.bad.add(self.images.name(i))
         same = np.flatnonzero(self.labels == self.labels[i])
         start = int(np.searchsorted(same, i))
         for k in np.roll(same, -start)[1:]:
-            if self.paths[k] in self.bad.paths:
+            if self.images.name(k) in self.bad.paths:
                 continue
             try:
-                return read_image(self.paths[k])
+                return self.images.read(int(k))
             except DataError:
-                self.bad.add(self.paths[k])
-        raise DataError(f"no readable image left for the identity of {self.paths[i]}")
+                self.bad.add(self.images.name(k))
+        raise DataError(f"no readable image left for the identity of {self.images.name(i)}")
 
 
 class BadImages:
-    """Unreadable training images met so far (skipped and replaced); more than `limit` is a DataError."""
+    """Unreadable training images met so far, by name (skipped and replaced); more than `limit` is a DataError."""
 
     def __init__(self, limit: int):
         self.limit, self.paths = limit, set()
@@ -96,14 +97,14 @@ class BadImages:
 
 
 class _EvalSource:
-    def __init__(self, paths: Sequence[str], transform: EvalTransform):
-        self.paths, self.transform = list(paths), transform
+    def __init__(self, images: ImageSource, transform: EvalTransform):
+        self.images, self.transform = images, transform
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.images)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self.transform(read_image(self.paths[i]))
+        return self.transform(self.images.read(i))
 
 
 def _ahead(make: Callable[[int], tuple], count: int, workers: int) -> Iterator[tuple]:
@@ -125,7 +126,7 @@ def _ahead(make: Callable[[int], tuple], count: int, workers: int) -> Iterator[t
 
 
 def train_batches(
-    paths: Sequence[str],
+    images: ImageSource,
     labels: np.ndarray,
     sampler,
     transform: TrainTransform,
@@ -138,7 +139,7 @@ def train_batches(
     """One epoch of (images, labels) batches in sampler order (`sampler.epoch_indices(epoch)`, `batch_size` each:
     P identities x K images, or anchors | positives | negatives for offline triplets), from batch `skip_batches`
     on (a resumed epoch gets exactly the batches the uninterrupted one would have)."""
-    source = _EpochSource(paths, labels, sampler.epoch_indices(epoch), transform, seed, epoch,
+    source = _EpochSource(images, labels, sampler.epoch_indices(epoch), transform, seed, epoch,
                           skip_batches * sampler.batch_size, bad)  # fmt: skip
     size = sampler.batch_size
 
@@ -151,11 +152,11 @@ def train_batches(
 
 
 def eval_batches(
-    paths: Sequence[str], transform: EvalTransform, batch_size: int, workers: int
+    images: ImageSource, transform: EvalTransform, batch_size: int, workers: int
 ) -> Iterator[tuple[np.ndarray, int]]:
-    """Yield (batch, n_valid) over `paths` in order; the last batch is zero-padded to `batch_size`, so a compiled
+    """Yield (batch, n_valid) over `images` in order; the last batch is zero-padded to `batch_size`, so a compiled
     network sees one shape, and `n_valid` says how many rows are real. No image is dropped."""
-    source = _EvalSource(paths, transform)
+    source = _EvalSource(images, transform)
 
     def make(b: int) -> tuple[np.ndarray, int]:
         rows = [source[i] for i in range(b * batch_size, min(len(source), (b + 1) * batch_size))]

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from facenet.data.images import EvalTransform
 from facenet.errors import ConfigError
-from facenet.evaluation.report import evaluate_and_log
+from facenet.evaluation.report import evaluate_sets
 from facenet.models.io import (
     load_network_weights,
     model_spec,
@@ -49,8 +49,9 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker, preprocess_set:
     net = network_from_spec(spec)
     load_network_weights(net, ckpt)
     protocol = instantiate(cfg.eval)
-    pairs = protocol.load(os.cpu_count() or 1)  # generation (once, cached) uses every core
+    sets = protocol.load_sets(os.cpu_count() or 1)  # generation (once, cached) uses every core
     transform = EvalTransform(protocol.input_size(net), protocol.center_crop, spec["preprocess"]["normalize"])
-    metrics = evaluate_and_log(net, pairs, protocol, transform, cfg.hardware.data_workers, tracker, 0, run_dir / "eval")
-    log.info("verification report for %s:\n%s", ckpt, (run_dir / "eval" / "report.txt").read_text().rstrip())
+    metrics = evaluate_sets(net, sets, protocol, transform, cfg.hardware.data_workers, tracker, 0, run_dir / "eval")
+    if list(sets) == [""]:
+        log.info("verification report for %s:\n%s", ckpt, (run_dir / "eval" / "report.txt").read_text().rstrip())
     return metrics

@@ -36,6 +36,26 @@ def roc_plot(report: VerificationReport, path: str | Path, title: str = "") -> P
     return Path(path)
 
 
+def benchmark_roc_plot(reports: dict[str, VerificationReport], path: str | Path) -> Path:
+    """One ROC curve per benchmark on log-FAR axes, each labelled with its accuracy and AUC."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.4), dpi=120)
+    for name, r in reports.items():
+        fpr, tpr = np.asarray(r.roc["fpr"]), np.asarray(r.roc["tpr"])
+        ax.plot(np.maximum(fpr, 1e-4), tpr, lw=1.5, label=f"{name}: acc {r.accuracy_mean:.4f}, AUC {r.auc:.4f}")
+    ax.set_xscale("log")
+    ax.set_xlim(1e-4, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_title(f"ROC of {len(reports)} benchmarks")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
 def distance_histogram(distances: np.ndarray, issame: np.ndarray, threshold: float, path: str | Path) -> Path:
     """Same vs different pair distances, with the chosen threshold."""
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
@@ -61,10 +81,11 @@ def hardest_pairs(distances: np.ndarray, issame: np.ndarray, threshold: float, k
     return fa[np.argsort(distances[fa], kind="stable")][:k], fr[np.argsort(-distances[fr], kind="stable")][:k]
 
 
-def hardest_pairs_grid(paths: list[str], left: np.ndarray, right: np.ndarray, distances: np.ndarray,
+def hardest_pairs_grid(images, left: np.ndarray, right: np.ndarray, distances: np.ndarray,
                        issame: np.ndarray, threshold: float, path: str | Path, k: int = 8) -> Path:  # fmt: skip
-    """Image grid: the worst false accepts (left column) and false rejects (right column), each with its distance."""
-    from facenet.data.images import read_image, resize
+    """Image grid (`images`: an ImageSource): the worst false accepts (left column) and false rejects (right
+    column), each with its distance."""
+    from facenet.data.images import resize
 
     columns = dict(zip(("false accepts", "false rejects"), hardest_pairs(distances, issame, threshold, k), strict=True))
     n_rows = max(1, *(len(v) for v in columns.values()))
@@ -76,7 +97,7 @@ def hardest_pairs_grid(paths: list[str], left: np.ndarray, right: np.ndarray, di
             ax.axis("off")
             if row < len(indices):
                 i = indices[row]
-                a, b = (resize(read_image(paths[j]), 112) for j in (left[i], right[i]))
+                a, b = (resize(images.read(int(j)), 112) for j in (left[i], right[i]))
                 ax.imshow(np.concatenate([a, b], axis=1))
                 ax.text(
                     0.5, -0.06, f"d = {distances[i]:.3f}", transform=ax.transAxes, ha="center", va="top", fontsize=8

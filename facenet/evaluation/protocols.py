@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
+from facenet.data.binsets import read_bin
 from facenet.data.pairs import PairSet, read_pairs
 from facenet.data.synthetic import generate_eval
-from facenet.errors import ConfigError
+from facenet.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +47,28 @@ class VerificationProtocol:
 
     def load(self, workers: int = 2) -> PairSet:
         """The protocol's pairs, limited to `max_pairs` (said in the log and recorded as eval/pairs) if set."""
-        pairs = self._load(workers)
-        if self.max_pairs is not None and len(pairs) > self.max_pairs:
-            limited = pairs.limit(self.max_pairs)
-            log.warning("eval.max_pairs=%d: evaluating %d of the %d pairs (the first same and different pairs of "
-                        "each of %d folds); remove it for the full protocol", self.max_pairs, len(limited),
-                        len(pairs), limited.n_folds)  # fmt: skip
-            return limited
-        return pairs
+        return self.limited(self._load(workers))
+
+    def limited(self, pairs: PairSet, name: str = "") -> PairSet:
+        if self.max_pairs is None or len(pairs) <= self.max_pairs:
+            return pairs
+        limited = pairs.limit(self.max_pairs)
+        log.warning("eval.max_pairs=%d: evaluating %d of the %d pairs%s (the first same and different pairs of each "
+                    "of %d folds); remove it for the full protocol", self.max_pairs, len(limited), len(pairs),
+                    f" of {name}" if name else "", limited.n_folds)  # fmt: skip
+        return limited
 
     def _load(self, workers: int) -> PairSet:
         raise NotImplementedError
+
+    def load_sets(self, workers: int = 2) -> dict[str, PairSet]:
+        """The protocol's pair sets by name: one unnamed set (`""`), or a benchmark suite's named sets."""
+        return {"": self.load(workers)}
+
+    def primary(self, names: Sequence[str]) -> str:
+        """The set whose accuracy is the run's `accuracy` (what run.py returns, what picks `best.ckpt`): the only
+        one here; a suite's choice of its named sets, or "mean"."""
+        return names[0]
 
 
 class LfwPairs(VerificationProtocol):
@@ -95,3 +108,65 @@ class SyntheticPairs(VerificationProtocol):
     def _load(self, workers: int) -> PairSet:
         root = generate_eval(self.data_dir, workers=workers, **self.spec)
         return read_pairs(root / "pairs.txt", root)
+
+
+class BinPairs(VerificationProtocol):
+    """An InsightFace `.bin` verification set (lfw.bin, cfp_fp.bin, agedb_30.bin, ...): 10 consecutive folds."""
+
+    def __init__(self, path: str, **kw):
+        super().__init__(**kw)
+        self.path = path
+
+    def _load(self, workers: int) -> PairSet:
+        return read_bin(self.path)
+
+
+# InsightFace's verification sets, in the order papers tabulate them
+KNOWN_BENCHMARKS = ("lfw", "cfp_fp", "cfp_ff", "agedb_30", "calfw", "cplfw", "vgg2_fp")
+MEAN = "mean"
+
+
+class Benchmarks(VerificationProtocol):
+    """Every `.bin` set of a folder (or those named in `sets`), each scored on its own, reported side by side.
+
+    `primary`: the set whose accuracy is the run's `accuracy`; null: lfw if present, else the mean over the sets;
+    "mean": the mean."""
+
+    def __init__(self, dir: str, sets: Sequence[str] | None = None, primary: str | None = None, **kw):
+        super().__init__(**kw)
+        self.dir, self.sets, self.primary_name = Path(dir).expanduser(), sets, primary
+        if sets is not None and not sets:
+            raise ConfigError("eval.sets=[] names no benchmark: list some, or null for every .bin in eval.dir")
+        if primary is not None and sets is not None and primary not in (*sets, MEAN):
+            raise ConfigError(f"eval.primary={primary} is not one of eval.sets={list(sets)} (or {MEAN!r})")
+
+    def files(self) -> dict[str, Path]:
+        """The sets to score, by name: known benchmarks in the usual order, then any other `.bin`, by name."""
+        if not self.dir.is_dir():
+            raise DataError(f"eval.dir={str(self.dir)!r} does not exist or is not a folder")
+        found = {p.stem: p for p in self.dir.glob("*.bin") if p.is_file()}
+        if self.sets is not None:
+            missing = [name for name in self.sets if name not in found]
+            if missing:
+                raise DataError(f"eval.sets names {missing}, not found in {self.dir} as <name>.bin (it has: "
+                                f"{', '.join(sorted(found)) or 'no .bin file'})")  # fmt: skip
+            return {name: found[name] for name in self.sets}
+        if not found:
+            raise DataError(f"no .bin verification set in {self.dir} (InsightFace's lfw.bin, cfp_fp.bin, "
+                            "agedb_30.bin, ...; facenet pack-pairs makes one from a pairs.txt)")  # fmt: skip
+        rank = {name: i for i, name in enumerate(KNOWN_BENCHMARKS)}
+        return {name: found[name] for name in sorted(found, key=lambda n: (rank.get(n, len(rank)), n))}
+
+    def load_sets(self, workers: int = 2) -> dict[str, PairSet]:
+        return {name: self.limited(read_bin(path), name) for name, path in self.files().items()}
+
+    def _load(self, workers: int) -> PairSet:
+        raise ConfigError("eval=benchmarks holds several pair sets: read them with load_sets()")
+
+    def primary(self, names: Sequence[str]) -> str:
+        if self.primary_name is None:
+            return "lfw" if "lfw" in names else MEAN
+        if self.primary_name not in (*names, MEAN):
+            raise ConfigError(f"eval.primary={self.primary_name}: no such set in {self.dir} (it has "
+                              f"{', '.join(names)}; or {MEAN!r})")  # fmt: skip
+        return self.primary_name

@@ -1,5 +1,6 @@
 """One evaluation, reported: scalars to the tracker, and `report.json`, `report.txt`, the ROC curve, the distance
-histograms and the hardest pairs written to a folder and logged as artifacts."""
+histograms and the hardest pairs written to a folder and logged as artifacts; a benchmark suite's sets each so,
+then side by side (a table and one ROC figure)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from facenet.data.images import EvalTransform
 from facenet.data.pairs import PairSet
-from facenet.evaluation.figures import distance_histogram, hardest_pairs_grid, roc_plot
-from facenet.evaluation.protocols import VerificationProtocol
+from facenet.evaluation.figures import benchmark_roc_plot, distance_histogram, hardest_pairs_grid, roc_plot
+from facenet.evaluation.protocols import MEAN, VerificationProtocol
 from facenet.evaluation.verify import evaluate_pairs
+from facenet.metrics import VerificationReport
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +27,11 @@ def evaluate_and_log(net, pairs: PairSet, protocol: VerificationProtocol, transf
                      tracker, step: int, out_dir: Path, prefix: str = "eval") -> dict[str, float]:  # fmt: skip
     """Score every pair, log `<prefix>/<scalar>` at `step`, write the report and figures into `out_dir` (logged
     under `<prefix>/`); returns the scalars."""
+    return _score(net, pairs, protocol, transform, workers, tracker, step, out_dir, prefix)[0]
+
+
+def _score(net, pairs: PairSet, protocol: VerificationProtocol, transform: EvalTransform, workers: int, tracker,
+           step: int, out_dir: Path, prefix: str) -> tuple[dict[str, float], VerificationReport]:  # fmt: skip
     report, distances = evaluate_pairs(
         net, pairs, transform, protocol.batch_size, protocol.far_targets, workers, protocol.flip_tta
     )
@@ -38,7 +48,7 @@ def evaluate_and_log(net, pairs: PairSet, protocol: VerificationProtocol, transf
     (out_dir / "report.txt").write_text(report.table() + "\n")
     roc_plot(report, out_dir / "roc.png")
     distance_histogram(distances, pairs.issame, report.threshold_mean, out_dir / "distances.png")
-    hardest_pairs_grid(pairs.paths, pairs.left, pairs.right, distances, pairs.issame, report.threshold_mean,
+    hardest_pairs_grid(pairs.images, pairs.left, pairs.right, distances, pairs.issame, report.threshold_mean,
                        out_dir / "hardest_pairs.png")  # fmt: skip
     for name in ARTIFACTS:
         tracker.log_artifact(out_dir / name, prefix)
@@ -52,4 +62,52 @@ def evaluate_and_log(net, pairs: PairSet, protocol: VerificationProtocol, transf
         report.eer,
         ", ".join(f"VAL@FAR={f:g} {v['val_mean']:.4f}" for f, v in report.val_at_far.items()),
     )
-    return scalars
+    return scalars, report
+
+
+def evaluate_sets(net, sets: dict[str, PairSet], protocol: VerificationProtocol, transform: EvalTransform,
+                  workers: int, tracker, step: int, out_dir: Path, prefix: str = "eval"
+                  ) -> dict[str, float]:  # fmt: skip
+    """A protocol's pair sets (`protocol.load_sets()`): one unnamed set as `evaluate_and_log`; named sets (a
+    benchmark suite) each under `<prefix>/<name>/` and `out_dir/<name>/`, then side by side: `benchmarks.csv`,
+    `benchmarks.md` and `benchmarks_roc.png` (one ROC curve per set) logged under `<prefix>/`.
+
+    Returns the scalars; with named sets, `<name>/<scalar>` for each, and `accuracy` (also logged as
+    `<prefix>/accuracy`) = the primary set's accuracy or the mean over the sets (`protocol.primary`)."""
+    if list(sets) == [""]:
+        return evaluate_and_log(net, sets[""], protocol, transform, workers, tracker, step, out_dir, prefix)
+    out, reports = {}, {}
+    for name, pairs in sets.items():
+        scalars, reports[name] = _score(net, pairs, protocol, transform, workers, tracker, step, out_dir / name,
+                                        f"{prefix}/{name}")  # fmt: skip
+        out.update({f"{name}/{k}": v for k, v in scalars.items()})
+    primary = protocol.primary(list(sets))
+    mean = float(np.mean([r.accuracy_mean for r in reports.values()]))
+    summary = {"accuracy": mean if primary == MEAN else reports[primary].accuracy_mean, "mean_accuracy": mean}
+    tracker.log_metrics({f"{prefix}/{k}": v for k, v in summary.items()}, step)
+    table = benchmark_table(reports)
+    table.to_csv(out_dir / "benchmarks.csv", index=False)
+    (out_dir / "benchmarks.md").write_text(markdown(table) + f"\n\nprimary: {primary}\n")
+    benchmark_roc_plot(reports, out_dir / "benchmarks_roc.png")
+    for name in ("benchmarks.csv", "benchmarks.md", "benchmarks_roc.png"):
+        tracker.log_artifact(out_dir / name, prefix)
+    log.info("%s benchmarks (primary: %s, accuracy %.4f):\n%s", prefix, primary, summary["accuracy"], markdown(table))
+    return {**summary, **out}
+
+
+def benchmark_table(reports: dict[str, VerificationReport]) -> pd.DataFrame:
+    """One row per set: pairs, accuracy +- std, VAL at each FAR target, AUC, EER (the table papers print)."""
+    rows = []
+    for name, r in reports.items():
+        row = {"benchmark": name, "pairs": r.n_pairs, "accuracy": f"{r.accuracy_mean:.4f} +- {r.accuracy_std:.4f}"}
+        for far, v in r.val_at_far.items():
+            row[f"VAL@FAR={far:g}"] = f"{v['val_mean']:.4f} +- {v['val_std']:.4f}"
+        row.update({"AUC": f"{r.auc:.4f}", "EER": f"{r.eer:.4f}"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    return "\n".join([header, rule, *("| " + " | ".join(str(v) for v in row) + " |" for row in table.to_numpy())])

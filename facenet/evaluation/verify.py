@@ -12,20 +12,21 @@ from tqdm import tqdm
 from facenet.data.images import EvalTransform
 from facenet.data.pairs import PairSet
 from facenet.data.pipeline import eval_batches
+from facenet.data.sources import ImageSource
 from facenet.errors import DataError, TrainingDiverged
 from facenet.metrics import VerificationReport, verification_report
 
 
-def embed_paths(
+def embed_images(
     net: nn.Cell,
-    paths: Sequence[str],
+    images: ImageSource,
     transform: EvalTransform,
     batch_size: int,
     workers: int = 2,
     desc: str = "embedding",
     flip_tta: bool = False,
 ) -> np.ndarray:
-    """(N, D) embeddings of `paths`, in order, with BatchNorm in inference mode (restored afterwards).
+    """(N, D) embeddings of `images`, in order, with BatchNorm in inference mode (restored afterwards).
 
     `flip_tta`: the embedding of each image and of its horizontal mirror are summed, then rescaled to the
     network's norm (so distances keep their range and thresholds their meaning).
@@ -34,8 +35,8 @@ def embed_paths(
     net.set_train(False)
     out = []
     try:
-        with tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
-            for batch, n in eval_batches(paths, transform, batch_size, workers):
+        with tqdm(total=len(images), desc=desc, unit="img", leave=False) as bar:
+            for batch, n in eval_batches(images, transform, batch_size, workers):
                 emb = net(ms.Tensor(batch)).asnumpy()[:n]
                 if flip_tta:
                     both = emb + net(ms.Tensor(np.ascontiguousarray(batch[..., ::-1]))).asnumpy()[:n]
@@ -69,7 +70,7 @@ def evaluate_pairs(
             f"verification needs same and different pairs and at least {2 * n_folds} pairs for {n_folds} folds; "
             f"got {int(pairs.issame.sum())} same and {int((~pairs.issame).sum())} different"
         )
-    emb = embed_paths(net, pairs.paths, transform, batch_size, workers, "eval embeddings", flip_tta)
+    emb = embed_images(net, pairs.images, transform, batch_size, workers, "eval embeddings", flip_tta)
     if not np.isfinite(emb).all():
         n = int((~np.isfinite(emb)).any(axis=1).sum())
         raise TrainingDiverged(f"the network gives NaN or infinite embeddings for {n} evaluation images: its "

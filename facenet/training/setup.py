@@ -39,8 +39,12 @@ ALIGN_STYLES = (None, *STYLES)
 @dataclass
 class Evaluation:
     protocol: VerificationProtocol
-    pairs: PairSet
+    sets: dict[str, PairSet]  # protocol.load_sets(): one unnamed set, or a benchmark suite's named sets
     transform: EvalTransform
+
+    @property
+    def pairs(self) -> int:
+        return sum(len(p) for p in self.sets.values())
 
 
 @dataclass
@@ -51,13 +55,11 @@ class Training:
     data: TrainSet  # the whole training set
     table: pd.DataFrame  # the images this rank trains on (id, name, class, path)
     sampler: Any  # PKSampler or TripletSampler: epoch_indices(epoch), steps, batch_size, layout
-    protocol: VerificationProtocol
-    pairs: PairSet
+    evaluation: Evaluation  # the run's own protocol: its accuracy picks best.ckpt
     net: EmbeddingNet
     step: TrainStep  # network + loss + optimiser: saving it saves everything a resume needs
     lr: np.ndarray  # learning rate per global step
     augment: TrainTransform
-    eval_transform: EvalTransform
     also_eval: dict[str, Evaluation]  # more protocols, evaluated at the start (train.eval_at_start) and the end
     rank: int = 0
     world_size: int = 1
@@ -77,8 +79,8 @@ class Training:
 
     def batches(self, epoch: int, skip: int = 0, bad: BadImages | None = None) -> Iterator[tuple]:
         """Epoch `epoch`'s (images, labels) batches from batch `skip` on, built ahead by the data workers."""
-        paths, classes = self.table["path"].tolist(), self.table["class"].to_numpy()
-        return train_batches(paths, classes, self.sampler, self.augment, self.cfg.hardware.data_workers,
+        return train_batches(self.data.images(self.table), self.table["class"].to_numpy(), self.sampler,
+                             self.augment, self.cfg.hardware.data_workers,
                              self.cfg.seed, epoch, skip, bad)  # fmt: skip
 
 
@@ -112,15 +114,15 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("invalid settings: " + ", ".join(bad))
 
 
-def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, VerificationProtocol, PairSet]:
-    """(training set, this rank's share of it, its batch sampler, evaluation protocol, evaluation pairs).
+def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, VerificationProtocol, dict[str, PairSet]]:
+    """(training set, this rank's share of it, its batch sampler, evaluation protocol, its pair sets).
 
     Data parallel: each rank samples its own identities (class % ranks == rank) with the same step count.
     """
     # generating a synthetic set (once, cached) is a process pool: all cores, whatever the pipeline's thread count
     data = instantiate(cfg.dataset).load(os.cpu_count() or 1)
     protocol = instantiate(cfg.eval)
-    pairs = protocol.load(os.cpu_count() or 1)
+    sets = protocol.load_sets(os.cpu_count() or 1)
     rank, size = world()
     table = data.table
     sampler = instantiate(cfg.batch)(table, steps_per_epoch=cfg.train.steps_per_epoch, seed=cfg.seed)
@@ -130,7 +132,7 @@ def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, Verificati
         sampler = instantiate(cfg.batch)(table, steps_per_epoch=per_rank, seed=cfg.seed + rank)
         log.info("rank %d of %d: %d images of %d identities, %d steps/epoch, global batch %d", rank, size,
                  len(table), table["class"].nunique(), per_rank, size * sampler.batch_size)  # fmt: skip
-    return data, table, sampler, protocol, pairs
+    return data, table, sampler, protocol, sets
 
 
 def build_model(cfg: DictConfig) -> EmbeddingNet:
@@ -176,16 +178,18 @@ def build_training(cfg: DictConfig) -> Training:
     """Every part of a training run, in the order that makes a seeded run reproducible."""
     validate(cfg)
     ms.set_seed(cfg.seed)
-    data, table, sampler, protocol, pairs = build_data(cfg)
+    data, table, sampler, protocol, sets = build_data(cfg)
     miner = instantiate(cfg.miner)
     if miner.layout != "pk" and miner.layout != sampler.layout:
         raise ConfigError(f"miner={type(miner).__name__} needs batch={miner.layout}, not batch={sampler.layout}")
     log.info(
         "training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d images (%s)",
-        len(data), data.num_identities, data.root, len(pairs), sampler.steps, sampler.batch_size, sampler.layout,
+        len(data), data.num_identities, data.root, sum(len(p) for p in sets.values()), sampler.steps,
+        sampler.batch_size, sampler.layout,
     )  # fmt: skip
     net = build_model(cfg)
-    eval_transform = EvalTransform(protocol.input_size(net), protocol.center_crop, cfg.preprocess.normalize)
+    evaluation = Evaluation(protocol, sets, EvalTransform(protocol.input_size(net), protocol.center_crop,
+                                                          cfg.preprocess.normalize))  # fmt: skip
     also = {name: build_evaluation(node, net, cfg.preprocess.normalize) for name, node in cfg.also_eval.items()}
     net = mixed_precision(net, cfg.hardware.amp_level, cfg.hardware.device)
     log.info("network: %s, %.2fM parameters", cfg.backbone._target_.rsplit(".", 1)[-1], count_parameters(net) / 1e6)
@@ -193,8 +197,7 @@ def build_training(cfg: DictConfig) -> Training:
     augment = TrainTransform(int(cfg.preprocess.image_size), **OmegaConf.to_container(cfg.augment),
                              normalize=cfg.preprocess.normalize)  # fmt: skip
     rank, size = world()
-    return Training(cfg, data, table, sampler, protocol, pairs, net, step, lr, augment, eval_transform, also, rank,
-                    size)  # fmt: skip
+    return Training(cfg, data, table, sampler, evaluation, net, step, lr, augment, also, rank, size)
 
 
 RESERVED_PREFIXES = ("eval", "train", "model", "data", "checkpoints")
@@ -203,5 +206,5 @@ RESERVED_PREFIXES = ("eval", "train", "model", "data", "checkpoints")
 def build_evaluation(node: DictConfig, net: EmbeddingNet, normalize: str) -> Evaluation:
     """A protocol of `also_eval`, its pairs and its transform."""
     protocol = instantiate(node)
-    return Evaluation(protocol, protocol.load(os.cpu_count() or 1),
+    return Evaluation(protocol, protocol.load_sets(os.cpu_count() or 1),
                       EvalTransform(protocol.input_size(net), protocol.center_crop, normalize))  # fmt: skip

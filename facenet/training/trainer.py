@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from facenet.data.pipeline import BadImages
 from facenet.errors import ConfigError, TrainingDiverged, TrainingInterrupted
-from facenet.evaluation.report import evaluate_and_log
+from facenet.evaluation.report import evaluate_sets
 from facenet.models.embedding import count_parameters
 from facenet.models.io import model_spec, resolve_checkpoint, sidecar
 from facenet.runtime import barrier
@@ -39,7 +39,7 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
         tracker.log_artifact(sidecar(parent), "parent_model")
     if resume is None:
         state = TrainState()
-        sizes = {"images": len(t.data), "identities": t.data.num_identities, "eval_pairs": len(t.pairs)}
+        sizes = {"images": len(t.data), "identities": t.data.num_identities, "eval_pairs": t.evaluation.pairs}
         tracker.log_metrics({"model/parameters": count_parameters(t.net), **{f"data/{k}": v for k, v in sizes.items()}},
                             0)  # fmt: skip
     else:
@@ -170,20 +170,19 @@ def log_window(tracker, t: Training, state: TrainState, rate: float) -> None:
 
 def evaluate(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_dir: Path, epoch: int,
              also: bool = False) -> dict[str, float]:  # fmt: skip
-    """Evaluate on the configured pairs (logged under `eval/`); an accuracy above every earlier one is saved as
-    `best.ckpt` (epoch 0: the starting weights). `also`: the `also_eval` protocols too, under `<name>/`."""
-    workers, step = t.cfg.hardware.data_workers, state.global_step
-    metrics = evaluate_and_log(t.net, t.pairs, t.protocol, t.eval_transform, workers, tracker, step,
-                               run_dir / "eval", "eval")  # fmt: skip
+    """Evaluate on the configured pairs (logged under `eval/`; a benchmark suite: all its sets); an accuracy (the
+    suite's primary) above every earlier one is saved as `best.ckpt` (epoch 0: the starting weights). `also`: the
+    `also_eval` protocols too, under `<name>/`."""
+    workers, step, own = t.cfg.hardware.data_workers, state.global_step, t.evaluation
+    metrics = evaluate_sets(t.net, own.sets, own.protocol, own.transform, workers, tracker, step, run_dir / "eval",
+                            "eval")  # fmt: skip
     metrics["epoch"] = epoch
     if metrics["accuracy"] > state.best_accuracy:
         state.best_accuracy = metrics["accuracy"]
         ckpts.save_best(t.step, state, metrics, epoch)
         log.info("new best accuracy %.4f at epoch %d", metrics["accuracy"], epoch)
     for name, e in t.also_eval.items() if also else ():
-        scalars = evaluate_and_log(
-            t.net, e.pairs, e.protocol, e.transform, workers, tracker, step, run_dir / name, name
-        )
+        scalars = evaluate_sets(t.net, e.sets, e.protocol, e.transform, workers, tracker, step, run_dir / name, name)
         metrics.update({f"{name}/{k}": v for k, v in scalars.items()})
     return metrics
 
