@@ -163,3 +163,11 @@ def test_corrupt_records_in_training_are_skipped_counted_and_reported(packed):
     assert bad.paths == {f"{rec} record 2", f"{rec} record 6"}
     with pytest.raises(DataError, match=r"record 6: no RecordIO magic"):
         train.images().read(5)
+
+
+def test_pack_writes_nothing_when_an_image_is_unreadable(tmp_path):
+    src = write_faces(tmp_path / "src", {"ann": 2, "bob": 2}, ext="jpg")
+    (src / "bob" / "bob_0002.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(DataError, match=r"1 files under .* are not readable images, nothing written: .*bob_0002.jpg"):
+        pack_folder(src, tmp_path / "rec")
+    assert list((tmp_path / "rec").iterdir()) == []
