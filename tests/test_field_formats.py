@@ -16,7 +16,6 @@ from facenet.errors import ConfigError, DataError
 from facenet.training.setup import build_training
 from tests.conftest import tiny_checkpoint, write_faces
 
-
 # experiment=smoke without its eval and dataset settings (other options here)
 SMALL_EVAL = ("eval.identities_per_fold=2", "eval.images_per_identity=3", "eval.pairs_per_fold=2", "eval.image_size=32")
 SMALL_TRAIN = ("dataset.identities=16", "dataset.images_per_identity=4", "dataset.image_size=32",

@@ -158,7 +158,9 @@ class Benchmarks(VerificationProtocol):
         return {name: found[name] for name in sorted(found, key=lambda n: (rank.get(n, len(rank)), n))}
 
     def load_sets(self, workers: int = 2) -> dict[str, PairSet]:
-        return {name: self.limited(read_bin(path), name) for name, path in self.files().items()}
+        files = self.files()
+        self.primary(list(files))  # a primary naming no set is refused before anything is read
+        return {name: self.limited(read_bin(path), name) for name, path in files.items()}
 
     def _load(self, workers: int) -> PairSet:
         raise ConfigError("eval=benchmarks holds several pair sets: read them with load_sets()")

@@ -76,12 +76,12 @@ def evaluate_sets(net, sets: dict[str, PairSet], protocol: VerificationProtocol,
     `<prefix>/accuracy`) = the primary set's accuracy or the mean over the sets (`protocol.primary`)."""
     if list(sets) == [""]:
         return evaluate_and_log(net, sets[""], protocol, transform, workers, tracker, step, out_dir, prefix)
+    primary = protocol.primary(list(sets))
     out, reports = {}, {}
     for name, pairs in sets.items():
         scalars, reports[name] = _score(net, pairs, protocol, transform, workers, tracker, step, out_dir / name,
                                         f"{prefix}/{name}")  # fmt: skip
         out.update({f"{name}/{k}": v for k, v in scalars.items()})
-    primary = protocol.primary(list(sets))
     mean = float(np.mean([r.accuracy_mean for r in reports.values()]))
     summary = {"accuracy": mean if primary == MEAN else reports[primary].accuracy_mean, "mean_accuracy": mean}
     tracker.log_metrics({f"{prefix}/{k}": v for k, v in summary.items()}, step)
