@@ -13,13 +13,14 @@ import numpy as np  # noqa: E402
 from facenet.metrics import VerificationReport  # noqa: E402
 
 
-def roc_plot(report: VerificationReport, path: str | Path, title: str = "") -> Path:
-    """ROC on log-FAR axes with AUC, EER and VAL@FAR in the legend."""
-    fpr, tpr = np.asarray(report.roc["fpr"]), np.asarray(report.roc["tpr"])
-    fig, ax = plt.subplots(figsize=(5, 4.2), dpi=120)
-    label = f"AUC {report.auc:.4f}, EER {report.eer:.4f}, acc {report.accuracy_mean:.4f}"
-    ax.plot(np.maximum(fpr, 1e-4), tpr, lw=1.6, label=label)
-    for far, v in report.val_at_far.items():
+def _roc_figure(path: str | Path, title: str, curves: list[tuple[VerificationReport, str]], size=(5, 4.2),
+                marks: VerificationReport | None = None) -> Path:  # fmt: skip
+    """ROC curves on log-FAR axes, one per (report, legend label); `marks`: that report's VAL@FAR points."""
+    fig, ax = plt.subplots(figsize=size, dpi=120)
+    for report, label in curves:
+        fpr, tpr = np.asarray(report.roc["fpr"]), np.asarray(report.roc["tpr"])
+        ax.plot(np.maximum(fpr, 1e-4), tpr, lw=1.6, label=label)
+    for far, v in marks.val_at_far.items() if marks is not None else ():
         ax.axvline(far, color="grey", ls=":", lw=1)
         ax.plot([far], [v["val_mean"]], "o", color="C3", label=f"VAL@FAR={far:g}: {v['val_mean']:.4f}")
     ax.set_xscale("log")
@@ -27,33 +28,25 @@ def roc_plot(report: VerificationReport, path: str | Path, title: str = "") -> P
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false accept rate")
     ax.set_ylabel("true accept rate")
-    ax.set_title(title or f"ROC ({report.n_pairs} pairs)")
+    ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def roc_plot(report: VerificationReport, path: str | Path, title: str = "") -> Path:
+    """ROC on log-FAR axes with AUC, EER and VAL@FAR in the legend."""
+    label = f"AUC {report.auc:.4f}, EER {report.eer:.4f}, acc {report.accuracy_mean:.4f}"
+    return _roc_figure(path, title or f"ROC ({report.n_pairs} pairs)", [(report, label)], marks=report)
 
 
 def benchmark_roc_plot(reports: dict[str, VerificationReport], path: str | Path) -> Path:
     """One ROC curve per benchmark on log-FAR axes, each labelled with its accuracy and AUC."""
-    fig, ax = plt.subplots(figsize=(5.6, 4.4), dpi=120)
-    for name, r in reports.items():
-        fpr, tpr = np.asarray(r.roc["fpr"]), np.asarray(r.roc["tpr"])
-        ax.plot(np.maximum(fpr, 1e-4), tpr, lw=1.5, label=f"{name}: acc {r.accuracy_mean:.4f}, AUC {r.auc:.4f}")
-    ax.set_xscale("log")
-    ax.set_xlim(1e-4, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("false accept rate")
-    ax.set_ylabel("true accept rate")
-    ax.set_title(f"ROC of {len(reports)} benchmarks")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    curves = [(r, f"{name}: acc {r.accuracy_mean:.4f}, AUC {r.auc:.4f}") for name, r in reports.items()]
+    return _roc_figure(path, f"ROC of {len(reports)} benchmarks", curves, size=(5.6, 4.4))
 
 
 def distance_histogram(distances: np.ndarray, issame: np.ndarray, threshold: float, path: str | Path) -> Path:
