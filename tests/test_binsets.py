@@ -94,6 +94,23 @@ def test_a_pickle_that_would_run_a_command_is_refused_and_nothing_runs(tmp_path)
 
 @pytest.mark.parametrize(
     ("content", "message"),
+    [  # an object array's bytes are pointers: numpy's own reconstructors would let a file forge them
+        (pickle.dumps(([np.array([b"a", b"b"], dtype=object)] * 2, [True]), protocol=2), "refused numpy dtype 'O8'"),
+        (pickle.dumps(([np.zeros(3, dtype=[("a", "u1")])] * 2, [True]), protocol=2), "refused numpy dtype 'V1'"),
+        # BUILD on a resolved function: {"foo": 1} as its state
+        (b"\x80\x02c_codecs\nencode\n}X\x03\x00\x00\x00fooK\x01sb.", "refused to set the state of a function"),
+        (b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x04\x00\x00\x00zlib\x86R.", "encoding 'zlib'"),
+    ],
+)
+def test_numpy_and_builtins_beyond_plain_data_are_refused(tmp_path, content, message):
+    path = tmp_path / "x.bin"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        read_bin(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
     [
         (b"definitely not a pickle", "not a pickled verification set"),
         (b"", "not a pickled verification set"),

@@ -39,6 +39,8 @@ def test_recordio_training_gives_the_folder_batches_and_losses(compose_cfg, tmp_
     for (xf, yf), (xr, yr) in zip(bf, br, strict=True):
         assert (yf == yr).all() and np.array_equal(xf, xr)  # identities, images and augmentation alike
     assert lf == lr  # the same loss curve, exactly
+    resumed = [(x.asnumpy(), y.asnumpy()) for x, y in tr.batches(1, skip=1)]  # a run resumed after its first step
+    assert all(np.array_equal(a[0], b[0]) and (a[1] == b[1]).all() for a, b in zip(resumed, br[1:], strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,9 @@ def test_benchmarks_report_every_set_side_by_side(compose_cfg, tmp_path, bench_d
     ckpt = tiny_checkpoint(compose_cfg, tmp_path)
     base = ("task=eval", f"ckpt={ckpt}", f"output_dir={tmp_path}", "eval=benchmarks", f"eval.dir={sets}")
     metrics = run(compose_cfg(*base))
+    assert metrics["lfw/accuracy"] != metrics["att/accuracy"]  # else primary and mean could not be told apart
     assert metrics["accuracy"] == metrics["lfw/accuracy"]  # primary: lfw when present
+    assert metrics["threshold"] == metrics["lfw/threshold"]  # what best.ckpt's sidecar and model cards record
     assert metrics["mean_accuracy"] == pytest.approx((metrics["lfw/accuracy"] + metrics["att/accuracy"]) / 2)
     assert metrics["lfw/pairs"] == 60 and metrics["att/pairs"] == 40
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -83,7 +87,8 @@ def test_benchmarks_report_every_set_side_by_side(compose_cfg, tmp_path, bench_d
     assert table[0] == "| benchmark | pairs | accuracy | VAL@FAR=0.001 | AUC | EER |"
     assert [row.split(" | ")[0] for row in table[2:4]] == ["| lfw", "| att"]  # known sets first
     assert f"{metrics['att/accuracy']:.4f} +- {metrics['att/accuracy_std']:.4f}" in table[3]
-    assert run(compose_cfg(*base, "eval.primary=mean", "tracking=off"))["accuracy"] == metrics["mean_accuracy"]
+    mean = run(compose_cfg(*base, "eval.primary=mean", "tracking=off"))
+    assert mean["accuracy"] == metrics["mean_accuracy"] and mean["threshold"] == metrics["lfw/threshold"]
     only = run(compose_cfg(*base, "eval.sets=[att]", "tracking=off"))
     assert only["accuracy"] == metrics["att/accuracy"] and "lfw/accuracy" not in only  # no lfw: the mean of one
     with pytest.raises(ConfigError, match="eval.primary=cplfw: no such set"):
@@ -101,3 +106,4 @@ def test_training_evaluates_every_benchmark_and_keeps_the_primary_best(compose_c
     assert metrics["accuracy"] == metrics["att/accuracy"] and "lfw/auc" in metrics
     best = json.loads(next((tmp_path / "runs").glob("*/*/checkpoints/best.json")).read_text())
     assert best["metrics"]["accuracy"] == metrics["best_accuracy"] == best["metrics"]["att/accuracy"]
+    assert best["metrics"]["threshold"] == best["metrics"]["att/threshold"]  # facenet verify uses it

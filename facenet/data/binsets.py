@@ -22,40 +22,155 @@ from facenet.data.sources import EncodedImages
 from facenet.errors import DataError
 from facenet.interrupts import partial_file
 
-# the only globals a .bin may name: how Python 3 pickles bytes at protocols 0-2, and how numpy pickles its arrays,
-# dtypes and scalars (numpy 1.x and 2.x module names)
-ALLOWED_GLOBALS = {
-    ("_codecs", "encode"),
-    ("builtins", "bytearray"),
-    ("__builtin__", "bytearray"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    *((f"numpy.{core}.multiarray", name) for core in ("core", "_core") for name in ("_reconstruct", "scalar")),
-    *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
-}
 FOLDS = 10
+# numpy's own reconstructors build whatever dtype a file describes (an object dtype whose flags the file rewrites
+# turns raw bytes into pointers), so the numpy names a .bin may use resolve to the stand-ins below, which build
+# arrays of plain numeric dtypes from their bytes and nothing else
+PLAIN_DTYPES = ("b1", "u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8")
+TEXT_ENCODINGS = ("latin1", "latin-1", "utf-8", "utf8", "ascii")
 
 
 class _Refused(pickle.UnpicklingError):
     pass
 
 
-class _Restricted(pickle.Unpickler):
+def _text(value) -> str:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
+
+
+class _Dtype:
+    """numpy.dtype(name, align, copy) and its state: a plain numeric dtype in either byte order, or refused."""
+
+    def __init__(self, name, align=False, copy=True):
+        name = _text(name)
+        if name not in PLAIN_DTYPES:
+            raise _Refused(f"refused numpy dtype {name!r}: a .bin holds only plain numeric arrays "
+                           f"({', '.join(PLAIN_DTYPES)})")  # fmt: skip
+        self.dtype = np.dtype(name)
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) < 5 or any(x is not None for x in state[2:5]):
+            raise _Refused("refused a numpy dtype with fields or sub-arrays: a .bin holds only plain numeric arrays")
+        order = _text(state[1])
+        if order not in ("<", ">", "|", "="):
+            raise _Refused(f"refused numpy byte order {order!r}")
+        if order in ("<", ">"):
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+def _array(data, dtype, shape, fortran: bool = False) -> np.ndarray:
+    """An array of a _Dtype from its raw bytes, which must be exactly its size."""
+    if not isinstance(dtype, _Dtype):
+        raise _Refused("refused an array whose dtype is not a plain numpy dtype")
+    if isinstance(data, str):  # Python 2 pickles read as text by older tools
+        data = data.encode("latin1")
+    if not isinstance(data, bytes | bytearray) or not isinstance(shape, tuple | list):
+        raise _Refused("refused a numpy array without raw bytes and a shape")
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise _Refused(f"refused a numpy array of shape {shape!r}")
+    if len(data) != int(np.prod(shape, dtype=np.int64)) * dtype.dtype.itemsize:
+        raise _Refused(f"a numpy array of shape {tuple(shape)} and dtype {dtype.dtype} has {len(data)} bytes")
+    return np.frombuffer(bytes(data), dtype.dtype).reshape(tuple(shape), order="F" if fortran else "C")
+
+
+class _Array:
+    """numpy.core.multiarray._reconstruct(ndarray, ...) and its state (version, shape, dtype, fortran, data)."""
+
+    array: np.ndarray | None = None
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise _Refused("refused a numpy array state that is not (version, shape, dtype, fortran, data)")
+        _, shape, dtype, fortran, data = state
+        self.array = _array(data, dtype, shape, bool(fortran))
+
+
+_NDARRAY = object()  # what `numpy.ndarray` resolves to: only _reconstruct accepts it
+
+
+def _reconstruct(cls, shape, typecode) -> _Array:
+    if cls is not _NDARRAY:
+        raise _Refused("refused numpy _reconstruct of a class other than ndarray")
+    return _Array()
+
+
+def _scalar(dtype, data=b""):
+    return _array(data, dtype, ())[()]
+
+
+def _frombuffer(data, dtype, shape, order="C"):
+    return _array(data, dtype, shape, _text(order) == "F")
+
+
+def _encode(text, encoding="utf-8") -> bytes:
+    """`_codecs.encode(str, "latin1")`: how Python 3 pickles bytes at protocols 0-2."""
+    if not isinstance(text, str) or _text(encoding).lower() not in TEXT_ENCODINGS:
+        raise _Refused(f"refused _codecs.encode with encoding {encoding!r}")
+    return text.encode(_text(encoding))
+
+
+def _bytearray(data=b"", encoding=None) -> bytearray:
+    if isinstance(data, str) and encoding is not None and _text(encoding).lower() in TEXT_ENCODINGS:
+        return bytearray(data.encode(_text(encoding)))
+    if isinstance(data, bytes | bytearray) and encoding is None:
+        return bytearray(data)
+    raise _Refused("refused bytearray() of anything but bytes or text")
+
+
+STAND_INS = {
+    ("_codecs", "encode"): _encode,
+    ("builtins", "bytearray"): _bytearray,
+    ("__builtin__", "bytearray"): _bytearray,
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _Dtype,
+    **{(f"numpy.{core}.multiarray", "_reconstruct"): _reconstruct for core in ("core", "_core")},
+    **{(f"numpy.{core}.multiarray", "scalar"): _scalar for core in ("core", "_core")},
+    **{(f"numpy.{core}.numeric", "_frombuffer"): _frombuffer for core in ("core", "_core")},
+}
+
+
+class _Restricted(pickle._Unpickler):  # the Python unpickler: its BUILD can be restricted too
+    """Resolves only STAND_INS, and sets state only on the stand-ins' arrays and dtypes (a BUILD on anything else
+    could rewrite attributes of live objects)."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def _build(self):
+        state, inst = self.stack.pop(), self.stack[-1]
+        if not isinstance(inst, _Array | _Dtype):
+            raise _Refused(f"refused to set the state of a {type(inst).__name__}: a .bin sets only numpy arrays' state")
+        inst.__setstate__(state)
+
+    dispatch[pickle.BUILD[0]] = _build
+
     def find_class(self, module: str, name: str):
-        if (module, name) in ALLOWED_GLOBALS:
-            return super().find_class(module, name)
+        if (module, name) in STAND_INS:
+            return STAND_INS[(module, name)]
         raise _Refused(f"refused to load {module}.{name}: a .bin verification set holds only image bytes, pair "
                        "flags and numpy arrays (unpickling anything else could run code)")  # fmt: skip
 
 
+def _plain(obj, depth: int = 0):
+    """The unpickled value with the stand-ins replaced by what they built."""
+    if isinstance(obj, _Array):
+        if obj.array is None:
+            raise _Refused("a numpy array without its data")
+        return obj.array
+    if isinstance(obj, _Dtype):
+        return obj.dtype
+    if isinstance(obj, list | tuple) and depth < 3:
+        return type(obj)(_plain(x, depth + 1) for x in obj)
+    return obj
+
+
 def safe_load(data: bytes, where: str):
-    """Unpickle `data` with only ALLOWED_GLOBALS; Python 2 strings come back as bytes. DataError otherwise."""
+    """Unpickle `data` with only the STAND_INS; Python 2 strings come back as bytes. DataError otherwise."""
     try:
-        return _Restricted(io.BytesIO(data), encoding="bytes").load()
+        return _plain(_Restricted(io.BytesIO(data), encoding="bytes").load())
     except _Refused as err:
         raise DataError(f"{where}: {err}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            ImportError, MemoryError, OverflowError, struct.error) as err:  # fmt: skip
+            ImportError, MemoryError, OverflowError, RecursionError, struct.error) as err:  # fmt: skip
         raise DataError(f"{where}: not a pickled verification set ({type(err).__name__}: {err})") from None
 
 
@@ -70,7 +185,10 @@ def _image_bytes(entry, i: int, where: str) -> bytes:
 
 
 def _flags(values, where: str) -> np.ndarray:
-    flags = np.asarray(values)
+    try:
+        flags = np.asarray(values)
+    except ValueError:
+        raise DataError(f"{where}: the pair flags are not a flat list of bools") from None
     if flags.ndim != 1 or not (flags.dtype == bool or np.issubdtype(flags.dtype, np.integer)):
         raise DataError(f"{where}: the pair flags are {type(values).__name__} of {flags.dtype}; expected a list or "
                         "array of bools")  # fmt: skip

@@ -128,7 +128,10 @@ def image_format(data: bytes) -> str | None:
 def portable_bytes(path: str) -> tuple[bytes, bool]:
     """A file's bytes for a packed set (RecordIO, `.bin`): JPEG and PNG as they are; any other format (PGM, BMP,
     ...) decoded and re-encoded as PNG, losslessly (True: re-encoded). DataError if it is not an image."""
-    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise DataError(f"cannot read image {path!r}: {err.strerror}") from None
     if image_format(data[:2].tobytes()):
         if header_pixels(data) is None:
             raise DataError(f"cannot decode image {path!r} (corrupt header)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from facenet.interrupts import partial_file
 log = logging.getLogger(__name__)
 
 FILES = ("train.rec", "train.idx", "property")
-COLUMNS = ["id", "name", "class", "record"]  # id: the record's key as text; name: the identity's label
+COLUMNS = ["id", "name", "class", "record"]  # id = record: the record's key; name: the identity's label
 
 
 def locate(path: str | os.PathLike) -> tuple[Path, Path, Path]:
@@ -123,19 +124,25 @@ def _scan_labels(file: RecordFile, keys: np.ndarray, cache_dir: str | os.PathLik
     return labels
 
 
+FLOAT_EXACT = 2**24  # labels are float32: integers above this are rounded (record numbers of the largest sets)
+
+
 def record_table(file: RecordFile, cache_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per image record (`id`, `name`, `class`, `record`), identities in label order and images in record
-    order (the order `facenet pack` wrote them in: the same table as the folder it packed).
+    """One row per image record (`id` = `record`: the record's key; `name`: the identity's label, categorical;
+    `class`), identities in label order and images in record order (the order `facenet pack` wrote them in: the
+    same table as the folder it packed).
 
     Identities come from InsightFace's identity records when record 0 announces them (no image is read), else
     from a scan of every record's label (cached in `cache_dir`)."""
     header = _header(file)
-    ranges = _identity_ranges(file, *header) if header else None
+    if header and max(header) > FLOAT_EXACT:
+        log.warning("%s: record 0 announces %d records, past float32's exact integers: its identity ranges may be "
+                    "rounded; reading every image's own label instead (cached)", file.rec, header[0] - 1)  # fmt: skip
+    ranges = _identity_ranges(file, *header) if header and max(header) <= FLOAT_EXACT else None
     if ranges is not None:
-        counts = [end - first for first, end in ranges]
-        records = np.concatenate([np.arange(first, end) for first, end in ranges]) if ranges else np.zeros(0, int)
-        classes = np.repeat(np.arange(len(ranges)), counts)
-        names = classes.astype(str)
+        records = np.concatenate([np.arange(first, end) for first, end in ranges])
+        classes = np.repeat(np.arange(len(ranges)), [end - first for first, end in ranges])
+        labels = np.arange(len(ranges), dtype=np.float64)
     else:
         if header:
             keys = np.arange(1, header[0])
@@ -145,15 +152,20 @@ def record_table(file: RecordFile, cache_dir: str | os.PathLike | None = None) -
                                 f"lacks record {missing[0]} (and maybe others)")  # fmt: skip
         else:
             keys = file.keys[file.keys != 0] if 0 in file and _is_header_only(file) else file.keys
-        labels = _scan_labels(file, np.sort(keys), cache_dir)
-        order = np.lexsort((np.sort(keys), labels))
-        records, labels = np.sort(keys)[order], labels[order]
-        classes = pd.factorize(labels, sort=True)[0]
-        names = np.array([str(int(v)) if float(v).is_integer() else repr(float(v)) for v in labels])
+        keys = np.sort(keys)
+        scanned = _scan_labels(file, keys, cache_dir)
+        if not np.isfinite(scanned).all():
+            bad = keys[~np.isfinite(scanned)][:5].tolist()
+            raise DataError(f"{file.rec}: records {bad} carry a NaN or infinite label (corrupt headers)")
+        order = np.lexsort((keys, scanned))
+        records = keys[order]
+        classes, labels = pd.factorize(scanned[order], sort=True)
     if len(records) == 0:
         raise DataError(f"{file.rec} holds no image records")
-    return pd.DataFrame({"id": records.astype(str), "name": names, "class": classes.astype(np.int64),
-                         "record": records.astype(np.int64)})[COLUMNS]  # fmt: skip
+    names = [str(int(v)) if float(v).is_integer() else repr(float(v)) for v in labels]  # one per identity
+    records = records.astype(np.int64)
+    return pd.DataFrame({"id": records, "name": pd.Categorical.from_codes(classes, names),
+                         "class": classes.astype(np.int64), "record": records})[COLUMNS]  # fmt: skip
 
 
 def _is_header_only(file: RecordFile) -> bool:
@@ -179,6 +191,9 @@ def pack_folder(src: str | os.PathLike, out: str | os.PathLike) -> PackReport:
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     n, m = len(table), int(table["class"].nunique())
+    if n + 1 + m > FLOAT_EXACT:
+        raise DataError(f"{src}: {n} images of {m} identities; InsightFace's layout stores record numbers as float32 "
+                        f"labels, exact only up to {FLOAT_EXACT}: pack it in parts")  # fmt: skip
     first_record = np.searchsorted(table["class"].to_numpy(), np.arange(m)) + 1
     a = n + 1
     reencoded, bad, size = 0, [], None
@@ -213,18 +228,34 @@ def pack_folder(src: str | os.PathLike, out: str | os.PathLike) -> PackReport:
 
 def unpack(path: str | os.PathLike, out: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> int:
     """A RecordIO dataset back into identity folders `out/<label>/<record>.<jpg|png>` (labels and record numbers
-    zero-padded, so name order is label and record order); returns the images written. While it runs `out` holds
-    an ALIGN_INCOMPLETE marker, which training refuses."""
+    zero-padded, so name order is label and record order); returns the images written. An error or an interrupt
+    removes what it wrote."""
     rec, idx, _ = locate(path)
     file = RecordFile(rec, idx)
     table = record_table(file, cache_dir)
     out = Path(out).expanduser()
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out} is not empty: unpack writes into a new or empty folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out} is {'not empty' if out.is_dir() else 'a file'}: unpack writes into a new or empty "
+                        "folder")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    marker = out / PARTIAL_MARKER
+    try:
+        written = _unpack_into(file, table, out, rec)
+    except BaseException:  # an error or an interrupt: what was written goes, the folder stays as it was found
+        for child in out.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        raise
+    finally:
+        file.close()
+    return written
+
+
+def _unpack_into(file: RecordFile, table: pd.DataFrame, out: Path, rec: Path) -> int:
+    marker = out / PARTIAL_MARKER  # a crash that skips the clean-up leaves this: training refuses the folder
     marker.write_text(f"facenet unpack {rec} did not finish\n")
-    label_width = max(len(n) for n in table["name"])
+    label_width = max(len(n) for n in table["name"].cat.categories)
     record_width = len(str(int(table["record"].max())))
     images = RecordImages(file, table["record"].to_numpy())
     for i, (name, record) in enumerate(tqdm(zip(table["name"], table["record"], strict=True), total=len(table),
@@ -237,5 +268,4 @@ def unpack(path: str | os.PathLike, out: str | os.PathLike, cache_dir: str | os.
         folder.mkdir(exist_ok=True)
         (folder / f"{int(record):0{record_width}d}{ext}").write_bytes(data)
     marker.unlink()
-    file.close()
     return len(table)

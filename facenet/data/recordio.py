@@ -98,8 +98,10 @@ class RecordFile:
             raise DataError(f"{self.rec} has no index {self.idx.name} beside it: random access needs the "
                             f"`key<TAB>offset` file written with it (facenet pack writes both)")  # fmt: skip
         self.keys, self.offsets = _read_idx(self.idx)
-        self._by_key = None if np.array_equal(self.keys, np.arange(len(self.keys))) else dict(
-            zip(self.keys.tolist(), self.offsets.tolist(), strict=True))  # fmt: skip
+        self._dense = bool(np.array_equal(self.keys, np.arange(len(self.keys))))  # keys 0..n-1: offsets[key]
+        if not self._dense:  # any other keys: looked up by binary search, no per-key Python objects
+            order = np.argsort(self.keys, kind="stable")
+            self.keys, self.offsets = self.keys[order], self.offsets[order]
         self.size = self.rec.stat().st_size
         self._fd = os.open(self.rec, os.O_RDONLY)
         self._check_complete()
@@ -115,14 +117,20 @@ class RecordFile:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def _position(self, key: int) -> int | None:
+        if self._dense:
+            return int(key) if 0 <= key < len(self.keys) else None
+        i = int(np.searchsorted(self.keys, key))
+        return i if i < len(self.keys) and self.keys[i] == key else None
+
     def __contains__(self, key: int) -> bool:
-        return 0 <= key < len(self.keys) if self._by_key is None else key in self._by_key
+        return self._position(key) is not None
 
     def offset(self, key: int) -> int:
-        try:
-            return int(self.offsets[key]) if self._by_key is None else self._by_key[key]
-        except (IndexError, KeyError):
-            raise DataError(f"{self.rec}: no record {key} in {self.idx.name}") from None
+        i = self._position(key)
+        if i is None:
+            raise DataError(f"{self.rec}: no record {key} in {self.idx.name}")
+        return int(self.offsets[i])
 
     def _check_complete(self) -> None:
         """A truncated file: records the index places past its end, or a last record cut short."""
@@ -158,6 +166,9 @@ class RecordFile:
             flag, length = self._part(pos, where)
             if flag > LAST or (flag in (WHOLE, FIRST)) != (not parts):
                 raise DataError(f"{where}: continuation flag {flag} out of sequence (corrupt record)")
+            if pos + 8 + length > self.size:  # checked before reading: a corrupt length allocates nothing
+                raise DataError(f"{where}: a part of {length} bytes at offset {pos} runs past the end of the file "
+                                "(corrupt record or truncated .rec)")  # fmt: skip
             n = head if head is not None and not parts and length >= head else length
             data = os.pread(self._fd, n, pos + 8)
             if len(data) < n:

@@ -135,16 +135,14 @@ class Benchmarks(VerificationProtocol):
     def __init__(self, dir: str, sets: Sequence[str] | None = None, primary: str | None = None, **kw):
         super().__init__(**kw)
         self.dir, self.sets, self.primary_name = Path(dir).expanduser(), sets, primary
-        if sets is not None and not sets:
-            raise ConfigError("eval.sets=[] names no benchmark: list some, or null for every .bin in eval.dir")
-        if primary is not None and sets is not None and primary not in (*sets, MEAN):
-            raise ConfigError(f"eval.primary={primary} is not one of eval.sets={list(sets)} (or {MEAN!r})")
 
     def files(self) -> dict[str, Path]:
         """The sets to score, by name: known benchmarks in the usual order, then any other `.bin`, by name."""
         if not self.dir.is_dir():
             raise DataError(f"eval.dir={str(self.dir)!r} does not exist or is not a folder")
         found = {p.stem: p for p in self.dir.glob("*.bin") if p.is_file()}
+        if self.sets is not None and not self.sets:
+            raise ConfigError("eval.sets=[] names no benchmark: list some, or null for every .bin in eval.dir")
         if self.sets is not None:
             missing = [name for name in self.sets if name not in found]
             if missing:

@@ -72,8 +72,9 @@ def evaluate_sets(net, sets: dict[str, PairSet], protocol: VerificationProtocol,
     benchmark suite) each under `<prefix>/<name>/` and `out_dir/<name>/`, then side by side: `benchmarks.csv`,
     `benchmarks.md` and `benchmarks_roc.png` (one ROC curve per set) logged under `<prefix>/`.
 
-    Returns the scalars; with named sets, `<name>/<scalar>` for each, and `accuracy` (also logged as
-    `<prefix>/accuracy`) = the primary set's accuracy or the mean over the sets (`protocol.primary`)."""
+    Returns the scalars; with named sets, `<name>/<scalar>` for each, and unprefixed (also logged as
+    `<prefix>/<scalar>`) the primary set's (`protocol.primary`), or with primary "mean" the first set's with
+    `accuracy` the mean over the sets; `mean_accuracy` always."""
     if list(sets) == [""]:
         return evaluate_and_log(net, sets[""], protocol, transform, workers, tracker, step, out_dir, prefix)
     primary = protocol.primary(list(sets))
@@ -83,7 +84,11 @@ def evaluate_sets(net, sets: dict[str, PairSet], protocol: VerificationProtocol,
                                         f"{prefix}/{name}")  # fmt: skip
         out.update({f"{name}/{k}": v for k, v in scalars.items()})
     mean = float(np.mean([r.accuracy_mean for r in reports.values()]))
-    summary = {"accuracy": mean if primary == MEAN else reports[primary].accuracy_mean, "mean_accuracy": mean}
+    # the primary's scalars unprefixed (its threshold is the one best.ckpt's sidecar and model card record); with
+    # primary=mean, the first set's, and the mean accuracy
+    summary = {**reports[list(sets)[0] if primary == MEAN else primary].scalars(), "mean_accuracy": mean}
+    if primary == MEAN:
+        summary["accuracy"] = mean
     tracker.log_metrics({f"{prefix}/{k}": v for k, v in summary.items()}, step)
     table = benchmark_table(reports)
     table.to_csv(out_dir / "benchmarks.csv", index=False)
