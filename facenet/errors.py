@@ -17,6 +17,10 @@ class TrainingDiverged(UserError, FloatingPointError):
     """The loss became NaN or infinite."""
 
 
+class TrainingUnhealthy(UserError):
+    """train.health=stop: the run collapsed, its miner went dead or its loss is pinned at the margin."""
+
+
 class TrackingError(UserError):
     """The experiment tracking backend cannot be used (e.g. the MLflow server does not answer)."""
 

@@ -46,6 +46,9 @@ class NullTracker:
     def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
         pass
 
+    def set_tag(self, key: str, value: str) -> None:
+        pass
+
     def end(self, status: str = "FINISHED") -> None:
         pass
 
@@ -208,6 +211,9 @@ class MlflowTracker(NullTracker):
     def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
         self._send("artifact", (str(path), folder))
 
+    def set_tag(self, key: str, value: str) -> None:
+        self._send("tag", (key, value))
+
     def _send(self, kind: str, args: tuple) -> bool:
         """Queue the call and send everything queued, in order. A store that stops answering mid-run does not stop
         training: the calls wait (warned once per outage) and go out when it answers again, or at the end are
@@ -223,6 +229,8 @@ class MlflowTracker(NullTracker):
             try:
                 if kind == "metrics":
                     self.client.log_batch(self.run_id, metrics=[Metric(*m) for m in args[0]])
+                elif kind == "tag":
+                    self.client.set_tag(self.run_id, *args)
                 else:
                     self.client.log_artifact(self.run_id, *args)
             except Exception as err:  # noqa: BLE001 - any transport or server error: keep the data, keep training

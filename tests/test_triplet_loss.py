@@ -111,3 +111,49 @@ def test_one_negative_path_gives_the_dense_loss_and_gradient(miner_cls, margin):
     g_dense = ms.jit(ms.grad(dense))(x, t).asnumpy()
     assert np.abs(g_fast).max() > 1e-3  # some triplet is active: the comparison is not between two zeros
     np.testing.assert_allclose(g_fast, g_dense, rtol=1e-4, atol=1e-6)
+
+
+def _brute_force_telemetry(e, y, margin, squared):
+    """Every valid (a, p, n) triplet classified one by one, and numpy's percentiles of the pair distances."""
+    d = np.linalg.norm(e[:, None] - e[None], axis=2).astype(np.float64)
+    d = d**2 if squared else d
+    counts = {"easy": 0, "semi": 0, "hard": 0}
+    for a in range(len(y)):
+        for p in range(len(y)):
+            for n in range(len(y)):
+                if a == p or y[a] != y[p] or y[n] == y[a]:
+                    continue
+                kind = "hard" if d[a, n] <= d[a, p] else "semi" if d[a, n] < d[a, p] + margin else "easy"
+                counts[kind] += 1
+    total = max(sum(counts.values()), 1)
+    same = (y[:, None] == y[None]) & ~np.eye(len(y), dtype=bool)
+    diff = y[:, None] != y[None]
+    pct = [np.percentile(d[m], [10, 50, 90]) if m.any() else np.zeros(3) for m in (same, diff)]
+    return np.r_[counts["easy"] / total, counts["semi"] / total, counts["hard"] / total, pct[0], pct[1]]
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("labels", ["pk", "uneven", "singletons"])
+def test_difficulty_fractions_and_distance_percentiles_equal_brute_force(squared, labels):
+    rng = np.random.default_rng(7)
+    y = {"pk": np.repeat(np.arange(5), 3), "uneven": np.array([0, 0, 0, 0, 1, 1, 2, 3, 3, 3, 4]),
+         "singletons": np.arange(6)}[labels].astype(np.int32)  # fmt: skip
+    e = rng.normal(size=(len(y), 6)).astype(np.float32) * 0.4
+    e[1] = e[0]  # a tie: d_ap = 0
+    margin = 0.3
+    _, tel = loss_of(BatchHardMiner(), margin, squared, e=e, y=y)
+    names = TripletLoss.TELEMETRY
+    got = tel[names.index("easy_fraction") :]
+    assert names[names.index("easy_fraction") :] == ("easy_fraction", "semi_hard_fraction", "hard_fraction",
+        "d_ap_p10", "d_ap_p50", "d_ap_p90", "d_an_p10", "d_an_p50", "d_an_p90")  # fmt: skip
+    np.testing.assert_allclose(got, _brute_force_telemetry(e, y, margin, squared), atol=2e-5)
+    if labels == "singletons":  # no positive pair: no valid triplet, no positive distance
+        assert got[:6].tolist() == [0.0] * 6
+
+
+def test_collapsed_embeddings_are_all_hard_triplets_at_distance_zero():
+    e = np.tile(np.array([[0.6, 0.8]], np.float32), (8, 1))
+    _, tel = loss_of(BatchHardMiner(), 0.2, e=e, y=np.repeat(np.arange(4), 2).astype(np.int32))
+    named = dict(zip(TripletLoss.TELEMETRY, tel, strict=True))
+    assert named["hard_fraction"] == 1.0 and named["easy_fraction"] == 0.0
+    assert max(named[k] for k in ("d_ap_p90", "d_an_p90")) < 1e-5

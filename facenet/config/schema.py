@@ -299,6 +299,8 @@ class TrainConf:
     keep_checkpoint_max: int = MISSING
     max_minutes: float | None = MISSING
     max_bad_images: int = MISSING
+    health: str = MISSING
+    health_windows: int = MISSING
 
 
 @dataclass

@@ -7,6 +7,7 @@ from mindspore import ops
 
 from facenet.errors import ConfigError
 from facenet.losses.base import EmbeddingLoss
+from facenet.losses.telemetry import DIFFICULTY, DISTANCE_STATS, distance_telemetry
 from facenet.mining.base import Miner, label_masks, pairwise_distances
 
 REDUCTIONS = ("active_mean", "mean")
@@ -19,10 +20,12 @@ class TripletLoss(EmbeddingLoss):
     `reduction="active_mean"` averages over active triplets (hinge > 0), as the reference does, and is 0 when none
     is active; `"mean"` averages over all selected triplets.
     construct(emb, labels) -> (loss, telemetry): the active fraction of the selected triplets, the mean distance
-    over all positive and all negative pairs of the batch, the mean embedding norm.
+    over all positive and all negative pairs of the batch, the mean embedding norm, then the easy / semi-hard / hard
+    fractions of all the batch's valid triplets and percentiles of the positive and negative distances
+    (`facenet.losses.telemetry`): what `facenet.training.health` watches.
     """
 
-    TELEMETRY = ("active_fraction", "d_ap", "d_an", "embedding_norm")
+    TELEMETRY = ("active_fraction", "d_ap", "d_an", "embedding_norm", *DIFFICULTY, *DISTANCE_STATS)
 
     def __init__(self, miner: Miner, margin: float, squared: bool = False, reduction: str = "active_mean"):
         super().__init__()
@@ -50,7 +53,7 @@ class TripletLoss(EmbeddingLoss):
             n_active = ((hinge > 0).astype(ms.float32) * selected).sum()
             total = (hinge * selected).sum()
         loss = total / (n_active + 1e-8) if self.active_mean else total / ops.maximum(n_selected, 1.0)
-        telemetry = ops.stack(
+        means = ops.stack(
             [
                 n_active / ops.maximum(n_selected, 1.0),
                 (dist * pos).sum() / ops.maximum(pos.sum(), 1.0),
@@ -58,4 +61,5 @@ class TripletLoss(EmbeddingLoss):
                 ops.sqrt((emb * emb).sum(axis=1)).mean(),
             ]
         )
+        telemetry = ops.concat([means, distance_telemetry(dist, pos, neg, self.margin)])
         return loss, ops.stop_gradient(telemetry)

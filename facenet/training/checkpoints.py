@@ -60,6 +60,18 @@ class CheckpointManager:
         info = {"epoch": epoch, "step": state.global_step, "metrics": metrics}
         return self._write(cell, self.folder / "best.ckpt", info)
 
+    def last_at_or_before(self, step: int) -> Path | None:
+        """The newest checkpoint written (periodic, or best.ckpt) whose weights are from `step` or earlier."""
+        found = []
+        for ckpt in [*self.saved, self.folder / "best.ckpt"]:
+            try:
+                at = int(json.loads(sidecar(ckpt).read_text())["step"])
+            except (OSError, ValueError, KeyError):
+                continue
+            if at <= step and ckpt.is_file():
+                found.append((at, ckpt.name != "best.ckpt", ckpt))
+        return max(found)[2] if found else None
+
 
 def periodic_checkpoints(folder: Path, pattern: str = "facenet-*.ckpt") -> list[Path]:
     """Periodic / interrupt checkpoints in `folder` with a readable sidecar, oldest to newest by global step."""

@@ -19,6 +19,7 @@ from facenet.models.embedding import count_parameters
 from facenet.models.io import model_spec, resolve_checkpoint, sidecar
 from facenet.runtime import barrier
 from facenet.training.checkpoints import CheckpointManager
+from facenet.training.health import FIGURE, TelemetryLog, TripletHealth, health_figure, window_means
 from facenet.training.resume import ResumePoint, restore
 from facenet.training.setup import Training, build_training
 from facenet.training.state import TrainState
@@ -66,6 +67,7 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_d
     cfg, steps = t.cfg, t.steps_per_epoch
     budget = TimeBudget(cfg.train.max_minutes, state.train_seconds)
     bad = BadImageReport(cfg.train.max_bad_images, run_dir, tracker)
+    health = HealthWatch(t, state, ckpts, tracker, run_dir)
     first, skip = state.start(steps)
     metrics: dict[str, float] = {}
     if t.is_main and cfg.train.eval_at_start and state.global_step == 0:  # where a fine-tuning run starts from
@@ -89,7 +91,7 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_d
                 bar.set_postfix(loss=f"{values[0]:.4f}", active=f"{values[1]:.2f}", img_s=f"{rate:.0f}")
                 bar.update()
                 if state.global_step % tracker.log_every_steps == 0 or i == steps - 1:
-                    log_window(tracker, t, state, rate)
+                    health.observe(log_window(tracker, t, state, rate), bar)
                 if stop.received is not None and i < steps - 1:
                     state.train_seconds = budget.stop()
                     bar.close()
@@ -103,12 +105,13 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_d
             bad.report(state.global_step)
             out_of_time = out_of_time or (budget.used_up and epoch < cfg.epochs)
             if state.window:
-                log_window(tracker, t, state, rate)
+                health.observe(log_window(tracker, t, state, rate))
             if out_of_time:
                 log.info("train.max_minutes=%g reached after %d steps (epoch %d)", budget.max_minutes,
                          state.global_step, epoch)  # fmt: skip
             last = epoch == cfg.epochs or out_of_time
             if t.is_main and (epoch % cfg.train.eval_every == 0 or last):
+                health.figure()
                 metrics = evaluate(t, state, ckpts, tracker, run_dir, epoch, also=last)
             if epoch % cfg.train.ckpt_every == 0 or last or stop.received is not None:
                 ckpts.save(t.step, state, metrics)
@@ -159,13 +162,56 @@ def check_finite(values: np.ndarray, telemetry: tuple[str, ...], step: int) -> N
     raise TrainingDiverged(f"{what.replace('_', ' ')} became {named[what]} at step {step}: lower lr or check the data")
 
 
-def log_window(tracker, t: Training, state: TrainState, rate: float) -> None:
-    """Means of the window's loss and telemetry, with the step's lr and the epoch's images/s; empties the window."""
-    mean = np.mean(state.window, axis=0)
-    metrics = {"train/loss": mean[0], "train/lr": float(t.lr[state.global_step - 1]), "train/images_per_sec": rate}
-    metrics.update({f"train/{n}": v for n, v in zip(t.loss.TELEMETRY, mean[1:], strict=True)})
+def log_window(tracker, t: Training, state: TrainState, rate: float) -> dict[str, float]:
+    """Means of the window's loss and telemetry, with the step's lr and the epoch's images/s; empties the window
+    and returns the means by name (`loss`, then the telemetry's names). Rows of another length (a window a
+    resumed checkpoint carried from a version with other telemetry) are dropped."""
+    names = ("loss", *t.loss.TELEMETRY)
+    rows = [w for w in state.window if len(w) == len(names)] or [np.full(len(names), np.nan)]
+    means = window_means(t.loss.TELEMETRY, rows)
+    metrics = {"train/lr": float(t.lr[state.global_step - 1]), "train/images_per_sec": rate}
+    metrics.update({f"train/{n}": v for n, v in means.items() if np.isfinite(v)})
     tracker.log_metrics(metrics, state.global_step)
     state.window = []
+    return means
+
+
+class HealthWatch:
+    """The training loop's view of `facenet.training.health`: each window into `telemetry.csv` and the monitor,
+    findings acted on (warn, or stop with the last good checkpoint), the distance-percentile figure drawn and
+    logged at each evaluation and when a run is stopped. Rank 0 alone watches; under data parallel `stop` warns
+    (a rank that stopped alone would stall the others)."""
+
+    def __init__(self, t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_dir: Path):
+        cfg, margin = t.cfg.train, getattr(t.loss, "margin", None)
+        mode = cfg.health if t.world_size == 1 or cfg.health != "stop" else "warn"
+        if mode != cfg.health:
+            log.warning("train.health=stop acts as warn under data parallel (rank 0 watches alone)")
+        self.monitor = TripletHealth(mode if t.is_main else "off", cfg.health_windows, margin, t.loss.TELEMETRY)
+        self.monitor.last_step = state.global_step
+        self.log = TelemetryLog(run_dir, ("loss", *t.loss.TELEMETRY), state.global_step) if t.is_main else None
+        self.state, self.ckpts, self.tracker, self.run_dir, self.margin = state, ckpts, tracker, run_dir, margin
+
+    def observe(self, means: dict[str, float], bar=None) -> None:
+        if self.log is None or not all(np.isfinite(v) for v in means.values()):
+            return
+        self.log.append(self.state.global_step, means)
+        finding = self.monitor.observe(self.state.global_step, means)
+        if finding is None:
+            return
+        if self.monitor.mode == "stop":
+            if bar is not None:
+                bar.close()
+            self.figure()
+        self.monitor.react(finding, self.ckpts.last_at_or_before(finding.since_step), self.tracker)
+
+    def figure(self) -> None:
+        if self.log is None:
+            return
+        path = health_figure(self.log.table(), self.run_dir / FIGURE, self.margin, self.monitor.findings)
+        if path is not None:
+            self.tracker.log_artifact(path, "train")
+        self.tracker.log_artifact(self.log.path, "train")
 
 
 def evaluate(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_dir: Path, epoch: int,
