@@ -125,6 +125,7 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         tracker = instantiate(cfg.tracking) if rank == 0 else NullTracker()
         tags, sweep = run_tags(cfg.task), sweeps.job_sweep()
         tags["cpu_threads"] = str(threads or "default")
+        tags["run_dir"] = str(run_dir.resolve())  # its files (reports, per-pair scores) without a download
         if cfg.ckpt:
             tags["parent_model" if cfg.task == "train" else "model"] = str(cfg.ckpt)
         if sweep:

@@ -1,6 +1,6 @@
 """The `facenet` command line, for everything that is not a Hydra run: align photos, pack and unpack the field's data
-formats (RecordIO, .bin), score pair files, re-run a logged run, use a trained or published model (embed / verify /
-identify / cluster / calibrate, pretrained), check the machine (doctor, gpu-env)."""
+formats (RecordIO, .bin), score pair files, compare runs, re-run a logged run, use a trained or published model
+(embed / verify / identify / cluster / calibrate, pretrained), check the machine (doctor, gpu-env)."""
 
 from __future__ import annotations
 
@@ -132,6 +132,29 @@ def _calibrate(args: argparse.Namespace) -> int:
           f"{result.tar:.4f}: {result.genuine_pairs} genuine and {result.impostor_pairs} impostor pairs of "
           f"{result.images} images, {result.identities} identities")  # fmt: skip
     print(f"recorded in {target}: verify, identify and cluster use it with this model")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import time
+
+    from facenet.comparison import compare, log_comparison, resolve, tracking_uri
+
+    inputs = resolve(args.runs, args.tracking_uri, args.benchmark)
+    if args.output:
+        out = Path(args.output)
+    elif inputs.sweep_dir is not None:
+        out = inputs.sweep_dir / "comparison"
+    else:
+        out = Path("outputs") / "comparisons" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    table, out = compare(inputs, out, args.metric)
+    print(table.to_string(index=False))
+    print(f"\ncomparison: {out} (comparison.md, table.png, roc.png, det.png, distances.png)")
+    uri = None if args.no_mlflow else tracking_uri(inputs, args.tracking_uri)
+    if uri:
+        run_id = log_comparison(inputs, out, uri, list(table["run"]))
+        where = "the sweep's parent run, under comparison/" if inputs.parent_run_id else "experiment 'comparison'"
+        print(f"logged to MLflow run {run_id} at {uri} ({where})")
     return 0
 
 
@@ -305,6 +328,28 @@ def main(argv: list[str] | None = None) -> int:
     packp.add_argument("pairs", help="pairs.txt (LFW format, with its `10 N` fold header)")
     packp.add_argument("-o", "--output", required=True, help="the .bin file to write")
     packp.set_defaults(run=_pack_pairs)
+    comp = sub.add_parser("compare", help="runs side by side: ROC/DET curves, TAR at FARs, McNemar tests")
+    comp.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN_OR_SWEEP",
+        help="run directories, sweep directories, MLflow run ids (a sweep's parent: all its children)",
+    )
+    comp.add_argument(
+        "--tracking-uri",
+        help="MLflow store of the run ids, and where the comparison is logged (default $MLFLOW_TRACKING_URI, "
+        "else sqlite:///outputs/mlflow.db)",
+    )
+    comp.add_argument(
+        "--metric",
+        default="accuracy",
+        help="rank by this figure (accuracy, auc, eer, val_at_far_0.001, images_per_sec, ...)",
+    )
+    comp.add_argument("--benchmark", help="with eval=benchmarks runs: the set to compare (default: the primary)")
+    comp.add_argument("-o", "--output", help="report folder (default <sweep>/comparison, else "
+                                             "outputs/comparisons/<time>)")  # fmt: skip
+    comp.add_argument("--no-mlflow", action="store_true", help="write the folder only")
+    comp.set_defaults(run=_compare)
     rerun = sub.add_parser("rerun", help="run a logged MLflow run again from its recorded config and overrides")
     rerun.add_argument("run_id", help="MLflow run id (a job of a sweep is re-run alone)")
     rerun.add_argument("overrides", nargs="*", help="extra Hydra overrides, applied last")

@@ -75,6 +75,10 @@ def hydra_call() -> dict[str, str]:
         "hydra_overrides_json": json.dumps(overrides),
         "hydra_config_name": str(hc.job.config_name),
         "hydra_mode": str(hc.mode.name if hc.mode is not None else "RUN"),
+        # which option of every config group (what `facenet compare` labels runs by)
+        "hydra_choices": json.dumps(
+            {str(k): str(v) for k, v in hc.runtime.choices.items() if not str(k).startswith("hydra")}
+        ),  # fmt: skip
     }
     dirs = [s.path for s in hc.runtime.config_sources if s.provider == "command-line" and s.schema == "file"]
     if dirs:

@@ -4,7 +4,8 @@
 and writes `<sweep dir>/sweep.json`; every job (`facenet.app.run`) reads it to tag its own run as a child
 (`mlflow.parentRunId`, `sweep_id`). When the multirun ends, the callback collects every job directory into a table
 (`sweep_summary.csv`: overrides, status, final metrics), plots the swept parameters against accuracy, records the
-best job (and Optuna's best trial where the Optuna sweeper ran) on the parent, and closes it.
+best job (and Optuna's best trial where the Optuna sweeper ran) on the parent, compares the finished jobs (`facenet
+compare`: `comparison/` on the parent) and closes it.
 """
 
 from __future__ import annotations
@@ -214,8 +215,11 @@ class SweepCallback(Callback):
         optuna = self.sweep_dir / "optimization_results.yaml"
         if optuna.is_file():
             files.append(optuna)
+        comparison = self._compare(len(ok))
         if self.tracker is None:
             return
+        for path in comparison:
+            self.tracker.log_artifact(path, "comparison")
         metrics = {"sweep/jobs": len(table), "sweep/failed_jobs": len(failed)}
         if len(ok):
             best = ok.loc[ok[METRIC].idxmax()]
@@ -234,6 +238,26 @@ class SweepCallback(Callback):
         for path in files:
             self.tracker.log_artifact(path)
         self._close("FINISHED" if len(ok) else "FAILED")
+
+    def _compare(self, finished: int) -> list[Path]:
+        """The finished jobs side by side (`facenet compare`) in `<sweep dir>/comparison`; a job set that cannot be
+        compared (one job, different pair sets, reports of an older version) is said in one line, not raised."""
+        from facenet.comparison import compare, resolve
+        from facenet.comparison.report import ARTIFACTS
+        from facenet.errors import UserError
+
+        if finished < 2:
+            return []
+        try:
+            table, out = compare(resolve([str(self.sweep_dir)]), self.sweep_dir / "comparison")
+        except UserError as err:
+            log.warning("sweep %s: no comparison of its runs: %s", self.sweep_id, err)
+            return []
+        except Exception:  # noqa: BLE001 - the sweep's summary must not be lost to a figure
+            log.exception("sweep %s: the comparison of its runs failed", self.sweep_id)
+            return []
+        log.info("sweep %s comparison (%s):\n%s", self.sweep_id, out, table.to_string(index=False))
+        return [out / name for name in ARTIFACTS]
 
     def _plots(self, table: pd.DataFrame) -> list[Path]:
         from facenet.sweep_plots import parallel_coordinates, sweep_plot

@@ -58,7 +58,8 @@ def test_training_run_is_logged_to_mlflow(trained):
     assert [m.step for m in history] == list(range(1, 10))  # 3 epochs x 3 steps, every step logged
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"config.yaml", "metrics.json", "eval", "checkpoints"} <= artifacts
-    expected = {"eval/roc.png", "eval/report.json", "eval/report.txt", "eval/distances.png", "eval/hardest_pairs.png"}
+    expected = {"eval/roc.png", "eval/report.json", "eval/report.txt", "eval/scores.csv", "eval/distances.png",
+                "eval/hardest_pairs.png"}  # fmt: skip
     assert {a.path for a in client.list_artifacts(r.info.run_id, "eval")} == expected
     ckpts = {a.path for a in client.list_artifacts(r.info.run_id, "checkpoints")}
     assert ckpts == {"checkpoints/best.ckpt", "checkpoints/best.json"}

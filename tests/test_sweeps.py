@@ -17,6 +17,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from facenet.comparison.report import ARTIFACTS as COMPARISON_FILES
 from facenet.errors import TrackingError
 from facenet.sweep_plots import parallel_coordinates, sweep_plot
 from facenet.sweeps import SUMMARY_CSV, override_columns, summarize, varying
@@ -121,8 +122,23 @@ def test_margin_multirun_parent_summary_matches_children_and_rerun_reproduces(tm
     best = table.loc[table["accuracy"].idxmax()]
     assert parent.data.metrics["best/accuracy"] == pytest.approx(best["accuracy"])
     assert parent.data.tags["best_run_id"] == best["run_id"] and parent.data.metrics["sweep/failed_jobs"] == 0
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {SUMMARY_CSV, "sweep_accuracy.png"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {SUMMARY_CSV, "sweep_accuracy.png",
+                                                                           "comparison"}  # fmt: skip
     assert parent.info.status == "FINISHED"
+    # the children side by side on the parent (facenet compare), labelled by margin, numbers from their reports
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")} == {
+        f"comparison/{name}" for name in COMPARISON_FILES}  # fmt: skip
+    comparison = pd.read_csv(client.download_artifacts(parent.info.run_id, "comparison/comparison.csv", str(tmp_path)))
+    assert sorted(comparison["run"]) == ["margin=0.01", "margin=0.05", "margin=1.0"]
+    for child in children:
+        (row,) = comparison[comparison["run_id"] == child.info.run_id].itertuples()
+        assert row.run == child.info.run_name and row.accuracy == child.data.metrics["eval/accuracy"]
+    # the same comparison from the parent's MLflow id
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    again = _run(["-m", "facenet.cli", "compare", parent.info.run_id, "--tracking-uri", uri, "-o",
+                  str(tmp_path / "again"), "--no-mlflow"])  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert pd.read_csv(tmp_path / "again" / "comparison.csv")["run"].tolist() == comparison["run"].tolist()
 
     # provenance on every child, and `facenet rerun` reproduces one of them exactly
     child = children[0]
@@ -197,7 +213,8 @@ def test_parallel_sweep_against_a_real_tracking_server_survives_a_failing_job(tm
         assert row["accuracy"] == pytest.approx(child.data.metrics["eval/accuracy"], abs=1e-12)
         assert {"eval", "checkpoints", "config.yaml"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
     assert parent.data.metrics["sweep/failed_jobs"] == 1 and parent.info.status == "FINISHED"
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {SUMMARY_CSV, "sweep_accuracy.png"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {SUMMARY_CSV, "sweep_accuracy.png",
+                                                                           "comparison"}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -218,7 +235,7 @@ def test_optuna_sweep_file_records_the_best_trial_on_the_parent(tmp_path):
     best_overrides = {f"{k}={v}" for k, v in result["best_params"].items()}
     (best_child,) = [c for c in children if best_overrides <= set(json.loads(c.data.tags["hydra_overrides_json"]))]
     assert best_child.data.metrics["eval/accuracy"] == pytest.approx(result["best_value"])
-    assert {"optimization_results.yaml", SUMMARY_CSV, "sweep_parallel_coordinates.png"} == {
+    assert {"optimization_results.yaml", SUMMARY_CSV, "sweep_parallel_coordinates.png", "comparison"} == {
         a.path for a in client.list_artifacts(parent.info.run_id)
     }
     # trials go to the children with the config the sweep file composes (rest of the default config kept)

@@ -4,6 +4,7 @@ then side by side (a table and one ROC figure)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,7 +21,28 @@ from facenet.metrics import VerificationReport
 
 log = logging.getLogger(__name__)
 
-ARTIFACTS = ("report.json", "report.txt", "roc.png", "distances.png", "hardest_pairs.png")
+ARTIFACTS = ("report.json", "report.txt", "scores.csv", "roc.png", "distances.png", "hardest_pairs.png")
+
+
+def _short(name: str) -> str:
+    """An image's name without where its tree lies: `<identity>/<file>` (or a `.bin` set's `<set>.bin[i]`)."""
+    parts = Path(name).parts
+    return "/".join(parts[-2:])
+
+
+def write_scores(pairs: PairSet, distances: np.ndarray, n_folds: int, path: Path) -> str:
+    """Every pair's distance in fold order (`fold, same, distance, left, right`: what `facenet compare` pairs runs
+    on, and a paired test needs); returns the pair set's fingerprint (sha1 of the names and flags in that order)."""
+    order = pairs.fold_order(n_folds)
+    fold = np.repeat(np.arange(n_folds), [len(b) for b in np.array_split(order, n_folds)])
+    names = [_short(n) for n in pairs.paths]
+    left, right = [names[i] for i in pairs.left[order]], [names[i] for i in pairs.right[order]]
+    same = pairs.issame[order].astype(int)
+    table = pd.DataFrame({"fold": fold, "same": same, "distance": np.asarray(distances, np.float64)[order],
+                          "left": left, "right": right})  # fmt: skip
+    table.to_csv(path, index=False)  # floats as repr: the distances read back exactly
+    text = "\n".join(f"{a}\t{b}\t{s}" for a, b, s in zip(left, right, same, strict=True))
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def evaluate_and_log(net, pairs: PairSet, protocol: VerificationProtocol, transform: EvalTransform, workers: int,
@@ -44,7 +66,9 @@ def _score(net, pairs: PairSet, protocol: VerificationProtocol, transform: EvalT
         "flip_tta": protocol.flip_tta,
         "normalize": transform.normalize,
     }
-    (out_dir / "report.json").write_text(json.dumps({**report.to_dict(), "preprocess": applied}, indent=1))
+    fingerprint = write_scores(pairs, distances, report.n_folds, out_dir / "scores.csv")
+    body = {**report.to_dict(), "preprocess": applied, "pairs_sha1": fingerprint}
+    (out_dir / "report.json").write_text(json.dumps(body, indent=1))
     (out_dir / "report.txt").write_text(report.table() + "\n")
     roc_plot(report, out_dir / "roc.png")
     distance_histogram(distances, pairs.issame, report.threshold_mean, out_dir / "distances.png")

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = None) -> dict[str, float]:
-    """Train with the configured loss; returns the final evaluation metrics (plus `best_accuracy`). `resume`:
+    """Train with the configured loss; returns the final evaluation metrics plus `best_accuracy`, `train_minutes`,
+    `images_per_sec` (training steps only) and `parameters`. `resume`:
     continue from that checkpoint (network, optimizer and `TrainState`)."""
     if resume is not None and cfg.ckpt:
         raise ConfigError("resume= and ckpt= exclude each other: resume continues a run, ckpt starts a new one")
@@ -57,7 +58,12 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
     best = run_dir / "checkpoints" / "best.ckpt"
     tracker.log_artifact(best, "checkpoints")
     tracker.log_artifact(best.with_suffix(".json"), "checkpoints")
-    return {**metrics, "best_accuracy": state.best_accuracy}
+    cost = {
+        "train_minutes": state.train_seconds / 60,
+        "images_per_sec": state.global_step * t.sampler.batch_size / max(state.train_seconds, 1e-9),
+        "parameters": count_parameters(t.net),
+    }
+    return {**metrics, "best_accuracy": state.best_accuracy, **cost}
 
 
 def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_dir: Path) -> dict[str, float]:
