@@ -102,6 +102,10 @@ def test_labels_name_only_what_differs():
     same = [_configured(base, {"miner": "semi_hard"}, name="05-00-01"), _configured(base, {"miner": "semi_hard"},
                                                                                     name="05-00-01")]  # fmt: skip
     assert labels(same) == ["05-00-01 #1", "05-00-01 #2"]
+    # a run without recorded choices (composed from Python) beside one with them: compared by keys, not "group=-"
+    width = [_configured({**base, "backbone.width": "16"}, {"backbone": "resnet_tiny", "dataset": "synthetic"}),
+             _configured({**base, "backbone.width": "32"}, {})]  # fmt: skip
+    assert labels(width) == ["backbone.width=16", "backbone.width=32"]
 
 
 # real runs: the smoke set, 3 steps; every evaluation writes report.json and scores.csv

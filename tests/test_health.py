@@ -73,6 +73,14 @@ def test_loss_pinned_at_the_margin_without_collapse():
     assert feed(TripletHealth("warn", 3, 0.5, NAMES), learning) == [None] * 5
 
 
+def test_two_conditions_due_in_one_window_are_both_reported():
+    both = window(loss=0.2, active=0.01, d_ap=0.8, d_an=0.8, easy=0.6, semi=0.0, hard=0.4)  # dead and pinned
+    monitor = TripletHealth("warn", 2, 0.2, NAMES)
+    found = feed(monitor, [both, both, both, both])
+    assert [(f.kind, f.since_step, f.step) if f else None for f in found] == [
+        None, ("dead_miner", 0, 20), ("pinned_at_margin", 0, 30), None]  # fmt: skip
+
+
 def test_off_and_losses_without_the_telemetry_are_not_watched():
     assert feed(TripletHealth("off", 1, 0.2, NAMES), [COLLAPSED]) == [None]
     assert feed(TripletHealth("warn", 1, None, NAMES), [COLLAPSED]) == [None]

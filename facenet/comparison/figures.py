@@ -69,18 +69,30 @@ def det_compare(scores: list[pd.DataFrame], labels: list[str], path: Path, floor
 
 
 def distances_compare(scores: list[pd.DataFrame], labels: list[str], path: Path) -> Path:
-    """Each run's same-person (solid) and different-person (dotted) distance distributions, as densities."""
-    fig, ax = plt.subplots(figsize=(6.2, 4.2), dpi=120)
-    d = np.concatenate([s["distance"].to_numpy(np.float64) for s in scores])
-    bins = np.linspace(d.min(), d.max(), 60) if d.max() > d.min() else 10
-    for i, (s, label) in enumerate(zip(scores, labels, strict=True)):
+    """One panel per run (its own distance range: a collapsed run's distances are 100x smaller): same-person and
+    different-person distance histograms, and how far the two overlap."""
+    n = len(scores)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 2.9 * rows), dpi=110, squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for ax, s, label in zip(axes.ravel(), scores, labels, strict=False):
         same = s["same"].to_numpy(bool)
         dist = s["distance"].to_numpy(np.float64)
-        ax.hist(dist[same], bins=bins, histtype="step", density=True, color=f"C{i % 10}", lw=1.4, label=label)
-        ax.hist(dist[~same], bins=bins, histtype="step", density=True, color=f"C{i % 10}", lw=1.4, ls=":")
-    ax.set_xlabel("L2 distance (solid: same person, dotted: different people)")
-    ax.set_ylabel("density")
-    return _save(fig, ax, path, "pair distances")
+        bins = np.linspace(dist.min(), dist.max(), 40) if dist.max() > dist.min() else 10
+        ax.hist(dist[same], bins=bins, alpha=0.55, color="C0", label="same person")
+        ax.hist(dist[~same], bins=bins, alpha=0.55, color="C3", label="different people")
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("L2 distance", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("pair distances (each run on its own scale)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
 
 
 def table_image(table: pd.DataFrame, path: Path, title: str) -> Path:

@@ -58,7 +58,8 @@ def differing(runs: list[RunResult]) -> list[str]:
     out when its option differs (`miner=batch_hard` says it); of keys with the same values in every run (`margin`
     and `loss.margin`, one interpolating the other) the one given on a command line, else the shortest, is kept."""
     choices = _with_choices(runs)
-    groups = sorted({g for c in choices for g in c})
+    # a group is compared by its option only where every run's option is known; otherwise by its keys
+    groups = sorted({g for c in choices for g in c} & set.intersection(*(set(c) for c in choices)))
     diff_groups = [g for g in groups if len({c.get(g) for c in choices}) > 1]
     keys = sorted({k for r in runs for k in r.config})
     diff_keys = [

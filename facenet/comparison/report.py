@@ -23,7 +23,8 @@ from facenet.metrics import verification_report
 log = logging.getLogger(__name__)
 
 FARS = (1e-2, 1e-3, 1e-4)
-LOWER_IS_BETTER = ("eer", "train_minutes", "parameters")
+LOWER_IS_BETTER = ("eer", "train_minutes", "parameters")  # and every `*_std`
+NOT_RANKED = ("pairs", "threshold", "only_best_right", "only_this_right", "p_value")
 ARTIFACTS = ("comparison.csv", "comparison.md", "comparison.json", "table.png", "roc.png", "det.png", "distances.png")
 
 
@@ -54,7 +55,8 @@ def check_same_pairs(runs: list[RunResult], names: list[str]) -> str:
 
 def val_at(run: RunResult, far: float) -> tuple[float, float]:
     """VAL at `far` (mean, fold std) as the run's report gives it, else by the same protocol on its scores; NaN
-    when the pairs hold fewer than 1 / far impostor pairs (no threshold can measure that rate)."""
+    when the pairs hold fewer than 1 / far impostor pairs (no threshold can measure that rate). At exactly 1 / far,
+    the k - 1 folds a threshold is chosen on hold (k - 1) / k of them: it then allows no false accept there."""
     n_impostors = int((~run.scores["same"]).sum())
     if n_impostors * far < 1:
         return float("nan"), float("nan")
@@ -84,13 +86,13 @@ def numbers(runs: list[RunResult], names: list[str]) -> pd.DataFrame:
 
 
 def best_index(table: pd.DataFrame, metric: str) -> int:
-    if metric not in table or not pd.api.types.is_numeric_dtype(table[metric]):
-        usable = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and c != "pairs"]
+    if metric not in table or metric in NOT_RANKED or not pd.api.types.is_numeric_dtype(table[metric]):
+        usable = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and c not in NOT_RANKED]
         raise ComparisonError(f"--metric {metric!r} is not a figure of the comparison (one of: {', '.join(usable)})")
     values = table[metric].to_numpy(np.float64)
     if np.isnan(values).all():
         raise ComparisonError(f"--metric {metric}: no run has that figure")
-    lower = metric in LOWER_IS_BETTER
+    lower = metric in LOWER_IS_BETTER or metric.endswith("_std")
     return int(np.nanargmin(values) if lower else np.nanargmax(values))
 
 
@@ -142,7 +144,8 @@ def compare(inputs: Inputs, out_dir: str | Path, metric: str = "accuracy") -> tu
     note = (f"{len(runs)} runs on the same {n} pairs ({n - n_diff} same, {n_diff} different; sha1 {sha1[:10]}), "
             f"best by {metric}: {names[best]}. VAL@FAR needs at least 1/FAR different pairs (n/a below that). "
             f"McNemar: exact two-sided test of the best run against each on per-pair decisions at each run's own "
-            f"fold thresholds; p < 0.05 is called significant (not corrected for multiple comparisons).")  # fmt: skip
+            f"fold thresholds; p < 0.05 is called significant (not corrected for multiple comparisons); "
+            f"'N vs M pairs': the pairs only the best run decides right, and only this run.")  # fmt: skip
     (out / "comparison.md").write_text(markdown(pretty) + "\n\n" + note + "\n")
     (out / "comparison.json").write_text(json.dumps({
         "metric": metric, "best": names[best], "pairs": n, "pairs_sha1": sha1,
@@ -174,12 +177,18 @@ def log_comparison(inputs: Inputs, out: Path, uri: str, names: list[str] | None 
     the artifacts of a new run in the MLflow experiment "comparison". Returns the run id."""
     from mlflow.tracking import MlflowClient
 
+    from facenet.tracking import store_lock
+
     client = MlflowClient(uri)
     run_id = inputs.parent_run_id
     folder = "comparison" if run_id else None
     if run_id is None:
-        exp = client.get_experiment_by_name("comparison")
-        exp_id = exp.experiment_id if exp else client.create_experiment("comparison")
+        with store_lock(uri):
+            exp = client.get_experiment_by_name("comparison")
+            # a local store keeps artifacts beside it, as runs do (<output_dir>/mlartifacts)
+            beside = (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
+            exp_id = exp.experiment_id if exp else client.create_experiment(
+                "comparison", artifact_location=beside if uri.startswith("sqlite:///") else None)  # fmt: skip
         ids = [r.run_id for r in inputs.runs if r.run_id]
         tags = {"task": "compare", "compared_runs": json.dumps(ids)[:5000],
                 "compared": " | ".join(names or [])[:5000]}  # fmt: skip

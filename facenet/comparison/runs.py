@@ -118,6 +118,9 @@ def read_run_dir(root: str | os.PathLike, benchmark: str | None = None, name: st
     """A run directory (`<output_dir>/runs/<date>/<time>`, or a sweep's job folder)."""
     root = Path(root)
     state = json.loads((root / RUN_FILE).read_text()) if (root / RUN_FILE).is_file() else {}
+    if state.get("status", "FINISHED") != "FINISHED":
+        raise ComparisonError(f"run {root} is {state['status']} ({state.get('error') or 'no error recorded'}): its "
+                              "evaluation is from before it ended; compare finished runs")  # fmt: skip
     report, scores = _read_eval(_eval_dir(root, benchmark, f"run {root}"), f"run {root}")
     choices, overrides = _hydra_files(root)
     metrics_file = root / "metrics.json"
@@ -157,6 +160,8 @@ def _default_uri(tracking_uri: str | None) -> str:
 
 def _from_mlflow(client, run, benchmark: str | None, scratch: Path) -> RunResult:
     """A run from the tracking store: from its directory when that is still here, else from its artifacts."""
+    from mlflow.exceptions import MlflowException
+
     tags = run.data.tags
     run_id = run.info.run_id
     name = run.info.run_name or run_id[:8]
@@ -171,12 +176,19 @@ def _from_mlflow(client, run, benchmark: str | None, scratch: Path) -> RunResult
             result.choices = result.choices or json.loads(tags.get("hydra_choices", "{}"))
             return result
     where = f"MLflow run {run_id}"
+    if run.info.status != "FINISHED":
+        raise ComparisonError(f"{where} is {run.info.status}: its evaluation is from before it ended; compare "
+                              "finished runs")  # fmt: skip
     into = scratch / run_id
-    into.mkdir(parents=True)
-    top = {a.path for a in client.list_artifacts(run_id)}
-    for item in ("config.yaml", "metrics.json", EVAL_DIR):
-        if item in top:
-            client.download_artifacts(run_id, item, str(into))
+    into.mkdir(parents=True, exist_ok=True)
+    try:
+        top = {a.path for a in client.list_artifacts(run_id)}
+        for item in ("config.yaml", "metrics.json", EVAL_DIR):
+            if item in top:
+                client.download_artifacts(run_id, item, str(into))
+    except (MlflowException, OSError) as err:
+        raise ComparisonError(f"{where}: cannot read its artifacts from {client.tracking_uri} "
+                              f"({str(err).splitlines()[0][:200]})") from None  # fmt: skip
     report, scores = _read_eval(_eval_dir(into, benchmark, where), where)
     metrics_file = into / "metrics.json"
     return RunResult(
@@ -193,12 +205,25 @@ def _from_mlflow(client, run, benchmark: str | None, scratch: Path) -> RunResult
     )
 
 
-def resolve(items: list[str], tracking_uri: str | None = None, benchmark: str | None = None,
-            scratch: Path | None = None) -> Inputs:  # fmt: skip
-    """Every run named by `items` (directories or MLflow run ids), in the order given."""
+def resolve(items: list[str], tracking_uri: str | None = None, benchmark: str | None = None) -> Inputs:
+    """Every run named by `items` (directories or MLflow run ids), in the order given, each once."""
     if not items:
         raise ComparisonError("nothing to compare: give run directories, sweep directories or MLflow run ids")
-    scratch = Path(scratch or tempfile.mkdtemp(prefix="facenet-compare-"))
+    with tempfile.TemporaryDirectory(prefix="facenet-compare-") as scratch:  # downloads: read into memory
+        out = _resolve(items, tracking_uri, benchmark, Path(scratch))
+    seen, unique = set(), []
+    for r in out.runs:
+        key = r.run_id or r.source
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    if len(unique) < 2:
+        raise ComparisonError(f"a comparison needs at least two runs; {' '.join(items)} gives {len(unique)}")
+    out.runs = unique
+    return out
+
+
+def _resolve(items: list[str], tracking_uri: str | None, benchmark: str | None, scratch: Path) -> Inputs:
     found, out = [], Inputs([])
     client = None
     for item in items:
@@ -242,7 +267,5 @@ def resolve(items: list[str], tracking_uri: str | None = None, benchmark: str | 
                 raise ComparisonError(f"sweep parent run {item} has no finished child run")
             else:
                 found.append(_from_mlflow(client, run, benchmark, scratch))
-    if len(found) < 2:
-        raise ComparisonError(f"a comparison needs at least two runs; {' '.join(items)} gives {len(found)}")
     out.runs = found
     return out

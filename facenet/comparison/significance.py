@@ -46,11 +46,13 @@ class McNemar:
 
     @property
     def verdict(self) -> str:
+        """Said of run B against run A (the best): which decides more pairs right, and whether that is noise."""
         if self.only_a == self.only_b == 0:
             return "no difference (identical decisions)"
-        if self.p_value < ALPHA:
-            return f"significant (p={self.p_value:.3g})"
-        return f"no significant difference (p={self.p_value:.3g})"
+        if self.p_value >= ALPHA:
+            return f"no significant difference (p={self.p_value:.3g})"
+        better = "worse" if self.only_a > self.only_b else "better on these pairs"
+        return f"significantly {better} (p={self.p_value:.3g}; {self.only_a} vs {self.only_b} pairs)"
 
 
 def mcnemar(right_a: np.ndarray, right_b: np.ndarray) -> McNemar:

@@ -102,6 +102,7 @@ class TripletHealth:
         # a loss without the triplet telemetry (or without a margin) is not watched
         self.active = mode != "off" and margin is not None and all(n in ("loss", *telemetry) for n in NEEDS)
         self.runs: dict[str, list[int]] = {k: [] for k in CONDITIONS}  # first steps of the windows it held in a row
+        self.reported = dict.fromkeys(CONDITIONS, False)
         self.findings: list[Finding] = []
         self.last_step = 0  # where the previous window ended
 
@@ -112,20 +113,22 @@ class TripletHealth:
             return None
         new, start, self.last_step = None, self.last_step, step
         for kind, condition in CONDITIONS.items():
-            if kind == "pinned_at_margin" and self.runs["collapse"]:  # collapse explains it
-                message = None
-            else:
-                message = condition(window, self.margin)
+            if kind == "pinned_at_margin" and self.runs["collapse"]:  # the collapse explains it: not reported apart
+                self.runs[kind], self.reported[kind] = [], False
+                continue
+            message = condition(window, self.margin)
             if message is None:
-                if len(self.runs[kind]) >= self.windows:
+                if self.reported[kind]:
                     log.info("training health: %s no longer holds at step %d", kind.replace("_", " "), step)
-                self.runs[kind] = []
+                self.runs[kind], self.reported[kind] = [], False
                 continue
             self.runs[kind].append(start)
-            if len(self.runs[kind]) == self.windows and new is None:
+            # one finding per window; a second condition due in the same window is reported in the next one
+            if len(self.runs[kind]) >= self.windows and not self.reported[kind] and new is None:
                 since = self.runs[kind][0]
                 held = f"{self.windows} logging window{'s' * (self.windows > 1)}"
                 new = Finding(kind, since, step, f"{message} (for {held}, since step {since})")
+                self.reported[kind] = True
         if new is not None:
             self.findings.append(new)
         return new
@@ -141,6 +144,11 @@ class TripletHealth:
         before = (f"last checkpoint before it: {last_good}" if last_good is not None
                   else "no checkpoint was written before it")  # fmt: skip
         raise TrainingUnhealthy(f"stopped by train.health=stop at step {finding.step}: {finding.message}; {before}")
+
+
+def _row(row: list[float]) -> str:
+    """A CSV line: the step as an integer (exact at any step count), the means to 7 significant digits."""
+    return ",".join([str(int(row[0])), *(f"{v:.7g}" for v in row[1:])]) + "\n"
 
 
 class TelemetryLog:
@@ -162,12 +170,12 @@ class TelemetryLog:
     def append(self, step: int, values: dict[str, float]) -> None:
         self.rows.append([step, *(values[n] for n in self.names[1:])])
         with self.path.open("a") as f:
-            f.write(",".join(f"{v:.7g}" for v in self.rows[-1]) + "\n")
+            f.write(_row(self.rows[-1]))
 
     def _write(self) -> None:
         with self.path.open("w") as f:
             f.write(",".join(self.names) + "\n")
-            f.writelines(",".join(f"{v:.7g}" for v in row) + "\n" for row in self.rows)
+            f.writelines(_row(row) for row in self.rows)
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=list(self.names))
