@@ -17,7 +17,8 @@ from pathlib import Path
 from facenet.interrupts import partial_file
 
 log = logging.getLogger(__name__)
-RUN_FILE = "run.json"
+RUN_FILE = "run.json"  # a run directory's state
+SWEEP_FILE = "sweep.json"  # a sweep directory's parent run and parameters (facenet/sweeps.py)
 REASON = ("its process ended without closing the run (kill -9, the out-of-memory killer, a crash or a power cut); "
           "resume=auto continues it from its last checkpoint")  # fmt: skip
 

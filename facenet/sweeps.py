@@ -23,11 +23,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from facenet.runs import RUN_FILE
+from facenet.runs import RUN_FILE, SWEEP_FILE
 
 log = logging.getLogger(__name__)
 
-SWEEP_FILE = "sweep.json"
 SUMMARY_CSV = "sweep_summary.csv"
 METRIC = "accuracy"  # what run.py returns and sweepers optimise
 # failed-job count of the multiruns finished in this process (run.py exits non-zero if any)

@@ -17,8 +17,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from facenet.errors import UserError
-from facenet.runs import RUN_FILE
-from facenet.sweeps import SWEEP_FILE
+from facenet.runs import RUN_FILE, SWEEP_FILE
 from facenet.tracking import flatten
 
 EVAL_DIR = "eval"
