@@ -166,10 +166,9 @@ def _rerun(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
     from facenet.provenance import RERUN_ENV, git_state, rerun_command
+    from facenet.tracking import existing_store
 
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///outputs/mlflow.db"
-    if uri.startswith("sqlite:///") and not os.path.isfile(uri[len("sqlite:///") :]):
-        raise UserError(f"no MLflow store at {uri}: pass --tracking-uri (e.g. sqlite:///OUTPUT_DIR/mlflow.db)")
+    uri = existing_store(args.tracking_uri)
     try:
         run = MlflowClient(uri).get_run(args.run_id)
     except MlflowException as err:

@@ -23,6 +23,12 @@ REASON = ("its process ended without closing the run (kill -9, the out-of-memory
           "resume=auto continues it from its last checkpoint")  # fmt: skip
 
 
+def job_dirs(sweep_dir: str | os.PathLike) -> list[Path]:
+    """A sweep's job folders (those Hydra started: `.hydra/overrides.yaml`), numbered jobs first, in job order."""
+    jobs = [p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml")]
+    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else p.name))
+
+
 def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux /proc), or None where unknown: tells a live
     process from a later one that reuses its pid."""

@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from facenet.runs import RUN_FILE, SWEEP_FILE
+from facenet.runs import RUN_FILE, SWEEP_FILE, job_dirs
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,7 @@ def summarize(sweep_dir: str | Path) -> pd.DataFrame:
     CRASHED, not dropped.
     """
     rows, override_keys, metric_keys = [], {}, {METRIC: None}
-    jobs = [p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml")]
-    for job_dir in sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else p.name)):
+    for job_dir in job_dirs(sweep_dir):
         overrides = _parse_overrides(list(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")))
         state = json.loads((job_dir / RUN_FILE).read_text()) if (job_dir / RUN_FILE).is_file() else {}
         status = state.get("status", "CRASHED")

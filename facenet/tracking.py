@@ -91,6 +91,15 @@ def store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def existing_store(tracking_uri: str | None) -> str:
+    """The store a command reads runs from: the given URI, else $MLFLOW_TRACKING_URI, else the default
+    `sqlite:///outputs/mlflow.db`; a local store that does not exist is one line, not an empty new database."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///outputs/mlflow.db"
+    if uri.startswith("sqlite:///") and not os.path.isfile(uri[len("sqlite:///") :]):
+        raise TrackingError(f"no MLflow store at {uri}: pass --tracking-uri (e.g. sqlite:///OUTPUT_DIR/mlflow.db)")
+    return uri
+
+
 class MlflowTracker(NullTracker):
     """Logs one run. Tracking URI: the configured one, else $MLFLOW_TRACKING_URI, else
     `sqlite:///<output_dir>/mlflow.db` with artifacts under `<output_dir>/mlartifacts`.

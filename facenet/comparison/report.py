@@ -4,7 +4,6 @@ histograms, and McNemar's test of the best run against each other, written to a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -17,7 +16,7 @@ from facenet.comparison.figures import det_compare, distances_compare, roc_compa
 from facenet.comparison.labels import labels as run_labels
 from facenet.comparison.runs import ComparisonError, Inputs, RunResult
 from facenet.comparison.significance import decisions, mcnemar
-from facenet.evaluation.report import markdown
+from facenet.evaluation.report import markdown, pairs_fingerprint
 from facenet.metrics import verification_report
 
 log = logging.getLogger(__name__)
@@ -28,16 +27,10 @@ NOT_RANKED = ("pairs", "threshold", "only_best_right", "only_this_right", "p_val
 ARTIFACTS = ("comparison.csv", "comparison.md", "comparison.json", "table.png", "roc.png", "det.png", "distances.png")
 
 
-def fingerprint(scores: pd.DataFrame) -> str:
-    """sha1 of the pair names and flags in fold order (what the evaluation wrote into report.json)."""
-    text = "\n".join(f"{a}\t{b}\t{int(s)}" for a, b, s in zip(scores["left"], scores["right"], scores["same"],
-                                                                  strict=True))  # fmt: skip
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
 def check_same_pairs(runs: list[RunResult], names: list[str]) -> str:
     """The runs' common pair-set fingerprint; a one-line refusal when any run was evaluated on other pairs."""
-    prints = [r.report.get("pairs_sha1") or fingerprint(r.scores) for r in runs]
+    prints = [r.report.get("pairs_sha1") or pairs_fingerprint(r.scores["left"], r.scores["right"], r.scores["same"])
+              for r in runs]  # fmt: skip
     if len(set(prints)) > 1:
         first = prints[0]
         other = next(i for i, p in enumerate(prints) if p != first)

@@ -17,8 +17,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from facenet.errors import UserError
-from facenet.runs import RUN_FILE, SWEEP_FILE
-from facenet.tracking import flatten
+from facenet.runs import RUN_FILE, SWEEP_FILE, job_dirs
+from facenet.tracking import existing_store, flatten
 
 EVAL_DIR = "eval"
 
@@ -139,22 +139,12 @@ def read_run_dir(root: str | os.PathLike, benchmark: str | None = None, name: st
 
 def sweep_jobs(sweep_dir: Path) -> list[Path]:
     """A sweep's finished job folders, in job order."""
-    jobs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
-    jobs.sort(key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else p.name))
     done = []
-    for job in jobs:
+    for job in job_dirs(sweep_dir):
         state = json.loads((job / RUN_FILE).read_text()) if (job / RUN_FILE).is_file() else {}
         if state.get("status") == "FINISHED":
             done.append(job)
     return done
-
-
-def _default_uri(tracking_uri: str | None) -> str:
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///outputs/mlflow.db"
-    if uri.startswith("sqlite:///") and not os.path.isfile(uri[len("sqlite:///") :]):
-        raise ComparisonError(f"no MLflow store at {uri}: pass --tracking-uri (e.g. sqlite:///OUTPUT_DIR/mlflow.db) "
-                              "or give run directories")  # fmt: skip
-    return uri
 
 
 def _from_mlflow(client, run, benchmark: str | None, scratch: Path) -> RunResult:
@@ -248,8 +238,9 @@ def _resolve(items: list[str], tracking_uri: str | None, benchmark: str | None, 
             from mlflow.tracking import MlflowClient
 
             if client is None:
-                out.tracking_uri = out.tracking_uri or _default_uri(tracking_uri)
-                client = MlflowClient(_default_uri(tracking_uri))
+                uri = existing_store(tracking_uri)
+                out.tracking_uri = out.tracking_uri or uri
+                client = MlflowClient(uri)
             try:
                 run = client.get_run(item)
             except MlflowException as err:

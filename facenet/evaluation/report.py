@@ -41,7 +41,12 @@ def write_scores(pairs: PairSet, distances: np.ndarray, n_folds: int, path: Path
     table = pd.DataFrame({"fold": fold, "same": same, "distance": np.asarray(distances, np.float64)[order],
                           "left": left, "right": right})  # fmt: skip
     table.to_csv(path, index=False)  # floats as repr: the distances read back exactly
-    text = "\n".join(f"{a}\t{b}\t{s}" for a, b, s in zip(left, right, same, strict=True))
+    return pairs_fingerprint(left, right, same)
+
+
+def pairs_fingerprint(left, right, same) -> str:
+    """sha1 of the pairs' image names and same-person flags, in order: equal exactly for the same pair set."""
+    text = "\n".join(f"{a}\t{b}\t{int(s)}" for a, b, s in zip(left, right, same, strict=True))
     return hashlib.sha1(text.encode()).hexdigest()
 
 
