@@ -117,8 +117,10 @@ def _time_loss(cfg, target: str, repeats: int, calls: int = 20) -> float:
     import numpy as np
     from hydra.utils import instantiate
 
+    from facenet.training.setup import build_loss
+
     p, k = cfg.batch.identities, cfg.batch.images_per_identity
-    loss = instantiate(cfg.loss, miner=instantiate({"_target_": target}))
+    loss = build_loss(cfg, miner=instantiate({"_target_": target}))
     grad = ms.jit(ms.value_and_grad(loss, 0, None, has_aux=True))
     e = np.random.default_rng(0).normal(size=(p * k, cfg.embedding_size)).astype(np.float32)
     e = ms.Tensor(e / np.linalg.norm(e, axis=1, keepdims=True))

@@ -45,6 +45,7 @@ def model_card(spec: dict, fmt: str, batch_size: int | None, source: Path, file:
         "threshold": threshold,
         "model": spec.get("model"),
         "pretrained": spec.get("pretrained"),
+        "trained_with": spec.get("loss"),
         "calibration": spec.get("calibration"),
         "training_run_id": spec.get("run_id"),
         "source_checkpoint": str(source),

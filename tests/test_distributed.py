@@ -77,7 +77,7 @@ def test_global_mining_equals_one_process_computing_the_global_loss(tmp_path, co
     from mindspore import ops
 
     from facenet.training.optim import build_optimizer
-    from facenet.training.setup import build_model
+    from facenet.training.setup import build_loss, build_model
     from tests.dp_one_step import OVERRIDES, batch
 
     out, logs = tmp_path / "out", tmp_path / "logs"
@@ -101,7 +101,7 @@ def test_global_mining_equals_one_process_computing_the_global_loss(tmp_path, co
     net = build_model(cfg)
     ms.load_param_into_net(net, {n: ms.Parameter(ranks[0][f"start/{n}"], name=n) for n in names}, strict_load=False)
     net.set_train(True)
-    loss_fn = instantiate(cfg.loss, miner=instantiate(cfg.miner))
+    loss_fn = build_loss(cfg)
     optimizer = build_optimizer(instantiate(cfg.optimizer), net, np.array([cfg.lr], np.float32), 1.0)
     (x0, y0), (x1, y1) = batch(0), batch(1)
 

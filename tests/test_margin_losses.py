@@ -1,6 +1,7 @@
-"""Margin-softmax losses (ArcFace, CosFace, combined; not yet selectable as `loss=`) against a NumPy implementation
-of the papers' formulas (value, and the gradient derived by hand), on random embeddings and on the edge cases:
-cosines of exactly +1 and -1, margined angles past pi, a batch of one class. Never NaN or inf."""
+"""Margin-softmax losses (ArcFace, CosFace, combined) against a NumPy implementation of the papers' formulas (value,
+and the gradient derived by hand), on random embeddings and on the edge cases: cosines of exactly +1 and -1, margined
+angles past pi, a batch of one class. Never NaN or inf. Partial FC: the sampled loss is the oracle's over the sampled
+classes, every positive class is always sampled, and sampling every class gives the full loss."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from facenet.losses.arcface import ArcFaceLoss
 from facenet.losses.combined import CombinedMarginLoss
 from facenet.losses.cosface import CosFaceLoss
 from facenet.losses.margin import COS_LIMIT, MarginSoftmaxLoss
+from facenet.losses.partial_fc import sample_classes, sample_keys, sampled_count
 
 
 def oracle(emb, weight, labels, s, m1, m2, m3, straight_through=False):
@@ -50,12 +52,12 @@ def oracle(emb, weight, labels, s, m1, m2, m3, straight_through=False):
     return loss, d_emb, d_weight
 
 
-def ours(loss_cell, emb, labels):
+def ours(loss_cell, emb, labels, *inputs):
     def f(e):
-        return loss_cell(e, ms.Tensor(labels, ms.int32))[0]
+        return loss_cell(e, ms.Tensor(labels, ms.int32), *inputs)[0]
 
     value, (g_emb, g_weight) = ms.value_and_grad(f, grad_position=0, weights=[loss_cell.weight])(ms.Tensor(emb))
-    telemetry = loss_cell(ms.Tensor(emb), ms.Tensor(labels, ms.int32))[1].asnumpy()
+    telemetry = loss_cell(ms.Tensor(emb), ms.Tensor(labels, ms.int32), *inputs)[1].asnumpy()
     return float(value.asnumpy()), g_emb.asnumpy(), g_weight[0].asnumpy() if isinstance(g_weight, tuple) else \
         g_weight.asnumpy(), telemetry  # fmt: skip
 
@@ -144,9 +146,71 @@ def test_arcface_margin_makes_the_target_harder_and_cosface_subtracts_m():
         (dict(m2=2.0), "margins out of range"),
         (dict(m3=-0.1), "margins out of range"),
         (dict(m1=0.0), "margins out of range"),
+        (dict(sample_rate=0.0), r"loss.sample_rate must be in \(0, 1\]"),
+        (dict(sample_rate=1.5), r"loss.sample_rate must be in \(0, 1\]"),
     ],
 )
 def test_bad_settings_are_one_line(kwargs, message):
     args = {"num_classes": 5, "embedding_size": 8, **kwargs}
     with pytest.raises(ConfigError, match=message):
         MarginSoftmaxLoss(**args)
+
+
+def _numpy_sample(keys: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """The classes Partial FC scores: the batch's own, then the largest keys among the others."""
+    scores = keys.astype(np.float64) + 2.0 * np.isin(np.arange(len(keys)), labels)
+    return np.sort(np.argsort(-scores, kind="stable")[:k])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_partial_fc_is_the_formula_over_the_sampled_classes(name):
+    """At sample_rate 0.3 of 40 classes with a batch of 12 (12 centres a step): value and both gradients equal the
+    oracle's on the sampled centres alone (the others get no gradient)."""
+    make, m = CASES[name]
+    rng = np.random.default_rng(11)
+    emb, labels = rng.normal(size=(12, 16)), rng.choice(40, 12)
+    cell = make(40, 16, sample_rate=0.3, seed=2)
+    assert sampled_count(40, 0.3, 12) == 12
+    (keys,) = cell.step_inputs(5)
+    index = _numpy_sample(keys.asnumpy(), labels, 12)
+    w = cell.weight.asnumpy()
+    value, g_emb, g_weight, _ = ours(cell, emb.astype(np.float32), labels, keys)
+    remap = np.searchsorted(index, labels)
+    o_value, o_emb, o_weight = oracle(emb, w[index], remap, m["s"], m["m1"], m["m2"], m["m3"])
+    assert value == pytest.approx(o_value, abs=1e-5 * max(1.0, abs(o_value)))
+    np.testing.assert_allclose(g_emb, o_emb, atol=1e-5 * max(1.0, np.abs(o_emb).max()), rtol=0)
+    np.testing.assert_allclose(g_weight[index], o_weight, atol=1e-5 * max(1.0, np.abs(o_weight).max()), rtol=0)
+    assert not np.delete(g_weight, index, axis=0).any()
+
+
+def test_partial_fc_always_samples_every_positive_class():
+    """500 steps of random batches (repeated labels included) over 1000 classes at rate 0.05: every label's class is
+    among the sampled, each sampled once, the one-hot names it, and the keys are those of the step alone."""
+    rng = np.random.default_rng(0)
+    k = sampled_count(1000, 0.05, 32)
+    assert k == 50
+    for step in range(500):
+        labels = rng.choice(1000, 32) if step % 2 else np.repeat(rng.choice(1000, 8), 4)
+        keys = sample_keys(3, step, 1000)
+        index, onehot = (t.asnumpy() for t in sample_classes(ms.Tensor(labels, ms.int32), keys, k))
+        assert len(set(index.tolist())) == k and set(labels.tolist()) <= set(index.tolist())
+        np.testing.assert_array_equal(index[onehot.argmax(1)], labels)
+        assert (onehot.sum(1) == 1).all()
+        assert sorted(index.tolist()) == _numpy_sample(keys.asnumpy(), labels, k).tolist()
+    np.testing.assert_array_equal(sample_keys(3, 7, 1000).asnumpy(), sample_keys(3, 7, 1000).asnumpy())
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_partial_fc_sampling_every_class_is_the_full_loss(name):
+    """sample_rate = 1 is the full softmax (no keys, the same graph); a rate whose sample is every class gives the
+    same value and gradients up to float32 summation order (the sampled columns come in the keys' order)."""
+    make, _ = CASES[name]
+    rng = np.random.default_rng(4)
+    emb, labels = rng.normal(size=(12, 16)).astype(np.float32), rng.choice(10, 12)
+    full = make(10, 16, seed=1)
+    assert full.step_inputs(0) == ()
+    sampled = make(10, 16, sample_rate=0.5, seed=1)  # 5 classes, but a batch of 12 needs room: all 10
+    assert sampled_count(10, 0.5, 12) == 10
+    a, b = ours(full, emb, labels), ours(sampled, emb, labels, *sampled.step_inputs(9))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-6 * max(1.0, np.abs(y).max()), rtol=0)

@@ -150,11 +150,57 @@ class MinerConf:
 
 
 @dataclass
-class TripletLossConf:
+class LossConf:
+    """Partial: the run completes it with a miner (triplet) or the identity count and embedding size (a classifier
+    loss, `facenet.training.setup.build_loss`)."""
+
+    _target_: str = MISSING
+    _partial_: bool = True
+
+
+@dataclass
+class TripletLossConf(LossConf):
     _target_: str = "facenet.losses.TripletLoss"
     margin: float = "${margin}"  # type: ignore[assignment]
     squared: bool = MISSING
     reduction: str = MISSING
+
+
+@dataclass
+class SoftmaxLossConf(LossConf):
+    _target_: str = "facenet.losses.SoftmaxLoss"
+    center_weight: float = MISSING
+    center_alpha: float = MISSING
+    prelogits_norm_weight: float = MISSING
+    prelogits_norm_p: float = MISSING
+
+
+@dataclass
+class MarginLossConf(LossConf):
+    s: float = MISSING
+    sample_rate: float = MISSING
+
+
+@dataclass
+class ArcFaceLossConf(MarginLossConf):
+    _target_: str = "facenet.losses.ArcFaceLoss"
+    m: float = MISSING
+    straight_through: bool = MISSING
+
+
+@dataclass
+class CosFaceLossConf(MarginLossConf):
+    _target_: str = "facenet.losses.CosFaceLoss"
+    m: float = MISSING
+
+
+@dataclass
+class CombinedLossConf(MarginLossConf):
+    _target_: str = "facenet.losses.CombinedMarginLoss"
+    m1: float = MISSING
+    m2: float = MISSING
+    m3: float = MISSING
+    straight_through: bool = MISSING
 
 
 # ---------------------------------------------------------------- optimisation
@@ -279,6 +325,13 @@ class PKBatchConf:
 
 
 @dataclass
+class ShuffleBatchConf:
+    _target_: str = "facenet.data.sampler.ShuffleSampler"
+    _partial_: bool = True
+    size: int = MISSING
+
+
+@dataclass
 class TripletBatchConf:
     _target_: str = "facenet.data.triplets.TripletSampler"
     _partial_: bool = True
@@ -342,7 +395,7 @@ class Config:
     dataset: Any = MISSING
     eval: Any = MISSING
     also_eval: dict[str, Any] = MISSING
-    miner: Any = MISSING
+    miner: Any = MISSING  # null: no miner (miner=none, what a classification loss selects)
     loss: Any = MISSING
     optimizer: Any = MISSING
     lr_schedule: Any = MISSING
@@ -357,7 +410,7 @@ SCHEMAS = {
         "inception_resnet_v1_schema": InceptionResNetV1Conf,
     },
     "head": {"embedding_head_schema": EmbeddingHeadConf},
-    "batch": {"pk_schema": PKBatchConf, "triplets_schema": TripletBatchConf},
+    "batch": {"pk_schema": PKBatchConf, "shuffle_schema": ShuffleBatchConf, "triplets_schema": TripletBatchConf},
     "dataset": {
         "synthetic_schema": SyntheticDatasetConf,
         "folder_schema": FolderDatasetConf,
@@ -370,7 +423,13 @@ SCHEMAS = {
         "benchmarks_schema": BenchmarksEvalConf,
     },
     "miner": {"miner_schema": MinerConf},
-    "loss": {"triplet_schema": TripletLossConf},
+    "loss": {
+        "triplet_schema": TripletLossConf,
+        "softmax_schema": SoftmaxLossConf,
+        "arcface_schema": ArcFaceLossConf,
+        "cosface_schema": CosFaceLossConf,
+        "combined_schema": CombinedLossConf,
+    },
     "optimizer": {
         "adam_schema": AdamConf,
         "adamw_schema": AdamWConf,

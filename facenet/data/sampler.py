@@ -65,3 +65,33 @@ class PKSampler:
                 else:
                     out[step, slot] = np.concatenate([members, rng.choice(members, self.k - len(members))])
         return out.reshape(-1)
+
+
+class ShuffleSampler:
+    """Uniformly shuffled batches of `size` images: every image once per epoch (the last incomplete batch is
+    dropped, static shapes), the order reproducible from `(seed, epoch)` alone. What classification losses train on.
+    `steps_per_epoch` beyond one pass continues with a fresh permutation."""
+
+    layout = "shuffle"
+
+    def __init__(self, labels: np.ndarray | pd.DataFrame, size: int, steps_per_epoch: int | None = None,
+                 seed: int = 0):  # fmt: skip
+        if size < 1:
+            raise ConfigError(f"batch.size must be >= 1, got {size}")
+        self.images = len(labels)
+        if self.images < size:
+            raise DataError(f"batch.size={size} but the training set has {self.images} images")
+        self.size, self.seed = size, seed
+        self.steps = steps_per_epoch or self.images // size
+
+    @property
+    def batch_size(self) -> int:
+        return self.size
+
+    def __len__(self) -> int:
+        return self.steps * self.size
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        passes = -(-len(self) // self.images)
+        return np.concatenate([rng.permutation(self.images) for _ in range(passes)])[: len(self)]

@@ -10,7 +10,8 @@ Where the angle needs `acos`, cosines are clamped to +-COS_LIMIT first (MindSpor
 angle, a larger logit); there the target logit falls back to `cos(theta) - mm - m3`, with the threshold
 `th = cos((pi - m2) / m1)` and `mm = sin(pi - m2) * m2` of the original ArcFace code (`th = cos(pi - m)`,
 `mm = sin(pi - m) * m`). `straight_through=True` is InsightFace's current variant: the margin changes the target
-logit's value but its gradient is that of the plain cosine.
+logit's value but its gradient is that of the plain cosine. `sample_rate < 1` is Partial FC
+(`facenet.losses.partial_fc`): each step scores only the batch's classes and a random sample of the others.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import numpy as np
 from mindspore import Parameter, ops
 
 from facenet.errors import ConfigError
-from facenet.losses.base import EmbeddingLoss
+from facenet.losses.classifier import ClassifierLoss
+from facenet.losses.partial_fc import check_rate, sample_classes, sample_keys, sampled_count
 
 COS_LIMIT = 1.0 - 1e-6  # float32 holds it exactly enough; acos' stays finite (about 707)
 
@@ -33,32 +35,35 @@ def margin_constants(m1: float, m2: float) -> tuple[float, float]:
     return th, math.sin(math.pi - m2) * m2
 
 
-class MarginSoftmaxLoss(EmbeddingLoss):
-    """construct(embeddings (B, D), labels (B,)) -> (mean cross-entropy, telemetry).
+class MarginSoftmaxLoss(ClassifierLoss):
+    """construct(features (B, D), labels (B,)[, sample keys]) -> (mean cross-entropy, telemetry).
 
-    Telemetry: the batch's classification accuracy under the plain cosines, the mean cosine to the own class
-    centre, the mean largest cosine to another centre, and the mean embedding norm.
+    Telemetry: the batch's classification accuracy under the plain cosines (among the sampled classes under Partial
+    FC), the mean cosine to the own class centre, the mean largest cosine to another centre, and the mean feature
+    norm.
     """
 
     TELEMETRY = ("train_accuracy", "target_cos", "nontarget_cos", "embedding_norm")
 
     def __init__(self, num_classes: int, embedding_size: int, s: float = 64.0, m1: float = 1.0, m2: float = 0.0,
-                 m3: float = 0.0, straight_through: bool = False, seed: int = 0):  # fmt: skip
-        super().__init__()
-        if num_classes < 2:
-            raise ConfigError(f"a classification loss needs at least 2 identities, the dataset has {num_classes}")
+                 m3: float = 0.0, straight_through: bool = False, sample_rate: float = 1.0,
+                 seed: int = 0):  # fmt: skip
+        super().__init__(num_classes, embedding_size, seed)
         if s <= 0:
             raise ConfigError(f"loss.s must be > 0, got {s}")
         if not 0 < m1 <= 4 or not 0 <= m2 < math.pi / 2 or not 0 <= m3 < 1:
-            raise ConfigError(f"margins out of range: m1 in (0, 4], m2 in [0, pi/2), m3 in [0, 1); got m1={m1}, "
-                              f"m2={m2}, m3={m3}")  # fmt: skip
-        self.num_classes, self.s = int(num_classes), float(s)
+            raise ConfigError(f"loss margins out of range: m1 in (0, 4], m2 in [0, pi/2), m3 in [0, 1); got "
+                              f"m1={m1}, m2={m2}, m3={m3}")  # fmt: skip
+        self.s, self.sample_rate = float(s), check_rate(sample_rate)
         self.m1, self.m2, self.m3 = float(m1), float(m2), float(m3)
         self.angular = not (m1 == 1.0 and m2 == 0.0)  # cosface needs no acos
         self.th, self.mm = margin_constants(self.m1, self.m2)
         self.straight_through = bool(straight_through)
         init = np.random.default_rng(seed).normal(0.0, 0.01, (num_classes, embedding_size)).astype(np.float32)
         self.weight = Parameter(ms.Tensor(init), name="classifier")  # the loss's own: saved, never exported
+
+    def step_inputs(self, step: int) -> tuple:
+        return (sample_keys(self.seed, step, self.num_classes),) if self.sample_rate < 1 else ()
 
     def target_logit(self, t):
         """The margined cosine of each sample's own class, from its plain cosine `t` (already clamped)."""
@@ -69,21 +74,27 @@ class MarginSoftmaxLoss(EmbeddingLoss):
         fallback = t - self.mm - self.m3
         return ops.select(t > self.th, margined, fallback)
 
-    def construct(self, emb, labels):
+    def construct(self, emb, labels, keys=None):
+        weight = self.weight
+        if keys is None:
+            onehot = ops.one_hot(labels, self.num_classes, ms.Tensor(1.0, ms.float32), ms.Tensor(0.0, ms.float32))
+        else:  # Partial FC: the batch's classes and a random sample of the others
+            index, onehot = sample_classes(labels, keys, sampled_count(self.num_classes, self.sample_rate,
+                                                                       labels.shape[0]))  # fmt: skip
+            weight = ops.gather(weight, index, 0)
         x = emb / ops.maximum(ops.norm(emb, dim=1, keepdim=True), 1e-12)
-        w = self.weight / ops.maximum(ops.norm(self.weight, dim=1, keepdim=True), 1e-12)
+        w = weight / ops.maximum(ops.norm(weight, dim=1, keepdim=True), 1e-12)
         cos = ops.clamp(ops.matmul(x, w.T), -COS_LIMIT, COS_LIMIT)
-        onehot = ops.one_hot(labels, self.num_classes, ms.Tensor(1.0, ms.float32), ms.Tensor(0.0, ms.float32))
         t = (cos * onehot).sum(1)
         target = self.target_logit(t)
         if self.straight_through:
             target = t + ops.stop_gradient(target - t)
         logits = self.s * (cos + onehot * (target - t).expand_dims(1))
-        loss = ops.cross_entropy(logits, labels.astype(ms.int32))
+        loss = -(ops.log_softmax(logits, 1) * onehot).sum(1).mean()
         plain = ops.stop_gradient(cos)
         other = (plain - 4.0 * onehot).max(axis=1)  # largest cosine to another class
         telemetry = ops.stack([
-            (plain.argmax(1) == labels.astype(ms.int32)).astype(ms.float32).mean(),
+            (other < ops.stop_gradient(t)).astype(ms.float32).mean(),
             ops.stop_gradient(t).mean(),
             other.mean(),
             ops.stop_gradient(ops.norm(emb, dim=1)).mean(),

@@ -26,6 +26,7 @@ class TripletLoss(EmbeddingLoss):
     """
 
     TELEMETRY = ("active_fraction", "d_ap", "d_an", "embedding_norm", *DIFFICULTY, *DISTANCE_STATS)
+    USES_MINER = True
 
     def __init__(self, miner: Miner, margin: float, squared: bool = False, reduction: str = "active_mean"):
         super().__init__()

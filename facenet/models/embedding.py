@@ -34,6 +34,10 @@ class EmbeddingNet(nn.Cell):
                 f"({self.image_size}x{self.image_size} inputs); {size}x{size} inputs give {got[0]}x{got[1]}"
             )
 
+    def features(self, x):
+        """The head's features before L2 normalisation (what classification losses are fed in training)."""
+        return self.head.features(self.backbone(x))
+
     def construct(self, x):
         return self.head(self.backbone(x))
 

@@ -43,11 +43,15 @@ class EmbeddingHead(nn.Cell):
         self.bn = nn.BatchNorm1d(embedding_size) if batch_norm else nn.Identity()
         self.scale = float(scale)
 
-    def construct(self, x):
+    def features(self, x):
+        """The projection before L2 normalisation (davidsandberg's prelogits): what a classification loss trains."""
         if self.pool == "avg":
             x = x.mean(axis=(2, 3))
         elif self.pool == "gdc":
             x = self.gdc(x).reshape(x.shape[0], -1)
         else:
             x = x.reshape(x.shape[0], -1)
-        return l2_normalize(self.bn(self.proj(self.dropout(x)))) * self.scale
+        return self.bn(self.proj(self.dropout(x)))
+
+    def construct(self, x):
+        return l2_normalize(self.features(x)) * self.scale

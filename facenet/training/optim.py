@@ -14,14 +14,15 @@ def _lr(values: np.ndarray) -> float | ms.Tensor:
     return float(values[0]) if values.size == 1 else ms.Tensor(values)
 
 
-def build_optimizer(factory: functools.partial, net: nn.Cell, lr: np.ndarray, backbone_lr_scale: float = 1.0
-                    ) -> nn.Optimizer:  # fmt: skip
+def build_optimizer(factory: functools.partial, net: nn.Cell, lr: np.ndarray, backbone_lr_scale: float = 1.0,
+                    extra: list | tuple = ()) -> nn.Optimizer:  # fmt: skip
     """Call the partial optimizer (from `optimizer=` config) with parameter groups and per-step learning rates.
 
     The configured `weight_decay` applies to convolution and dense weights only: decaying BatchNorm scales and
     biases hurts, and the reference implementations avoid it. `backbone_lr_scale` != 1 gives the backbone's
     parameters (`backbone.*`) the schedule times that factor, the rest the schedule itself (fine-tuning).
-    Parameters that do not require gradients (frozen) are left out.
+    Parameters that do not require gradients (frozen) are left out. `extra`: more parameters trained with the
+    network at the head's rate (a classification loss's class weights; decayed like the network's weights).
     """
     weight_decay = float(factory.keywords.get("weight_decay", 0.0))
     lr = np.asarray(lr, np.float32)
@@ -32,7 +33,7 @@ def build_optimizer(factory: functools.partial, net: nn.Cell, lr: np.ndarray, ba
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, **extra},
         ]
 
-    params = net.trainable_params()
+    params = net.trainable_params() + list(extra)
     if backbone_lr_scale == 1.0:
         parts = groups(params)
     else:

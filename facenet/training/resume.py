@@ -96,6 +96,10 @@ def load_training_state(step: nn.Cell, ckpt: Path) -> None:
     wanted = {p.name: p for p in step.get_parameters()}
     missing = sorted(set(wanted) - set(params))
     shapes = [k for k in wanted if k in params and tuple(params[k].shape) != tuple(wanted[k].shape)]
+    theirs, ours = params.get("classifier"), wanted.get("classifier")
+    if "classifier" in shapes:
+        raise ConfigError(f"cannot resume from {ckpt}: its classifier is for {theirs.shape[0]} identities, this "
+                          f"training set has {ours.shape[0]}; resume on the run's own training set")  # fmt: skip
     if missing or shapes:
         raise ConfigError(f"cannot resume from {ckpt}: it does not fit this configuration ({len(missing)} missing, "
                           f"{len(shapes)} reshaped parameters, e.g. {', '.join((missing + shapes)[:3])}); resume "

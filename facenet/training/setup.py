@@ -25,7 +25,7 @@ from facenet.evaluation.protocols import VerificationProtocol
 from facenet.losses.base import EmbeddingLoss
 from facenet.models.build import build_network
 from facenet.models.embedding import EmbeddingNet, count_parameters
-from facenet.models.io import load_network_weights, read_spec, resolve_checkpoint, sidecar
+from facenet.models.io import load_network_weights, read_checkpoint, read_spec, resolve_checkpoint, sidecar
 from facenet.runtime import mixed_precision, world
 from facenet.training.finetune import apply_finetune
 from facenet.training.optim import build_optimizer
@@ -112,6 +112,11 @@ def validate(cfg: DictConfig) -> None:
         bad.append(f"also_eval names {clash} (taken by the run's own metrics: {', '.join(RESERVED_PREFIXES)})")
     if bad:
         raise ConfigError("invalid settings: " + ", ".join(bad))
+    loss = build_loss(cfg, num_classes=2)  # the loss's own settings and its miner, before any data is read
+    if cfg.train.health == "stop" and not loss.USES_MINER:
+        raise ConfigError(f"train.health=stop watches triplet runs (collapse, a dead miner, a loss pinned at the "
+                          f"margin); {choice(cfg, 'loss')} has none of these: use train.health=warn or off (its "
+                          "telemetry still goes to telemetry.csv)")  # fmt: skip
 
 
 def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, VerificationProtocol, dict[str, PairSet]]:
@@ -124,6 +129,11 @@ def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, Verificati
     protocol = instantiate(cfg.eval)
     sets = protocol.load_sets(os.cpu_count() or 1)
     rank, size = world()
+    classes = data.table["class"].to_numpy()
+    if len(classes) and (classes.min() < 0 or classes.max() >= data.num_identities):  # a classifier needs 0..C-1
+        log.info("identity labels renumbered 0..%d (the index's run from %d to %d)", data.num_identities - 1,
+                 classes.min(), classes.max())  # fmt: skip
+        data.table["class"] = pd.factorize(data.table["class"], sort=True)[0]
     table = data.table
     sampler = instantiate(cfg.batch)(table, steps_per_epoch=cfg.train.steps_per_epoch, seed=cfg.seed)
     if size > 1:
@@ -160,15 +170,74 @@ def check_preprocess(cfg: DictConfig, trained: dict, source: str) -> None:
                           f"{' '.join(differ)} (experiment=finetune does, for pretrained:casia-webface)")  # fmt: skip
 
 
-def build_step(cfg: DictConfig, net: EmbeddingNet, steps_per_epoch: int, miner=None) -> tuple[TrainStep, np.ndarray]:
-    """The compiled training step (network, loss with `miner` or the configured one, optimiser) and the learning
-    rate of every global step."""
+def choice(cfg: DictConfig, group: str) -> str:
+    """How the command line names `cfg`'s option of `group` (`miner=semi_hard`), else its class."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and group in HydraConfig.get().runtime.choices:
+        return f"{group}={HydraConfig.get().runtime.choices[group]}"
+    node = cfg[group]
+    return f"{group}={node._target_.rsplit('.', 1)[-1] if node is not None else 'none'}"
+
+
+def build_loss(cfg: DictConfig, num_classes: int | None = None, miner=None) -> EmbeddingLoss:
+    """The configured loss: triplet loss with `miner` (or the configured one); a classification loss with the
+    training set's `num_classes` identities. A miner given to a classification loss is refused, not ignored."""
+    factory = instantiate(cfg.loss)
+    miner = miner if miner is not None else instantiate(cfg.miner)
+    if factory.func.USES_MINER:
+        if miner is None:
+            raise ConfigError(f"{choice(cfg, 'loss')} compares images with images and needs a miner: "
+                              "miner=semi_hard | batch_hard | batch_all | random_triplets")  # fmt: skip
+        return factory(miner=miner)
+    if miner is not None:
+        raise ConfigError(f"{choice(cfg, 'miner')} does not apply to {choice(cfg, 'loss')}: a classification loss "
+                          "compares each image with the class centres, not with other images; drop the miner "
+                          "(the loss selects miner=none)")  # fmt: skip
+    if num_classes is None:
+        raise ConfigError(f"{choice(cfg, 'loss')} needs the training set's identity count")
+    return factory(num_classes=num_classes, embedding_size=int(cfg.embedding_size), seed=int(cfg.seed))
+
+
+def warm_start_loss(loss: EmbeddingLoss, ckpt: str | os.PathLike, source: str) -> None:
+    """A warm start (`ckpt=`) also takes the checkpoint's classifier when it has one of this loss's shapes;
+    otherwise the classifier starts fresh, and the log says why."""
+    wanted = {p.name: p for p in loss.get_parameters()}
+    if not wanted:
+        return
+    params = read_checkpoint(resolve_checkpoint(ckpt))
+    found = {k: params[k] for k in wanted if k in params}
+    if len(found) == len(wanted) and all(tuple(v.shape) == tuple(wanted[k].shape) for k, v in found.items()):
+        ms.load_param_into_net(loss, found, strict_load=True)
+        log.info("classifier (%d identities) from %s", loss.num_classes, source)
+        return
+    theirs = params.get("classifier")
+    why = (
+        f"its classifier is for {theirs.shape[0]} identities"
+        if theirs is not None and found.keys() == wanted.keys()
+        else "it has no classifier of this loss"
+        if theirs is None
+        else "its classifier is another loss's"
+    )
+    log.warning("%s: %s; the classifier (%d identities) starts fresh", source, why, loss.num_classes)
+
+
+def build_step(cfg: DictConfig, net: EmbeddingNet, steps_per_epoch: int, loss: EmbeddingLoss | None = None
+               ) -> tuple[TrainStep, np.ndarray]:  # fmt: skip
+    """The compiled training step (network, `loss` or the configured triplet loss, one optimiser over the network
+    and the loss's own parameters) and the learning rate of every global step."""
     lr = instantiate(cfg.lr_schedule)(epochs=cfg.epochs, steps_per_epoch=steps_per_epoch)
     apply_finetune(net, list(cfg.finetune.freeze), cfg.finetune.bn)
-    optimizer = build_optimizer(instantiate(cfg.optimizer), net, lr, cfg.finetune.backbone_lr_scale)
-    loss = instantiate(cfg.loss, miner=miner if miner is not None else instantiate(cfg.miner))
+    loss = loss if loss is not None else build_loss(cfg)
+    if cfg.ckpt:
+        warm_start_loss(loss, cfg.ckpt, str(cfg.ckpt))
+    optimizer = build_optimizer(instantiate(cfg.optimizer), net, lr, cfg.finetune.backbone_lr_scale,
+                                loss.trainable_params())  # fmt: skip
     if cfg.hardware.mine_global_batch and world()[1] == 1:
         raise ConfigError("hardware.mine_global_batch=true needs data-parallel ranks (hardware=cpu_dp/gpu_dp/...)")
+    if cfg.hardware.mine_global_batch and not loss.USES_MINER:
+        raise ConfigError(f"hardware.mine_global_batch=true mines triplets over all ranks; {choice(cfg, 'loss')} "
+                          "mines nothing: set it false")  # fmt: skip
     step = TrainStep(net, loss, optimizer, cfg.hardware.mine_global_batch)
     step.set_train(True)
     return step, lr
@@ -180,20 +249,25 @@ def build_training(cfg: DictConfig) -> Training:
     ms.set_seed(cfg.seed)
     data, table, sampler, protocol, sets = build_data(cfg)
     miner = instantiate(cfg.miner)
-    if miner.layout != "pk" and miner.layout != sampler.layout:
-        raise ConfigError(f"miner={type(miner).__name__} needs batch={miner.layout}, not batch={sampler.layout}")
+    if miner is not None and miner.layout != "pk" and miner.layout != sampler.layout:
+        raise ConfigError(f"{choice(cfg, 'miner')} needs batch={miner.layout}, not batch={sampler.layout}")
+    if miner is not None and sampler.layout == "shuffle":
+        raise ConfigError(f"{choice(cfg, 'miner')} mines triplets in P x K batches; batch=shuffle does not promise "
+                          "two images of an identity in a batch: use batch=pk, or a classification loss "
+                          "(loss=softmax | arcface | cosface | combined)")  # fmt: skip
     log.info(
         "training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d images (%s)",
         len(data), data.num_identities, data.root, sum(len(p) for p in sets.values()), sampler.steps,
         sampler.batch_size, sampler.layout,
     )  # fmt: skip
+    loss = build_loss(cfg, data.num_identities, miner)
     net = build_model(cfg)
     evaluation = Evaluation(protocol, sets, EvalTransform(protocol.input_size(net), protocol.center_crop,
                                                           cfg.preprocess.normalize))  # fmt: skip
     also = {name: build_evaluation(node, net, cfg.preprocess.normalize) for name, node in cfg.also_eval.items()}
     net = mixed_precision(net, cfg.hardware.amp_level, cfg.hardware.device)
     log.info("network: %s, %.2fM parameters", cfg.backbone._target_.rsplit(".", 1)[-1], count_parameters(net) / 1e6)
-    step, lr = build_step(cfg, net, sampler.steps, miner)
+    step, lr = build_step(cfg, net, sampler.steps, loss)
     augment = TrainTransform(int(cfg.preprocess.image_size), **OmegaConf.to_container(cfg.augment),
                              normalize=cfg.preprocess.normalize)  # fmt: skip
     rank, size = world()

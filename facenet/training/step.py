@@ -27,8 +27,9 @@ class _GatherForMining(nn.Cell):
 
 
 class TrainStep(nn.Cell):
-    """step(images, labels) -> (loss, telemetry); parameters of network and optimizer live here, so saving this
-    cell saves everything needed to resume (weights, moments, global step)."""
+    """step(images, labels, *loss_inputs) -> (loss, telemetry); parameters of network, loss (a classifier's class
+    weights) and optimizer live here, so saving this cell saves everything needed to resume (weights, moments,
+    global step)."""
 
     def __init__(self, network: nn.Cell, loss: nn.Cell, optimizer: nn.Optimizer, mine_global_batch: bool = False):
         """`mine_global_batch` (data parallel): all-gather every rank's embeddings and labels and mine triplets over
@@ -43,14 +44,15 @@ class TrainStep(nn.Cell):
         # data parallel: every rank applies the mean of all ranks' gradients, so weights stay identical
         self.reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=size) if size > 1 else None
 
-    def forward(self, images, labels):
-        embeddings = self.network(images)
+    def forward(self, images, labels, *inputs):
+        embeddings = self.network.features(images) if self.loss.FEATURES else self.network(images)
         if self.gather is not None:
             embeddings, labels = self.gather(embeddings), self.gather_labels(labels)
-        return self.loss(embeddings, labels)
+        return self.loss(embeddings, labels, *inputs)
 
-    def construct(self, images, labels):
-        (loss, telemetry), grads = self.grad_fn(images, labels)
+    def construct(self, images, labels, *inputs):
+        """`inputs`: the loss's `step_inputs` of this step (none for most losses)."""
+        (loss, telemetry), grads = self.grad_fn(images, labels, *inputs)
         if self.reducer is not None:
             grads = self.reducer(grads)
         self.optimizer(grads)

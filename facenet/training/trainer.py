@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from facenet.data.pipeline import BadImages
@@ -35,7 +35,7 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
     if resume is not None and cfg.ckpt:
         raise ConfigError("resume= and ckpt= exclude each other: resume continues a run, ckpt starts a new one")
     t = build_training(cfg)
-    spec = {**model_spec(cfg), "run_id": tracker.run_id}
+    spec = {**model_spec(cfg), "loss": loss_record(cfg, t), "run_id": tracker.run_id}
     ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, spec, enabled=t.is_main)
     if cfg.ckpt and sidecar(parent := resolve_checkpoint(cfg.ckpt)).is_file():  # what a warm start started from
         tracker.log_artifact(sidecar(parent), "parent_model")
@@ -94,7 +94,9 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_d
                 values = train_step(t, images, labels, state)
                 state.epoch_step = i + 1
                 rate = (i + 1 - start) * t.sampler.batch_size / budget.running()
-                bar.set_postfix(loss=f"{values[0]:.4f}", active=f"{values[1]:.2f}", img_s=f"{rate:.0f}")
+                first = BAR_NAMES.get(t.loss.TELEMETRY[0], t.loss.TELEMETRY[0]) if t.loss.TELEMETRY else None
+                bar.set_postfix({"loss": f"{values[0]:.4f}", **({first: f"{values[1]:.2f}"} if first else {}),
+                                 "img_s": f"{rate:.0f}"})  # fmt: skip
                 bar.update()
                 if state.global_step % tracker.log_every_steps == 0 or i == steps - 1:
                     health.observe(log_window(tracker, t, state, rate), bar)
@@ -150,12 +152,22 @@ def resume_state(t: Training, ckpts: CheckpointManager, point: ResumePoint) -> T
 
 def train_step(t: Training, images, labels, state: TrainState) -> np.ndarray:
     """One compiled step; its [loss, *telemetry] is checked and added to the logging window."""
-    loss, telemetry = t.step(images, labels)
+    loss, telemetry = t.step(images, labels, *t.loss.step_inputs(state.global_step))
     values = np.r_[float(loss.asnumpy()), telemetry.asnumpy()]
     check_finite(values, t.loss.TELEMETRY, state.global_step + 1)
     state.window.append(values)
     state.global_step += 1
     return values
+
+
+def loss_record(cfg: DictConfig, t: Training) -> dict:
+    """What a checkpoint's sidecar says of the loss it was trained with (its classifier never leaves the run)."""
+    settings = {k: v for k, v in OmegaConf.to_container(cfg.loss, resolve=True).items() if not k.startswith("_")}
+    extra = {"identities": t.loss.num_classes} if hasattr(t.loss, "num_classes") else {}
+    return {"name": type(t.loss).__name__, **settings, **extra}
+
+
+BAR_NAMES = {"active_fraction": "active", "train_accuracy": "acc"}  # the progress bar's name for telemetry[0]
 
 
 def check_finite(values: np.ndarray, telemetry: tuple[str, ...], step: int) -> None:
