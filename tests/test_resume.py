@@ -22,7 +22,13 @@ from tests.conftest import ROOT
 
 TRAIN = ["experiment=smoke", "epochs=2", "train.steps_per_epoch=30", "tracking.log_every_steps=3",
          "hydra.job_logging.root.level=WARNING"]  # fmt: skip
-COMPARED = ("train/loss", "train/lr", "train/active_fraction", "train/d_ap", "train/d_an", "eval/accuracy", "eval/auc")
+COMPARED = {
+    "triplet": ("train/loss", "train/lr", "train/active_fraction", "train/d_ap", "train/d_an", "eval/accuracy",
+                "eval/auc"),
+    # Partial FC (8 of 16 class centres a step): the sampled classes must replay too
+    "arcface": ("train/loss", "train/lr", "train/train_accuracy", "train/target_cos", "eval/accuracy", "eval/auc"),
+}  # fmt: skip
+LOSS = {"triplet": [], "arcface": ["loss=arcface", "loss.sample_rate=0.5", "batch.size=8"]}
 
 
 def _cmd(out: Path, data: Path, *extra: str) -> list[str]:
@@ -38,19 +44,21 @@ def _runs(out: Path):
     return client, client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
 
 
-def _history(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
-    return {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in COMPARED}
+def _history(client: MlflowClient, run_id: str, keys) -> dict[str, list[tuple[int, float]]]:
+    return {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in keys}
 
 
 @pytest.mark.slow
-def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("loss", list(LOSS))
+def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, loss):
     data = tmp_path / "data"
-    ref = subprocess.run(_cmd(tmp_path / "ref", data), cwd=ROOT, env=_env(), capture_output=True, text=True)
+    ref = subprocess.run(_cmd(tmp_path / "ref", data, *LOSS[loss]), cwd=ROOT, env=_env(), capture_output=True,
+                         text=True)  # fmt: skip
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     out = tmp_path / "cut"
-    proc = subprocess.Popen(_cmd(out, data), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(_cmd(out, data, *LOSS[loss]), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:  # wait until epoch 1 is under way
         try:
@@ -72,13 +80,15 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert point.run_id == run.info.run_id and point.state.epoch == 1 and 12 <= point.state.epoch_step < 30
     assert not list(run_dir.glob("checkpoints/.*partial-*"))
 
-    resumed = subprocess.run(_cmd(out, data, "resume=auto"), cwd=ROOT, env=_env(), capture_output=True, text=True)
+    resumed = subprocess.run(_cmd(out, data, *LOSS[loss], "resume=auto"), cwd=ROOT, env=_env(), capture_output=True,
+                             text=True)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     client, (run,) = _runs(out)  # the same MLflow run, continued
     assert run.info.status == "FINISHED" and run.data.tags["resumes"] == "1"
     ref_client, (ref_run,) = _runs(tmp_path / "ref")
-    got, want = _history(client, run.info.run_id), _history(ref_client, ref_run.info.run_id)
-    for key in COMPARED:
+    got, want = (_history(c, r.info.run_id, COMPARED[loss]) for c, r in ((client, run), (ref_client, ref_run)))
+    for key in COMPARED[loss]:
+        assert got[key], key
         assert [s for s, _ in got[key]] == [s for s, _ in want[key]], key
         assert np.allclose([v for _, v in got[key]], [v for _, v in want[key]], rtol=0, atol=1e-6), key
     (ref_dir,) = (tmp_path / "ref").glob("runs/*/*")
@@ -86,7 +96,8 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     b = ms.load_checkpoint(str(ref_dir / "checkpoints" / "facenet-rank0-2_60.ckpt"))
     assert a.keys() == b.keys()
     worst = max(float(np.abs(a[k].asnumpy() - b[k].asnumpy()).max()) for k in a)
-    assert worst <= 1e-6, worst  # weights, Adam moments and step counter
+    assert worst <= 1e-6, worst  # weights, Adam moments and step counter (and a classifier's weights and moments)
+    assert ("classifier" in a) == (loss == "arcface")
 
 
 def test_resume_errors_are_clear(tmp_path):

@@ -64,17 +64,9 @@ def test_value_gradients_and_centre_update_equal_the_oracle(kw):
     if kw.get("center_weight"):
         centers = rng.normal(size=(6, 8)).astype(np.float32)
         cell.centers.set_data(ms.Tensor(centers))
-    want = oracle(
-        f,
-        cell.weight.asnumpy(),
-        cell.bias.asnumpy(),
-        labels,
-        centers,
-        kw.get("center_weight", 0.0),  # fmt: skip
-        kw.get("center_alpha", 0.95),
-        kw.get("prelogits_norm_weight", 0.0),
-        kw.get("prelogits_norm_p", 1.0),
-    )
+    settings = [kw.get(k, d) for k, d in (("center_weight", 0.0), ("center_alpha", 0.95),
+                                          ("prelogits_norm_weight", 0.0), ("prelogits_norm_p", 1.0))]  # fmt: skip
+    want = oracle(f, cell.weight.asnumpy(), cell.bias.asnumpy(), labels, centers, *settings)
     value, g_f, g_w, g_b = ours(cell, f, labels)  # fmt: skip
     assert value == pytest.approx(want[0], abs=1e-5 * max(1.0, abs(want[0])))
     for got, expected in zip((g_f, g_w, g_b), want[1:4], strict=True):

@@ -12,7 +12,7 @@ from typing import Any
 import mindspore as ms
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from facenet.align import STYLES
@@ -113,10 +113,22 @@ def validate(cfg: DictConfig) -> None:
     if bad:
         raise ConfigError("invalid settings: " + ", ".join(bad))
     loss = build_loss(cfg, num_classes=2)  # the loss's own settings and its miner, before any data is read
+    check_batches(cfg, get_class(cfg.batch._target_).layout)
     if cfg.train.health == "stop" and not loss.USES_MINER:
         raise ConfigError(f"train.health=stop watches triplet runs (collapse, a dead miner, a loss pinned at the "
                           f"margin); {choice(cfg, 'loss')} has none of these: use train.health=warn or off (its "
                           "telemetry still goes to telemetry.csv)")  # fmt: skip
+
+
+def check_batches(cfg: DictConfig, layout: str) -> None:
+    """ConfigError unless the miner (if any) can mine batches of `layout` (pk | shuffle | triplets)."""
+    miner = instantiate(cfg.miner)
+    if miner is not None and miner.layout != "pk" and miner.layout != layout:
+        raise ConfigError(f"{choice(cfg, 'miner')} needs batch={miner.layout}, not batch={layout}")
+    if miner is not None and layout == "shuffle":
+        raise ConfigError(f"{choice(cfg, 'miner')} mines triplets in P x K batches; batch=shuffle does not promise "
+                          "two images of an identity in a batch: use batch=pk, or a classification loss "
+                          "(loss=softmax | arcface | cosface | combined)")  # fmt: skip
 
 
 def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, VerificationProtocol, dict[str, PairSet]]:
@@ -248,19 +260,12 @@ def build_training(cfg: DictConfig) -> Training:
     validate(cfg)
     ms.set_seed(cfg.seed)
     data, table, sampler, protocol, sets = build_data(cfg)
-    miner = instantiate(cfg.miner)
-    if miner is not None and miner.layout != "pk" and miner.layout != sampler.layout:
-        raise ConfigError(f"{choice(cfg, 'miner')} needs batch={miner.layout}, not batch={sampler.layout}")
-    if miner is not None and sampler.layout == "shuffle":
-        raise ConfigError(f"{choice(cfg, 'miner')} mines triplets in P x K batches; batch=shuffle does not promise "
-                          "two images of an identity in a batch: use batch=pk, or a classification loss "
-                          "(loss=softmax | arcface | cosface | combined)")  # fmt: skip
     log.info(
         "training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d images (%s)",
         len(data), data.num_identities, data.root, sum(len(p) for p in sets.values()), sampler.steps,
         sampler.batch_size, sampler.layout,
     )  # fmt: skip
-    loss = build_loss(cfg, data.num_identities, miner)
+    loss = build_loss(cfg, data.num_identities)
     net = build_model(cfg)
     evaluation = Evaluation(protocol, sets, EvalTransform(protocol.input_size(net), protocol.center_crop,
                                                           cfg.preprocess.normalize))  # fmt: skip
