@@ -20,7 +20,7 @@ RANKS = {
     "evaluation": 2, "tracking": 2, "provenance": 2, "align": 2, "sweep_plots": 2, "runs": 2,
     "export": 3, "inference": 3, "calibration": 3, "comparison": 3,
     "training": 4,
-    "app": 5, "sweeps": 5, "cli": 5, "evaluate": 5, "doctor": 5, "__init__": 5,
+    "app": 5, "sweeps": 5, "two_stage": 5, "cli": 5, "evaluate": 5, "doctor": 5, "__init__": 5,
 }  # fmt: skip
 LOWER = ("metrics", "models", "data", "mining", "losses")
 HIGHER = ("training", "evaluation", "app", "cli")

@@ -130,13 +130,16 @@ EXPERIMENT_REQUIRED = {
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_and_builds(compose_cfg, name):
-    """Model and compiled step of every experiment (its data is the user's: building it is the e2e tests' job)."""
-    from facenet.training.setup import build_model, build_step
+    """Model and compiled step of every experiment (of each stage of a two-stage one; its data is the user's:
+    building it is the e2e tests' job)."""
+    from facenet.training.setup import build_loss, build_model, build_step
+    from facenet.two_stage import stage_configs
 
     cfg = compose_cfg(f"experiment={name}", *EXPERIMENT_REQUIRED.get(name, []))
-    step, lr = build_step(cfg, build_model(cfg), steps_per_epoch=2)
-    assert lr.shape == (2 * cfg.epochs,) and step.loss.margin == cfg.margin
-    assert callable(instantiate(cfg.batch))
+    for stage in stage_configs(cfg) if cfg.task == "two_stage" else [cfg]:
+        step, lr = build_step(stage, build_model(stage), 2, build_loss(stage, num_classes=5))
+        assert lr.shape == (2 * stage.epochs,) and getattr(step.loss, "margin", stage.margin) == stage.margin
+        assert callable(instantiate(stage.batch))
 
 
 def test_seed_experiment_is_the_reference_recipe(compose_cfg):

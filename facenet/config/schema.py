@@ -401,6 +401,7 @@ class Config:
     lr_schedule: Any = MISSING
     hardware: HardwareConf = MISSING
     tracking: Any = MISSING
+    two_stage: Any = MISSING  # task=two_stage: {finetune: stage 2's settings} (experiment=two_stage)
 
 
 SCHEMAS = {
