@@ -88,3 +88,19 @@ def test_bench_command_prints_the_table_and_writes_json(tmp_path):
     assert ms["peak_rss_gb"] > 0.1 and ms["first_step_s"] > 0
     conv = report["convolution"]
     assert conv["mindspore"]["weight_grad_ms"] > 0 and set(conv["onednn"]) >= {"forward_training"}
+
+
+@pytest.mark.slow
+def test_classifier_bench_measures_each_case_in_its_own_process(tmp_path):
+    out = tmp_path / "classifier.json"
+    proc = subprocess.run(
+        [sys.executable, "bench/classifier.py", "--classes", "400", "--rates", "1,0.25", "--dim", "16", "--batch",
+         "8", "--repeats", "1", "--steps", "2", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    full, sampled = json.loads(out.read_text())
+    assert (full["sampled"], sampled["sampled"]) == (400, 100)  # ceil(0.25 x 400) centres a step
+    assert full["weights_and_moments_mb"] == pytest.approx(3 * 400 * 16 * 4 / 2**20)
+    assert full["ms_per_step"] > 0 and full["peak_rss_mb"] > full["rss_growth_mb"] >= 0
+    assert "| 400 | 0.25 | 100 |" in proc.stdout

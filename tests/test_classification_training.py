@@ -36,6 +36,18 @@ def test_shuffled_batches_hold_every_image_once_per_epoch():
         ShuffleSampler(labels, size=0)
 
 
+def test_the_classification_figure_draws_what_the_telemetry_has(tmp_path):
+    from facenet.training.curves import classifier_figure
+
+    steps = np.arange(1, 6)
+    softmax = pd.DataFrame({"step": steps, "loss": 3 - 0.4 * steps, "train_accuracy": 0.1 * steps,
+                            "cross_entropy": 2.5 - 0.4 * steps, "center_loss": 0.5 + 0 * steps,
+                            "embedding_norm": 10 + steps})  # fmt: skip
+    assert classifier_figure(softmax, tmp_path / "a.png").stat().st_size > 10_000
+    triplet = pd.DataFrame({"step": steps, "loss": 0.2 + 0 * steps, "active_fraction": 0.5 + 0 * steps})
+    assert classifier_figure(triplet, tmp_path / "b.png") is None and not (tmp_path / "b.png").exists()
+
+
 def test_a_classification_loss_selects_no_miner_and_shuffled_batches(compose_cfg):
     for loss in ("softmax", "arcface", "cosface", "combined"):
         cfg = compose_cfg(f"loss={loss}")
@@ -98,6 +110,8 @@ def test_the_classifier_trains_and_is_checkpointed_with_its_moments(arcface_run)
                             "straight_through": False, "identities": 16}  # fmt: skip
     telemetry = pd.read_csv(run_dir / "telemetry.csv")
     assert {"loss", "train_accuracy", "target_cos", "nontarget_cos", "embedding_norm"} <= set(telemetry.columns)
+    assert (run_dir / "classifier_training.png").stat().st_size > 10_000
+    assert not (run_dir / "triplet_health.png").exists()
 
 
 def test_evaluation_and_export_never_need_the_classifier(arcface_run, compose_cfg, tmp_path):

@@ -19,6 +19,8 @@ from facenet.models.embedding import count_parameters
 from facenet.models.io import model_spec, resolve_checkpoint, sidecar
 from facenet.runtime import barrier
 from facenet.training.checkpoints import CheckpointManager
+from facenet.training.curves import FIGURE as CLASSIFIER_FIGURE
+from facenet.training.curves import classifier_figure
 from facenet.training.health import FIGURE, TelemetryLog, TripletHealth, health_figure, window_means
 from facenet.training.resume import ResumePoint, restore
 from facenet.training.setup import Training, build_training
@@ -196,9 +198,9 @@ def log_window(tracker, t: Training, state: TrainState, rate: float) -> dict[str
 
 class HealthWatch:
     """The training loop's view of `facenet.training.health`: each window into `telemetry.csv` and the monitor,
-    findings acted on (warn, or stop with the last good checkpoint), the distance-percentile figure drawn and
-    logged at each evaluation and when a run is stopped. Rank 0 alone watches; under data parallel `stop` warns
-    (a rank that stopped alone would stall the others)."""
+    findings acted on (warn, or stop with the last good checkpoint), the distance-percentile figure (a
+    classification run: `facenet.training.curves`) drawn and logged at each evaluation and when a run is stopped.
+    Rank 0 alone watches; under data parallel `stop` warns (a rank that stopped alone would stall the others)."""
 
     def __init__(self, t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_dir: Path):
         cfg, margin = t.cfg.train, getattr(t.loss, "margin", None)
@@ -226,7 +228,9 @@ class HealthWatch:
     def figure(self) -> None:
         if self.log is None:
             return
-        path = health_figure(self.log.table(), self.run_dir / FIGURE, self.margin, self.monitor.findings)
+        table = self.log.table()
+        path = health_figure(table, self.run_dir / FIGURE, self.margin, self.monitor.findings) or \
+            classifier_figure(table, self.run_dir / CLASSIFIER_FIGURE)  # fmt: skip
         if path is not None:
             self.tracker.log_artifact(path, "train")
         self.tracker.log_artifact(self.log.path, "train")
