@@ -170,6 +170,7 @@ def test_resuming_on_another_identity_count_is_refused(arcface_run, compose_cfg)
     load_training_state(step, ckpt)  # the run's own count fits
 
 
+@pytest.mark.slow  # a subprocess
 def test_the_command_line_error_names_the_options_as_typed(tmp_path):
     import subprocess
     import sys

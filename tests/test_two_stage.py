@@ -52,6 +52,7 @@ def test_stage_two_settings_are_checked_before_stage_one_runs(compose_cfg, tmp_p
     assert not list(tmp_path.glob("runs/*/*/stage1"))
 
 
+@pytest.mark.slow  # two short training runs and a resume: 25 s
 def test_two_stage_runs_nest_under_a_parent_with_both_stages(compose_cfg, tmp_path):
     metrics = run(compose_cfg(*SMALL, f"output_dir={tmp_path}"))
     (run_dir,) = tmp_path.glob("runs/*/*")
