@@ -92,6 +92,9 @@ def _run(cfg: DictConfig, stage_dir: Path | None = None, parent: dict | None = N
 
     if cfg.task not in TASKS:
         raise ConfigError(f"task must be one of {sorted(TASKS)}, got {cfg.task!r}")
+    if cfg.two_stage is not None and cfg.task != "two_stage":
+        raise ConfigError(f"two_stage is read by task=two_stage only; task={cfg.task} would ignore it (drop "
+                          "experiment=two_stage, or the task override)")  # fmt: skip
     overrides = command_line_overrides() if stage_dir is None else []
     if overrides:
         check_overrides(cfg.task, overrides, network_from_config=cfg.task == "eval" and _without_sidecar(cfg.ckpt))

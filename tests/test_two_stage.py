@@ -50,6 +50,8 @@ def test_stage_two_settings_are_checked_before_stage_one_runs(compose_cfg, tmp_p
     with pytest.raises(UserError, match=r"epochs=0 \(must be >= 1\)"):
         run(cfg)
     assert not list(tmp_path.glob("runs/*/*/stage1"))
+    with pytest.raises(UserError, match="two_stage is read by task=two_stage only; task=train would ignore it"):
+        run(compose_cfg(*SMALL, "tracking=off", f"output_dir={tmp_path}", "task=train"))
 
 
 @pytest.mark.slow  # two short training runs and a resume: 25 s
