@@ -90,7 +90,10 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, lo
     for key in COMPARED[loss]:
         assert got[key], key
         assert [s for s, _ in got[key]] == [s for s, _ in want[key]], key
-        assert np.allclose([v for _, v in got[key]], [v for _, v in want[key]], rtol=0, atol=1e-6), key
+        # rtol: a margin-softmax loss is ~40, where float32 steps by 4e-6, and the CPU kernels' reduction order can
+        # move a logged loss by an ulp between two identical uninterrupted runs (seen at a step before the cut, with
+        # every later value equal: the weights do not move)
+        assert np.allclose([v for _, v in got[key]], [v for _, v in want[key]], rtol=2e-7, atol=1e-6), key
     (ref_dir,) = (tmp_path / "ref").glob("runs/*/*")
     a = ms.load_checkpoint(str(run_dir / "checkpoints" / "facenet-rank0-2_60.ckpt"))
     b = ms.load_checkpoint(str(ref_dir / "checkpoints" / "facenet-rank0-2_60.ckpt"))
