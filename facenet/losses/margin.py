@@ -113,12 +113,13 @@ class MarginSoftmaxLoss(ClassifierLoss):
         if self.straight_through:
             target = t + ops.stop_gradient(target - t)
         logits = self.s * (cos + onehot * (target - t).expand_dims(1))
+        plain = ops.stop_gradient(cos) - 4.0 * onehot
         if self.padded:  # a padding row is no class
-            logits = ops.select((ids < self.num_classes).expand_dims(0).broadcast_to(logits.shape), logits,
-                                ops.full_like(logits, -1e9))  # fmt: skip
+            real = (ids < self.num_classes).expand_dims(0).broadcast_to(logits.shape)
+            logits = ops.select(real, logits, ops.full_like(logits, -1e9))
+            plain = ops.select(real, plain, ops.full_like(plain, -4.0))
         shift = ops.stop_gradient(logits.max(axis=1))
-        plain = ops.stop_gradient(cos)
-        other = (plain - 4.0 * onehot).max(axis=1)  # largest cosine to another class
+        other = plain.max(axis=1)  # largest cosine to another class
         if self.world > 1:
             shift, other = self.max_ranks(shift), self.max_ranks(other)
         total = ops.exp(logits - shift.expand_dims(1)).sum(1)
