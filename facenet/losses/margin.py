@@ -74,7 +74,7 @@ class MarginSoftmaxLoss(ClassifierLoss):
         rows = init[self.offset : self.offset + self.local] * np.float32(0.01)
         self.weight = Parameter(ms.Tensor(rows), name="classifier")  # the loss's own: saved, never exported
         self.ids = ms.Tensor(np.arange(self.offset, self.offset + self.local, dtype=np.int32))  # their classes
-        self.padded = self.offset + self.local > num_classes
+        self.padded = self.local * self.world > num_classes  # on every rank: the ranks must run one graph
         if self.world > 1:
             self.gather, self.gather_labels = GatherRows(self.rank, self.world), ms.ops.AllGather()
             self.sum_ranks, self.max_ranks = SumOverRanks(), MaxOverRanks(self.world)
@@ -98,7 +98,8 @@ class MarginSoftmaxLoss(ClassifierLoss):
     def construct(self, emb, labels, keys=None):
         labels = labels.astype(ms.int32)
         if self.world > 1:  # every rank's features against this rank's centres
-            emb, labels = self.gather(emb), self.gather_labels(labels)
+            labels = self.gather_labels(labels)
+            emb = self.gather(ops.depend(emb, labels))  # collectives in one order on every rank
         weight, ids = self.weight, self.ids
         if keys is not None:  # Partial FC: the batch's classes and a random sample of the others
             k = sampled_count(self.local, self.sample_rate, labels.shape[0])
@@ -120,13 +121,14 @@ class MarginSoftmaxLoss(ClassifierLoss):
             plain = ops.select(real, plain, ops.full_like(plain, -4.0))
         shift = ops.stop_gradient(logits.max(axis=1))
         other = plain.max(axis=1)  # largest cosine to another class
-        if self.world > 1:
-            shift, other = self.max_ranks(shift), self.max_ranks(other)
+        if self.world > 1:  # one collective for both
+            shift, other = ops.split(self.max_ranks(ops.concat((shift, other))), shift.shape[0])
         total = ops.exp(logits - shift.expand_dims(1)).sum(1)
         own = (logits * onehot).sum(1)
         t_plain = ops.stop_gradient(t)
-        if self.world > 1:
-            total, own, t_plain = self.sum_ranks(total), self.sum_ranks(own), ops.stop_gradient(self.sum_ranks(t_plain))
+        if self.world > 1:  # one collective for the three
+            total, own, t_plain = ops.unstack(self.sum_ranks(ops.stack((total, own, t_plain))))
+            t_plain = ops.stop_gradient(t_plain)
         loss = (ops.log(total) + shift - own).mean()
         telemetry = ops.stack([
             (other < t_plain).astype(ms.float32).mean(),

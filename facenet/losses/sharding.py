@@ -42,7 +42,7 @@ class SumOverRanks(nn.Cell):
 
 
 class MaxOverRanks(nn.Cell):
-    """Row-wise maximum of a (B,) vector over ranks (no gradient)."""
+    """Element-wise maximum of a 1-D vector over ranks (no gradient)."""
 
     def __init__(self, size: int):
         super().__init__()
