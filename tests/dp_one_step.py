@@ -25,10 +25,10 @@ def batch(rank: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(0, 1, (8, 3, 32, 32)).astype(np.float32), labels
 
 
-def config():
+def config(overrides: list[str] = OVERRIDES):
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=OVERRIDES)
+        return compose(config_name="config", overrides=overrides)
 
 
 def main(out: Path) -> None:

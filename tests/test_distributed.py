@@ -16,17 +16,25 @@ from facenet.errors import ConfigError
 from tests.conftest import ROOT, free_port
 
 
-def _msrun(tmp_path, *extra: str):
-    out, logs = tmp_path / "out", tmp_path / "logs"
+def _on_two_ranks(logs: Path, *args: str) -> dict[int, str]:
+    """`msrun` two CPU ranks of `python *args` (from the repository root); each rank's log. Fails the test, with the
+    logs' ends, unless every rank exits cleanly."""
     bin_dir = Path(sys.executable).parent  # msrun starts `python` from PATH: the environment's own
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT)}
     cmd = [str(bin_dir / "msrun"), "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
            f"--master_port={free_port()}", f"--log_dir={logs}", "--join=True", "--cluster_time_out=120",
-           "run.py", "hardware=cpu_dp", "experiment=smoke", "epochs=2", "batch.identities=4", f"output_dir={out}",
-           f"data_dir={tmp_path / 'data'}", f"hydra.run.dir={out / 'runs' / 'dp' / 'run'}", *extra]  # fmt: skip
+           *args]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     worker = {r: (logs / f"worker_{r}.log").read_text(errors="replace") for r in (0, 1)}
     assert proc.returncode == 0, (proc.stderr[-2000:], worker[0][-2000:], worker[1][-2000:])
+    return worker
+
+
+def _msrun(tmp_path, *extra: str, batch: str = "batch.identities=4"):
+    out = tmp_path / "out"
+    worker = _on_two_ranks(tmp_path / "logs", "run.py", "hardware=cpu_dp", "experiment=smoke", "epochs=2",
+                           batch, f"output_dir={out}", f"data_dir={tmp_path / 'data'}",
+                           f"hydra.run.dir={out / 'runs' / 'dp' / 'run'}", *extra)  # fmt: skip
     digests = {r: re.findall(rf"rank {r} of 2: final weights sha1 (\w+)", worker[r]) for r in (0, 1)}
     assert len(digests[0]) == 1 and digests[0] == digests[1]  # gradients averaged: the same update on both ranks
     return out, worker, digests[0][0]
@@ -49,6 +57,22 @@ def test_msrun_two_cpu_ranks_train_in_lockstep_and_only_rank0_tracks(tmp_path):
     assert global_ != local
 
 
+@pytest.mark.slow
+def test_a_sharded_classifier_trains_in_lockstep_and_every_rank_keeps_its_centres(tmp_path):
+    """loss=arcface under msrun: the network stays identical on both ranks; each rank's periodic checkpoints hold
+    its own 8 of the 16 class centres (rank 1's in rank_1/checkpoints), best.ckpt rank 0's."""
+    import mindspore as ms
+
+    out, _, _ = _msrun(tmp_path, "loss=arcface", batch="batch.size=8")
+    run_dir = out / "runs" / "dp" / "run"
+    mine = {r: sorted((run_dir / ("" if r == 0 else f"rank_{r}") / "checkpoints").glob(f"facenet-rank{r}-*.ckpt"))
+            for r in (0, 1)}  # fmt: skip
+    assert [p.name for p in mine[1]] == [p.name.replace("rank0", "rank1") for p in mine[0]] and mine[0]
+    shards = [ms.load_checkpoint(str(mine[r][-1]))["classifier"].asnumpy() for r in (0, 1)]
+    assert shards[0].shape == shards[1].shape == (8, 128) and not (shards[0] == shards[1]).all()
+    assert ms.load_checkpoint(str(run_dir / "checkpoints" / "best.ckpt"))["classifier"].shape == (8, 128)
+
+
 def test_global_mining_needs_data_parallel(compose_cfg, tmp_path):
     from facenet.app import run
 
@@ -63,6 +87,16 @@ def test_distributed_outside_msrun_is_a_clear_error(compose_cfg, tmp_path, monke
     monkeypatch.delenv("RANK_TABLE_FILE", raising=False)
     with pytest.raises(ConfigError, match="needs the processes msrun starts"):
         _init_data_parallel()
+
+
+def _two_ranks(script: str, tmp_path: Path) -> list[dict]:
+    """Run `script OUT` on two CPU ranks; each rank's `OUT/rank<r>.npz`."""
+    import numpy as np
+
+    out = tmp_path / "out"
+    out.mkdir()
+    _on_two_ranks(tmp_path / "logs", script, str(out))
+    return [dict(np.load(out / f"rank{r}.npz")) for r in (0, 1)]
 
 
 @pytest.mark.slow
@@ -80,17 +114,7 @@ def test_global_mining_equals_one_process_computing_the_global_loss(tmp_path, co
     from facenet.training.setup import build_loss, build_model
     from tests.dp_one_step import OVERRIDES, batch
 
-    out, logs = tmp_path / "out", tmp_path / "logs"
-    out.mkdir()
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT)}
-    cmd = [str(bin_dir / "msrun"), "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", f"--log_dir={logs}", "--join=True", "--cluster_time_out=120",
-           "tests/dp_one_step.py", str(out)]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    worker = [(logs / f"worker_{r}.log").read_text(errors="replace")[-2000:] for r in (0, 1)]
-    assert proc.returncode == 0, (proc.stderr[-2000:], *worker)
-    ranks = [dict(np.load(out / f"rank{r}.npz")) for r in (0, 1)]
+    ranks = _two_ranks("tests/dp_one_step.py", tmp_path)
     assert int(ranks[0]["size"]) == 2 and float(ranks[0]["loss"]) == float(ranks[1]["loss"])
     names = [k.removeprefix("after/") for k in ranks[0] if k.startswith("after/")]
     for name in names:  # lockstep, and both started from the same weights
@@ -118,3 +142,53 @@ def test_global_mining_equals_one_process_computing_the_global_loss(tmp_path, co
         assert diff <= 1e-6, (p.name, diff)
         moved = max(moved, float(np.abs(ranks[0][f"after/{p.name}"] - ranks[0][f"start/{p.name}"]).max()))
     assert moved > 1e-3  # the step did change the weights: the comparison is not between two starting points
+
+
+@pytest.mark.slow
+def test_a_sharded_classifier_equals_one_process_holding_every_centre(tmp_path, compose_cfg):
+    """loss=arcface under msrun: each rank holds its share of the 7 class centres (4 + 3 and a padding row) and
+    scores both ranks' features against them. Against one process holding all 7 centres, the two rank batches each
+    through the network (batch norm per rank, as on the ranks), their features concatenated, one SGD step: the same
+    loss on both ranks, the same network update, and each rank's centres updated as the oracle's rows, to 1e-6."""
+    import mindspore as ms
+    import numpy as np
+    from hydra.utils import instantiate
+    from mindspore import ops
+
+    from facenet.losses.arcface import ArcFaceLoss
+    from facenet.training.optim import build_optimizer
+    from facenet.training.setup import build_model
+    from tests.dp_sharded_step import CLASSES, OVERRIDES, batch
+
+    ranks = _two_ranks("tests/dp_sharded_step.py", tmp_path)
+    assert int(ranks[0]["size"]) == 2 and float(ranks[0]["loss"]) == float(ranks[1]["loss"])
+    assert [len(r["shard_start"]) for r in ranks] == [4, 4] and [int(r["offset"]) for r in ranks] == [0, 4]
+    names = [k.removeprefix("after/") for k in ranks[0] if k.startswith("after/")]
+    for name in names:
+        assert np.array_equal(ranks[0][f"after/{name}"], ranks[1][f"after/{name}"]), name
+
+    cfg = compose_cfg(*[o for o in OVERRIDES if not o.startswith("hardware")])  # one process, every centre
+    net = build_model(cfg)
+    ms.load_param_into_net(net, {n: ms.Parameter(ranks[0][f"start/{n}"], name=n) for n in names}, strict_load=False)
+    net.set_train(True)
+    loss_fn = ArcFaceLoss(CLASSES, cfg.embedding_size, s=cfg.loss.s, m=cfg.loss.m, seed=cfg.seed)
+    full = np.concatenate([ranks[0]["shard_start"], ranks[1]["shard_start"]])[:CLASSES]
+    np.testing.assert_array_equal(loss_fn.weight.asnumpy(), full)  # the shards are the one-process centres
+    optimizer = build_optimizer(instantiate(cfg.optimizer), net, np.array([cfg.lr], np.float32), 1.0,
+                                loss_fn.trainable_params())  # fmt: skip
+    (x0, y0), (x1, y1) = batch(0), batch(1)
+
+    def global_loss(a, b, labels):
+        return loss_fn(ops.concat((net.features(a), net.features(b))), labels)
+
+    grad_fn = ms.value_and_grad(global_loss, None, optimizer.parameters, has_aux=True)
+    (loss, telemetry), grads = grad_fn(ms.Tensor(x0), ms.Tensor(x1), ms.Tensor(np.concatenate([y0, y1])))
+    optimizer(grads)
+    assert abs(float(loss.asnumpy()) - float(ranks[0]["loss"])) <= 1e-6
+    np.testing.assert_allclose(ranks[0]["telemetry"], telemetry.asnumpy(), atol=1e-6, rtol=0)
+    for p in net.trainable_params():
+        diff = np.abs(p.asnumpy() - ranks[0][f"after/{p.name}"]).max()
+        assert diff <= 1e-6, (p.name, diff)
+    after = np.concatenate([ranks[0]["shard_after"], ranks[1]["shard_after"]])[:CLASSES]
+    assert np.abs(loss_fn.weight.asnumpy() - after).max() <= 1e-6
+    assert np.abs(after - full).max() > 1e-4  # the centres did move

@@ -14,6 +14,7 @@ class ClassifierLoss(EmbeddingLoss):
     class weights' initialisation."""
 
     FEATURES = True
+    SHARDS = False  # True: built with shard=(rank, world) under data parallel, holding its share of the centres
 
     def __init__(self, num_classes: int, embedding_size: int, seed: int = 0):
         super().__init__()

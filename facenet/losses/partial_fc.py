@@ -2,7 +2,8 @@
 the others, a fixed number `sampled_count` of class centres in all (static shapes, GRAPH mode). The random keys are
 made on the host from (seed, step) alone (`sample_keys`), so a resumed run samples exactly what an uninterrupted one
 did; in the graph the batch's classes get key + 2 and the top `k` keys are taken, so every positive class is always
-among them. At rate 1 nothing is sampled: the full softmax."""
+among them (under a sharded classifier: every positive class a rank holds, among its `k`). At rate 1 nothing is
+sampled: the full softmax."""
 
 from __future__ import annotations
 
@@ -31,11 +32,9 @@ def sample_keys(seed: int, step: int, num_classes: int) -> ms.Tensor:
     return ms.Tensor(np.random.default_rng([seed, step, 7919]).random(num_classes, dtype=np.float32))
 
 
-def sample_classes(labels, keys, k: int):
-    """(k sampled class indices, (B, k) one-hot of each label among them); every label's class is sampled."""
-    positive = ops.scatter_nd(
-        labels.astype(ms.int32).expand_dims(1), ops.ones_like(labels).astype(ms.float32), keys.shape
-    )
-    _, index = ops.topk(keys + 2.0 * ops.minimum(positive, 1.0), k)
-    onehot = (labels.astype(ms.int32).expand_dims(1) == index.expand_dims(0)).astype(ms.float32)
-    return index, onehot
+def sample_classes(labels, ids, keys, k: int):
+    """Positions (k,) of the sampled centres among `ids` (the classes of the rows held, keyed by `keys`): every
+    label's class held here, then the largest keys."""
+    positive = (labels.astype(ms.int32).expand_dims(1) == ids.expand_dims(0)).astype(ms.float32).max(axis=0)
+    _, index = ops.topk(keys + 2.0 * positive, k)
+    return index

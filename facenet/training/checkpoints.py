@@ -56,7 +56,10 @@ class CheckpointManager:
         return path
 
     def save_best(self, cell: nn.Cell, state: TrainState, metrics: dict[str, float], epoch: int) -> Path:
-        """`best.ckpt` after `epoch` (0: the starting weights), with the evaluation that made it the best."""
+        """`best.ckpt` after `epoch` (0: the starting weights), with the evaluation that made it the best (rank 0:
+        the network is every rank's; a sharded classifier in it is rank 0's share)."""
+        if self.rank != 0:
+            raise AssertionError("best.ckpt is rank 0's to write")
         info = {"epoch": epoch, "step": state.global_step, "metrics": metrics}
         return self._write(cell, self.folder / "best.ckpt", info)
 

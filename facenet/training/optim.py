@@ -22,7 +22,8 @@ def build_optimizer(factory: functools.partial, net: nn.Cell, lr: np.ndarray, ba
     biases hurts, and the reference implementations avoid it. `backbone_lr_scale` != 1 gives the backbone's
     parameters (`backbone.*`) the schedule times that factor, the rest the schedule itself (fine-tuning).
     Parameters that do not require gradients (frozen) are left out. `extra`: more parameters trained with the
-    network at the head's rate (a classification loss's class weights; decayed like the network's weights).
+    network at the head's rate (a classification loss's class weights; decayed like the network's weights), after
+    the network's in the optimiser's parameter order.
     """
     weight_decay = float(factory.keywords.get("weight_decay", 0.0))
     lr = np.asarray(lr, np.float32)
@@ -33,11 +34,12 @@ def build_optimizer(factory: functools.partial, net: nn.Cell, lr: np.ndarray, ba
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, **extra},
         ]
 
-    params = net.trainable_params() + list(extra)
+    params = net.trainable_params()
     if backbone_lr_scale == 1.0:
         parts = groups(params)
     else:
         backbone = [p for p in params if p.name.startswith("backbone.")]
         parts = groups([p for p in params if not p.name.startswith("backbone.")])
         parts += groups(backbone, lr=_lr(lr * np.float32(backbone_lr_scale)))
+    parts += groups(list(extra))  # last: a sharded classifier's gradients skip the data-parallel mean
     return factory([g for g in parts if g["params"]], learning_rate=_lr(lr))

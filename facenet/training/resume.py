@@ -34,7 +34,20 @@ class ResumePoint:
 
 
 def _checkpoints(run_dir: Path) -> list[Path]:
-    return periodic_checkpoints(run_dir / "checkpoints")
+    """The run's resume points: rank 0's periodic checkpoints (under a sharded classifier every rank has its own)."""
+    return periodic_checkpoints(run_dir / "checkpoints", "facenet-rank0-*.ckpt")
+
+
+def sharded(loss) -> bool:
+    """A classifier whose class centres are split over the data-parallel ranks."""
+    return getattr(loss, "world", 1) > 1
+
+
+def own_file(ckpt: Path, run_dir: Path, rank: int) -> Path:
+    """This rank's file of rank 0's checkpoint `ckpt` (ranks other than 0 write into `<run>/rank_<r>/checkpoints`)."""
+    if rank == 0:
+        return ckpt
+    return run_dir / f"rank_{rank}" / "checkpoints" / ckpt.name.replace("facenet-rank0-", f"facenet-rank{rank}-", 1)
 
 
 def _status(run_dir: Path) -> str:
@@ -78,10 +91,11 @@ def restore(step: nn.Cell, point: ResumePoint) -> ResumePoint:
     corrupt), say so and use the run's previous one. Returns the point restored. A checkpoint that does not fit the
     configuration is an error, not a reason to go back."""
     candidates = [point.ckpt, *point.older]
+    rank = getattr(step.loss, "rank", 0) if sharded(step.loss) else 0
     for n, ckpt in enumerate(candidates):
         try:
             chosen = point if n == 0 else load_point(ckpt)
-            load_training_state(step, ckpt)
+            load_training_state(step, own_file(ckpt, point.run_dir, rank))
             return chosen
         except CheckpointUnreadable as err:
             if n == len(candidates) - 1:

@@ -208,7 +208,8 @@ def build_loss(cfg: DictConfig, num_classes: int | None = None, miner=None) -> E
                           "(the loss selects miner=none)")  # fmt: skip
     if num_classes is None:
         raise ConfigError(f"{choice(cfg, 'loss')} needs the training set's identity count")
-    return factory(num_classes=num_classes, embedding_size=int(cfg.embedding_size), seed=int(cfg.seed))
+    shard = {"shard": world()} if factory.func.SHARDS and world()[1] > 1 else {}  # its share of the centres
+    return factory(num_classes=num_classes, embedding_size=int(cfg.embedding_size), seed=int(cfg.seed), **shard)
 
 
 def warm_start_loss(loss: EmbeddingLoss, ckpt: str | os.PathLike, source: str) -> None:

@@ -41,8 +41,14 @@ class TrainStep(nn.Cell):
         self.gather = _GatherForMining(rank, size) if mine_global_batch and size > 1 else None
         self.gather_labels = ops.AllGather() if self.gather is not None else None
         self.grad_fn = ms.value_and_grad(self.forward, None, optimizer.parameters, has_aux=True)
-        # data parallel: every rank applies the mean of all ranks' gradients, so weights stay identical
-        self.reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=size) if size > 1 else None
+        # data parallel: every rank applies the mean of all ranks' gradients, so weights stay identical; a sharded
+        # classifier's (the optimiser's last parameters) are each rank's own rows, complete already: not reduced
+        own = len(loss.trainable_params()) if getattr(loss, "world", 1) > 1 else 0
+        self.shared = len(optimizer.parameters) - own
+        if own and [p.name for p in optimizer.parameters[self.shared :]] != [p.name for p in loss.trainable_params()]:
+            raise AssertionError("a sharded classifier's parameters must come last in the optimiser")
+        shared = optimizer.parameters[: self.shared]
+        self.reducer = nn.DistributedGradReducer(shared, mean=True, degree=size) if size > 1 else None
 
     def forward(self, images, labels, *inputs):
         embeddings = self.network.features(images) if self.loss.FEATURES else self.network(images)
@@ -54,6 +60,6 @@ class TrainStep(nn.Cell):
         """`inputs`: the loss's `step_inputs` of this step (none for most losses)."""
         (loss, telemetry), grads = self.grad_fn(images, labels, *inputs)
         if self.reducer is not None:
-            grads = self.reducer(grads)
+            grads = self.reducer(grads[: self.shared]) + grads[self.shared :]
         self.optimizer(grads)
         return loss, telemetry

@@ -22,7 +22,7 @@ from facenet.training.checkpoints import CheckpointManager
 from facenet.training.curves import FIGURE as CLASSIFIER_FIGURE
 from facenet.training.curves import classifier_figure
 from facenet.training.health import FIGURE, TelemetryLog, TripletHealth, health_figure, window_means
-from facenet.training.resume import ResumePoint, restore
+from facenet.training.resume import ResumePoint, restore, sharded
 from facenet.training.setup import Training, build_training
 from facenet.training.state import TrainState
 from facenet.training.stopping import StopSignals, TimeBudget
@@ -38,7 +38,9 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
         raise ConfigError("resume= and ckpt= exclude each other: resume continues a run, ckpt starts a new one")
     t = build_training(cfg)
     spec = {**model_spec(cfg), "loss": loss_record(cfg, t), "run_id": tracker.run_id}
-    ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, spec, enabled=t.is_main)
+    # a sharded classifier (each rank its own class centres): every rank writes its periodic checkpoints
+    ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, spec, t.rank,
+                              enabled=t.is_main or sharded(t.loss))  # fmt: skip
     if cfg.ckpt and sidecar(parent := resolve_checkpoint(cfg.ckpt)).is_file():  # what a warm start started from
         tracker.log_artifact(sidecar(parent), "parent_model")
     if resume is None:
