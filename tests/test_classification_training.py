@@ -124,13 +124,14 @@ def test_evaluation_and_export_never_need_the_classifier(arcface_run, compose_cf
     assert not [p.name for p in net.get_parameters() if p.name.startswith("classifier")]
     again = run(compose_cfg("experiment=smoke", "tracking=off", f"output_dir={tmp_path}", "task=eval", f"ckpt={best}"))
     assert again["accuracy"] == pytest.approx(json.loads(best.with_suffix(".json").read_text())["metrics"]["accuracy"])
-    run(compose_cfg("experiment=smoke", "tracking=off", f"output_dir={tmp_path}", "task=export", f"ckpt={best}",
-                    "export.format=MINDIR", f"export.dir={tmp_path / 'export'}"))  # fmt: skip
-    (model,) = (tmp_path / "export").glob("*.mindir")
-    card = json.loads(model.with_name(model.name + ".json").read_text())
-    assert card["trained_with"]["name"] == "ArcFaceLoss" and card["output"]["embedding_size"] == 128
     images = sorted(str(p) for p in write_faces(tmp_path / "faces", {"a": 2}, size=(32, 32)).rglob("*.png"))
-    assert main(["verify", *images, "--model", str(model), "--threshold", "10"]) == 0
+    for fmt in ("MINDIR", "ONNX"):
+        run(compose_cfg("experiment=smoke", "tracking=off", f"output_dir={tmp_path}", "task=export", f"ckpt={best}",
+                        f"export.format={fmt}", f"export.dir={tmp_path / fmt}"))  # fmt: skip
+        (model,) = (tmp_path / fmt).glob(f"*.{fmt.lower()}")
+        card = json.loads(model.with_name(model.name + ".json").read_text())
+        assert card["trained_with"]["name"] == "ArcFaceLoss" and card["output"]["embedding_size"] == 128, fmt
+        assert main(["verify", *images, "--model", str(model), "--threshold", "10"]) == 0, fmt
 
 
 def test_warm_start_takes_a_fitting_classifier_else_starts_fresh(arcface_run, compose_cfg, caplog, tmp_path):
