@@ -63,11 +63,14 @@ def test_a_sharded_classifier_trains_in_lockstep_and_every_rank_keeps_its_centre
     its own 8 of the 16 class centres (rank 1's in rank_1/checkpoints), best.ckpt rank 0's."""
     import mindspore as ms
 
+    from facenet.training.resume import own_file
+
     out, _, _ = _msrun(tmp_path, "loss=arcface", batch="batch.size=8")
     run_dir = out / "runs" / "dp" / "run"
     mine = {r: sorted((run_dir / ("" if r == 0 else f"rank_{r}") / "checkpoints").glob(f"facenet-rank{r}-*.ckpt"))
             for r in (0, 1)}  # fmt: skip
     assert [p.name for p in mine[1]] == [p.name.replace("rank0", "rank1") for p in mine[0]] and mine[0]
+    assert [own_file(p, run_dir, 1) for p in mine[0]] == mine[1]  # what resume= loads on rank 1
     shards = [ms.load_checkpoint(str(mine[r][-1]))["classifier"].asnumpy() for r in (0, 1)]
     assert shards[0].shape == shards[1].shape == (8, 128) and not (shards[0] == shards[1]).all()
     assert ms.load_checkpoint(str(run_dir / "checkpoints" / "best.ckpt"))["classifier"].shape == (8, 128)
