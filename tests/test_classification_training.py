@@ -184,3 +184,31 @@ def test_the_command_line_error_names_the_options_as_typed(tmp_path):
     said = done.stdout + done.stderr
     assert "miner=semi_hard does not apply to loss=arcface: a classification loss compares" in said
     assert "Traceback" not in said
+
+
+def test_a_sharded_classifier_warm_starts_from_its_rows_of_a_whole_one(tmp_path, caplog):
+    """Rank 1 of 2 holding 7 classes (rows 4-6 and a padding row) takes rows 4-6 of a single process's (7, D)
+    classifier and keeps its padding row; a (4, D) share (a sharded run's best.ckpt) is not taken: its rows would be
+    another rank's classes."""
+    from facenet.losses.arcface import ArcFaceLoss
+    from facenet.training.setup import warm_start_loss
+
+    caplog.set_level("INFO")
+    whole = np.random.default_rng(3).normal(size=(7, 4)).astype(np.float32)
+    ms.save_checkpoint([{"name": "classifier", "data": ms.Tensor(whole)}], str(tmp_path / "whole.ckpt"))
+    ms.save_checkpoint([{"name": "classifier", "data": ms.Tensor(whole[:4])}], str(tmp_path / "share.ckpt"))
+    rank1 = ArcFaceLoss(7, 4, shard=(1, 2))
+    start = rank1.weight.asnumpy().copy()
+    warm_start_loss(rank1, tmp_path / "whole.ckpt", "whole.ckpt")
+    np.testing.assert_array_equal(rank1.weight.asnumpy()[:3], whole[4:])
+    np.testing.assert_array_equal(rank1.weight.asnumpy()[3], start[3])
+    assert "classifier rows 4-6 of 7 identities from whole.ckpt" in caplog.text
+
+    rank1 = ArcFaceLoss(7, 4, shard=(1, 2))
+    warm_start_loss(rank1, tmp_path / "share.ckpt", "share.ckpt")
+    np.testing.assert_array_equal(rank1.weight.asnumpy(), start)
+    assert "its classifier is (4, 4), not the whole (7, 4)" in caplog.text and "starts fresh" in caplog.text
+    # at world 1 the rows are the single process's draw, as before sharding existed
+    one = ArcFaceLoss(7, 4).weight.asnumpy()
+    np.testing.assert_array_equal(one, np.random.default_rng(0).normal(0.0, 0.01, (7, 4)).astype(np.float32))
+    np.testing.assert_array_equal(start[:3], one[4:])

@@ -152,3 +152,23 @@ def test_unreadable_newest_checkpoint_falls_back_to_the_previous(compose_cfg, tm
     newest.write_bytes(newest.read_bytes()[:1000])  # (the resumed run rewrote it)
     with pytest.raises(ConfigError, match="cannot read checkpoint"):
         run(compose_cfg(*base, f"resume={newest}"))  # that file alone, nothing older to fall back to
+
+
+def test_a_sharded_classifier_never_falls_back_to_another_step(tmp_path):
+    """Rank 1 of a sharded run whose own file of the chosen step is missing: a clear error, not rank 1 quietly
+    resuming an older step than rank 0 (the ranks would then disagree on the weights and the step)."""
+    from types import SimpleNamespace
+
+    from facenet.losses.arcface import ArcFaceLoss
+    from facenet.training.resume import ResumePoint, restore
+    from facenet.training.state import TrainState
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    newest, older = (run_dir / "checkpoints" / f"facenet-rank0-{e}_5.ckpt" for e in (2, 1))
+    (run_dir / "rank_1" / "checkpoints").mkdir(parents=True)
+    (run_dir / "rank_1" / "checkpoints" / older.name.replace("rank0", "rank1")).write_bytes(b"exists")
+    point = ResumePoint(newest, run_dir, None, TrainState(), older=(older,))
+    step = SimpleNamespace(loss=ArcFaceLoss(7, 4, shard=(1, 2)))
+    with pytest.raises(ConfigError, match="every rank must resume from the same step: resume=<an older"):
+        restore(step, point)

@@ -23,3 +23,8 @@ class ClassifierLoss(EmbeddingLoss):
         if embedding_size < 1:
             raise ConfigError(f"embedding_size must be >= 1, got {embedding_size}")
         self.num_classes, self.embedding_size, self.seed = int(num_classes), int(embedding_size), int(seed)
+
+
+def sharded(loss) -> bool:
+    """A classifier whose class centres are split over the data-parallel ranks (`shard=(rank, world)`, world > 1)."""
+    return getattr(loss, "world", 1) > 1

@@ -70,8 +70,8 @@ class MarginSoftmaxLoss(ClassifierLoss):
         self.rank, self.world = shard
         self.local = -(-num_classes // self.world)  # centres per rank (the last rank's tail rows are padding)
         self.offset = self.rank * self.local
-        init = np.random.default_rng(seed).standard_normal((self.local * self.world, embedding_size), np.float32)
-        rows = init[self.offset : self.offset + self.local] * np.float32(0.01)
+        init = np.random.default_rng(seed).normal(0.0, 0.01, (self.local * self.world, embedding_size))
+        rows = init.astype(np.float32)[self.offset : self.offset + self.local]  # one process's rows, at any world
         self.weight = Parameter(ms.Tensor(rows), name="classifier")  # the loss's own: saved, never exported
         self.ids = ms.Tensor(np.arange(self.offset, self.offset + self.local, dtype=np.int32))  # their classes
         self.padded = self.local * self.world > num_classes  # on every rank: the ranks must run one graph

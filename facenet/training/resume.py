@@ -16,6 +16,7 @@ import mindspore as ms
 from mindspore import nn
 
 from facenet.errors import ConfigError
+from facenet.losses.classifier import sharded
 from facenet.models.io import CheckpointUnreadable, read_checkpoint, sidecar
 from facenet.runs import read_state
 from facenet.training.checkpoints import periodic_checkpoints
@@ -36,11 +37,6 @@ class ResumePoint:
 def _checkpoints(run_dir: Path) -> list[Path]:
     """The run's resume points: rank 0's periodic checkpoints (under a sharded classifier every rank has its own)."""
     return periodic_checkpoints(run_dir / "checkpoints", "facenet-rank0-*.ckpt")
-
-
-def sharded(loss) -> bool:
-    """A classifier whose class centres are split over the data-parallel ranks."""
-    return getattr(loss, "world", 1) > 1
 
 
 def own_file(ckpt: Path, run_dir: Path, rank: int) -> Path:
@@ -90,12 +86,18 @@ def restore(step: nn.Cell, point: ResumePoint) -> ResumePoint:
     """Load `point` into the training step (network and optimizer); if its checkpoint cannot be read (truncated,
     corrupt), say so and use the run's previous one. Returns the point restored. A checkpoint that does not fit the
     configuration is an error, not a reason to go back."""
+    if sharded(step.loss):  # every rank must load the same step, and a rank sees only its own file: no fallback
+        try:
+            load_training_state(step, own_file(point.ckpt, point.run_dir, step.loss.rank))
+            return point
+        except CheckpointUnreadable as err:
+            raise ConfigError(f"{err}; with sharded class centres every rank must resume from the same step: "
+                              "resume=<an older facenet-rank0-*.ckpt of the run>") from None  # fmt: skip
     candidates = [point.ckpt, *point.older]
-    rank = getattr(step.loss, "rank", 0) if sharded(step.loss) else 0
     for n, ckpt in enumerate(candidates):
         try:
             chosen = point if n == 0 else load_point(ckpt)
-            load_training_state(step, own_file(ckpt, point.run_dir, rank))
+            load_training_state(step, ckpt)
             return chosen
         except CheckpointUnreadable as err:
             if n == len(candidates) - 1:

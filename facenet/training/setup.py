@@ -23,6 +23,7 @@ from facenet.data.pipeline import BadImages, train_batches
 from facenet.errors import ConfigError
 from facenet.evaluation.protocols import VerificationProtocol
 from facenet.losses.base import EmbeddingLoss
+from facenet.losses.classifier import sharded
 from facenet.models.build import build_network
 from facenet.models.embedding import EmbeddingNet, count_parameters
 from facenet.models.io import load_network_weights, read_checkpoint, read_spec, resolve_checkpoint, sidecar
@@ -219,6 +220,8 @@ def warm_start_loss(loss: EmbeddingLoss, ckpt: str | os.PathLike, source: str) -
     if not wanted:
         return
     params = read_checkpoint(resolve_checkpoint(ckpt))
+    if sharded(loss):
+        return _warm_start_shard(loss, params.get("classifier"), source)
     found = {k: params[k] for k in wanted if k in params}
     if len(found) == len(wanted) and all(tuple(v.shape) == tuple(wanted[k].shape) for k, v in found.items()):
         ms.load_param_into_net(loss, found, strict_load=True)
@@ -233,6 +236,23 @@ def warm_start_loss(loss: EmbeddingLoss, ckpt: str | os.PathLike, source: str) -
         else "its classifier is another loss's"
     )
     log.warning("%s: %s; the classifier (%d identities) starts fresh", source, why, loss.num_classes)
+
+
+def _warm_start_shard(loss: EmbeddingLoss, theirs, source: str) -> None:
+    """A sharded classifier takes its rows of a whole `(C, D)` classifier (a single process's); a share of one
+    (a sharded run's best.ckpt holds rank 0's) or another shape is not taken."""
+    whole = (loss.num_classes, loss.weight.shape[1])
+    if theirs is None or tuple(theirs.shape) != whole:
+        why = "it has no classifier of this loss" if theirs is None else f"its classifier is {tuple(theirs.shape)}"
+        log.warning("%s: %s, not the whole %s this rank takes its rows from; the classifier (%d identities) starts "
+                    "fresh", source, why, whole, loss.num_classes)  # fmt: skip
+        return
+    rows = loss.weight.asnumpy().copy()
+    mine = theirs.asnumpy()[loss.offset : loss.offset + loss.local]
+    rows[: len(mine)] = mine  # the padding rows, past the last class, keep their initial values
+    loss.weight.set_data(ms.Tensor(rows))
+    log.info("classifier rows %d-%d of %d identities from %s", loss.offset, loss.offset + len(mine) - 1,
+             loss.num_classes, source)  # fmt: skip
 
 
 def build_step(cfg: DictConfig, net: EmbeddingNet, steps_per_epoch: int, loss: EmbeddingLoss | None = None

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from facenet.data.pipeline import BadImages
 from facenet.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from facenet.evaluation.report import evaluate_sets
+from facenet.losses.classifier import sharded
 from facenet.models.embedding import count_parameters
 from facenet.models.io import model_spec, resolve_checkpoint, sidecar
 from facenet.runtime import barrier
@@ -22,7 +23,7 @@ from facenet.training.checkpoints import CheckpointManager
 from facenet.training.curves import FIGURE as CLASSIFIER_FIGURE
 from facenet.training.curves import classifier_figure
 from facenet.training.health import FIGURE, TelemetryLog, TripletHealth, health_figure, window_means
-from facenet.training.resume import ResumePoint, restore, sharded
+from facenet.training.resume import ResumePoint, restore
 from facenet.training.setup import Training, build_training
 from facenet.training.state import TrainState
 from facenet.training.stopping import StopSignals, TimeBudget
