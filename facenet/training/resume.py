@@ -84,8 +84,9 @@ def load_point(ckpt: Path, older: tuple[Path, ...] = ()) -> ResumePoint:
 
 def restore(step: nn.Cell, point: ResumePoint) -> ResumePoint:
     """Load `point` into the training step (network and optimizer); if its checkpoint cannot be read (truncated,
-    corrupt), say so and use the run's previous one. Returns the point restored. A checkpoint that does not fit the
-    configuration is an error, not a reason to go back."""
+    corrupt), say so and use the run's previous one (not under sharded class centres: each rank loads its own file
+    of `point`'s step, or stops). Returns the point restored. A checkpoint that does not fit the configuration is
+    an error, not a reason to go back."""
     if sharded(step.loss):  # every rank must load the same step, and a rank sees only its own file: no fallback
         try:
             load_training_state(step, own_file(point.ckpt, point.run_dir, step.loss.rank))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import nn, ops
 
+from facenet.losses.classifier import sharded
 from facenet.runtime import world
 
 
@@ -43,7 +44,7 @@ class TrainStep(nn.Cell):
         self.grad_fn = ms.value_and_grad(self.forward, None, optimizer.parameters, has_aux=True)
         # data parallel: every rank applies the mean of all ranks' gradients, so weights stay identical; a sharded
         # classifier's (the optimiser's last parameters) are each rank's own rows, complete already: not reduced
-        own = len(loss.trainable_params()) if getattr(loss, "world", 1) > 1 else 0
+        own = len(loss.trainable_params()) if sharded(loss) else 0
         self.shared = len(optimizer.parameters) - own
         if own and [p.name for p in optimizer.parameters[self.shared :]] != [p.name for p in loss.trainable_params()]:
             raise AssertionError("a sharded classifier's parameters must come last in the optimiser")
