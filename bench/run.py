@@ -40,6 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # name -> (description, config overrides, steps per repeat (full, --quick))
 CASES: dict[str, tuple[str, list[str], tuple[int, int]]] = {
     "default": ("default config (resnet_tiny @64, 16x4)", [], (20, 8)),
+    "memory_4096": (  # the same step with a cross-batch memory of 4096 embeddings, mined from the first step
+        "default + miner.memory.size=4096",
+        ["miner.memory.size=4096", "miner.memory.start_step=0"],
+        (20, 8),
+    ),
     "resnet18_112": (
         "resnet18 @112, 32x4",
         ["backbone=resnet18", "preprocess.image_size=112", "batch.identities=32", "batch.images_per_identity=4"],
@@ -112,25 +117,41 @@ def _miner_targets() -> dict[str, str]:
 
 def _time_loss(cfg, target: str, repeats: int, calls: int = 20) -> float:
     """Median ms of one compiled mining + loss forward and backward on a P x K batch of unit embeddings, with the
-    miner class `target`."""
+    miner class `target` and the configured `miner.memory`. A memory is first filled with unit embeddings of other
+    identities (mined once `miner.memory.start_step` is passed: 0 in the memory case), and each call also stores the
+    batch, as a training step does."""
     import mindspore as ms
     import numpy as np
     from hydra.utils import instantiate
+    from mindspore import nn, ops
 
     from facenet.training.setup import build_loss
 
     p, k = cfg.batch.identities, cfg.batch.images_per_identity
-    loss = build_loss(cfg, miner=instantiate({"_target_": target}))
-    grad = ms.jit(ms.value_and_grad(loss, 0, None, has_aux=True))
-    e = np.random.default_rng(0).normal(size=(p * k, cfg.embedding_size)).astype(np.float32)
-    e = ms.Tensor(e / np.linalg.norm(e, axis=1, keepdims=True))
-    y = ms.Tensor(np.repeat(np.arange(p), k).astype(np.int32))
-    grad(e, y)[1].asnumpy()
+    loss = build_loss(cfg, miner=instantiate({"_target_": target, "memory": cfg.miner.memory}))
+    grad = ms.value_and_grad(loss, 0, None, has_aux=True)
+    rng = np.random.default_rng(0)
+
+    def unit(n: int) -> ms.Tensor:
+        e = rng.normal(size=(n, cfg.embedding_size)).astype(np.float32)
+        return ms.Tensor(e / np.linalg.norm(e, axis=1, keepdims=True))
+
+    class Step(nn.Cell):
+        def construct(self, e, y):
+            out = grad(e, y)
+            if loss.memory is not None:
+                loss.memory.enqueue(ops.depend(e, out[1]), y)
+            return out
+
+    step = Step()
+    e, y = unit(p * k), ms.Tensor(np.repeat(np.arange(p), k).astype(np.int32))
+    for i in range(-(-loss.memory.size // (p * k)) if loss.memory is not None else 1):
+        step(unit(p * k), ms.Tensor(np.repeat(np.arange(p), k).astype(np.int32) + p * (i + 1)))[1].asnumpy()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         for _ in range(calls):
-            out = grad(e, y)
+            out = step(e, y)
         out[1].asnumpy()
         times.append(1000 * (time.perf_counter() - t) / calls)
     return _median(times)

@@ -31,13 +31,18 @@ def config(overrides: list[str] = OVERRIDES):
         return compose(config_name="config", overrides=overrides)
 
 
-def main(out: Path) -> None:
-    cfg = config()
+def start_rank(overrides: list[str]):
+    """This rank's (config, rank, world size, seeded network, its starting weights by name)."""
+    cfg = config(overrides)
     init_runtime("CPU", 0, "GRAPH", None, distributed=True)
     rank, size = world()
     ms.set_seed(0)
     net = build_model(cfg)
-    start = {p.name: p.asnumpy().copy() for p in net.trainable_params()}
+    return cfg, rank, size, net, {p.name: p.asnumpy().copy() for p in net.trainable_params()}
+
+
+def main(out: Path) -> None:
+    cfg, rank, size, net, start = start_rank(OVERRIDES)
     step, _ = build_step(cfg, net, steps_per_epoch=1)
     images, labels = batch(rank)
     loss, _ = step(ms.Tensor(images), ms.Tensor(labels))

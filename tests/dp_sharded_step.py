@@ -9,9 +9,8 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 
-from facenet.runtime import init_runtime, world
-from facenet.training.setup import build_loss, build_model, build_step
-from tests.dp_one_step import config
+from facenet.training.setup import build_loss, build_step
+from tests.dp_one_step import start_rank
 
 CLASSES = 7
 OVERRIDES = ["experiment=smoke", "hardware=cpu_dp", "loss=arcface", "loss.s=8", "optimizer=sgd", "lr=0.1",
@@ -26,12 +25,7 @@ def batch(rank: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(out: Path) -> None:
-    cfg = config(OVERRIDES)
-    init_runtime("CPU", 0, "GRAPH", None, distributed=True)
-    rank, size = world()
-    ms.set_seed(0)
-    net = build_model(cfg)
-    start = {p.name: p.asnumpy().copy() for p in net.trainable_params()}
+    cfg, rank, size, net, start = start_rank(OVERRIDES)
     loss = build_loss(cfg, CLASSES)
     shard = loss.weight.asnumpy().copy()
     step, _ = build_step(cfg, net, 1, loss)

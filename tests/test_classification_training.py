@@ -49,11 +49,13 @@ def test_the_classification_figure_draws_what_the_telemetry_has(tmp_path):
 
 
 def test_a_classification_loss_selects_no_miner_and_shuffled_batches(compose_cfg):
+    from hydra.utils import instantiate
+
     for loss in ("softmax", "arcface", "cosface", "combined"):
         cfg = compose_cfg(f"loss={loss}")
-        assert cfg.miner is None and cfg.batch._target_.endswith("ShuffleSampler"), loss
+        assert instantiate(cfg.miner) is None and cfg.batch._target_.endswith("ShuffleSampler"), loss
     cfg = compose_cfg("loss=arcface", "batch=pk")  # P x K batches work with it too
-    assert cfg.miner is None and cfg.batch._target_.endswith("PKSampler")
+    assert instantiate(cfg.miner) is None and cfg.batch._target_.endswith("PKSampler")
 
 
 @pytest.mark.parametrize(

@@ -262,9 +262,11 @@ def _option_values() -> dict[str, dict]:
     for group in GROUPS:
         for option in options(group):
             raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))
-            if "defaults" not in raw:  # miner=none: no node of its own (it sets `miner: null`)
-                continue
-            schema = next(stored[d] for d in raw.pop("defaults") if isinstance(d, str) and d in stored)
+            defaults = raw.pop("defaults")
+            schema = next(stored[d] for d in defaults if isinstance(d, str) and d in stored)
+            for nested in (d for d in defaults if isinstance(d, dict)):  # a group inside the option (miner.memory)
+                for key, choice in ((k, c) for k, c in nested.items() if (CONF / group / k).is_dir()):
+                    raw[key] = OmegaConf.merge(OmegaConf.load(CONF / group / key / f"{choice}.yaml"), raw.get(key, {}))
             node = OmegaConf.merge(OmegaConf.structured(schema), raw)
             root = OmegaConf.merge(top, {"_option": node})
             out[f"{group}/{option}"] = OmegaConf.to_container(root._option, resolve=True)
@@ -280,7 +282,7 @@ def test_library_defaults_agree_with_the_config():
     for node in _option_values().values():
         if str(node.get("_target_", "")).startswith("facenet."):
             for key, value in node.items():
-                if key not in WIRING:
+                if key not in WIRING and not isinstance(value, dict):  # a nested node: its own settings, below
                     values.setdefault((node["_target_"], key), set()).add(repr(value))
     for key, value in OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml").augment).items():
         values[("facenet.data.images.TrainTransform", key)] = {repr(value)}

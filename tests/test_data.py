@@ -155,6 +155,26 @@ def test_pk_sampler_batches():
         PKSampler(labels, identities=6, images_per_identity=2, steps_per_epoch=1)
 
 
+def test_pk_sampler_feeds_single_image_identities_as_negatives_when_asked():
+    """batch.singletons=2: every batch is the same P x K as without them (the same draws), then 2 images of
+    distinct single-image identities."""
+    labels = np.repeat(np.arange(9), [5, 4, 3, 2, 1, 6, 1, 1, 1])  # identities 4, 6, 7, 8 have one image each
+    plain = PKSampler(labels, identities=3, images_per_identity=4, steps_per_epoch=5, seed=1)
+    mixed = PKSampler(labels, identities=3, images_per_identity=4, singletons=2, steps_per_epoch=5, seed=1)
+    assert mixed.batch_size == 14 and len(mixed) == 5 * 14 and mixed.skipped == 0 and plain.skipped == 4
+    batches = mixed.epoch_indices(0).reshape(5, 14)
+    assert np.array_equal(batches[0, :12], plain.epoch_indices(0)[:12])  # the first batch's P x K draws unchanged
+    singles = labels[batches[:, 12:]]
+    assert set(singles.ravel()) <= {4, 6, 7, 8} and all(len(set(row)) == 2 for row in singles)
+    assert not np.isin(labels[batches[:, :12]], [4, 6, 7, 8]).any()
+    assert np.array_equal(mixed.epoch_indices(0), batches.reshape(-1))  # reproducible from (seed, epoch) alone
+    assert PKSampler(labels, 3, 4, singletons=2, seed=1).steps == len(labels) // 14  # an epoch: the images' count
+    with pytest.raises(DataError, match="batch.singletons=5 but only 4 identities have a single image"):
+        PKSampler(labels, 3, 4, singletons=5)
+    with pytest.raises(ConfigError, match="batch.singletons=-1"):
+        PKSampler(labels, 3, 4, singletons=-1)
+
+
 def test_train_batches_reproducible_across_worker_counts(tmp_path):
     from facenet.data.pipeline import train_batches
 

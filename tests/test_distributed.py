@@ -195,3 +195,59 @@ def test_a_sharded_classifier_equals_one_process_holding_every_centre(tmp_path, 
     after = np.concatenate([ranks[0]["shard_after"], ranks[1]["shard_after"]])[:CLASSES]
     assert np.abs(loss_fn.weight.asnumpy() - after).max() <= 1e-6
     assert np.abs(after - full).max() > 1e-4  # the centres did move
+
+
+@pytest.mark.slow
+def test_a_memory_under_data_parallel_equals_one_process_fed_the_global_batches(tmp_path, compose_cfg):
+    """miner.memory.size with hardware.mine_global_batch=true under msrun: every rank stores the global batch, so
+    after three steps (the third wrapping round the ring) both ranks hold bit-identical memories; their losses and
+    weights equal one process that mines and stores the two rank batches together (batch norm per rank, as on the
+    ranks), step by step, to 1e-6."""
+    import mindspore as ms
+    import numpy as np
+    from hydra.utils import instantiate
+    from mindspore import ops
+
+    from facenet.training.optim import build_optimizer
+    from facenet.training.setup import build_loss, build_model
+    from tests.dp_memory_steps import OVERRIDES, STEPS, batch
+
+    ranks = _two_ranks("tests/dp_memory_steps.py", tmp_path)
+    assert int(ranks[0]["size"]) == 2 and np.array_equal(ranks[0]["losses"], ranks[1]["losses"])
+    for key in (k for k in ranks[0] if k.startswith(("mem/", "after/"))):
+        assert np.array_equal(ranks[0][key], ranks[1][key]), key
+    assert ranks[0]["mem/memory.step"][0] == STEPS and (ranks[0]["fractions"][1:] > 0).all()  # mined from step 1
+
+    cfg = compose_cfg(*[o for o in OVERRIDES if not o.startswith("hardware")])  # one process
+    names = [k.removeprefix("after/") for k in ranks[0] if k.startswith("after/")]
+    net = build_model(cfg)
+    ms.load_param_into_net(net, {n: ms.Parameter(ranks[0][f"start/{n}"], name=n) for n in names}, strict_load=False)
+    net.set_train(True)
+    loss_fn = build_loss(cfg)
+    optimizer = build_optimizer(instantiate(cfg.optimizer), net, np.array([cfg.lr], np.float32), 1.0)
+
+    def global_loss(a, b, labels):
+        embeddings = ops.concat((net(a), net(b)))
+        loss, telemetry = loss_fn(embeddings, labels)
+        return loss, telemetry, embeddings
+
+    grad_fn = ms.value_and_grad(global_loss, None, optimizer.parameters, has_aux=True)
+    for s in range(STEPS):
+        (x0, y0), (x1, y1) = batch(0, s), batch(1, s)
+        labels = ms.Tensor(np.concatenate([y0, y1]))
+        (loss, _, embeddings), grads = grad_fn(ms.Tensor(x0), ms.Tensor(x1), labels)
+        optimizer(grads)
+        loss_fn.memory.enqueue(embeddings, labels)
+        assert abs(float(loss.asnumpy()) - ranks[0]["losses"][s]) <= 1e-6, s
+    for p in net.trainable_params():
+        assert np.abs(p.asnumpy() - ranks[0][f"after/{p.name}"]).max() <= 1e-6, p.name
+    for p in loss_fn.memory.get_parameters():
+        assert np.abs(p.asnumpy() - ranks[0][f"mem/{p.name}"]).max() <= 1e-6, p.name
+
+
+@pytest.mark.slow
+def test_msrun_with_a_memory_ends_with_identical_memories_on_both_ranks(tmp_path):
+    _, worker, _ = _msrun(tmp_path, "hardware.mine_global_batch=true", "miner.memory.size=160",
+                          "miner.memory.start_step=2")  # fmt: skip
+    digests = {r: re.findall(rf"rank {r} of 2: final memory sha1 (\w+)", worker[r]) for r in (0, 1)}
+    assert len(digests[0]) == 1 and digests[0] == digests[1]

@@ -27,8 +27,12 @@ COMPARED = {
                 "eval/auc"),
     # Partial FC (8 of 16 class centres a step): the sampled classes must replay too
     "arcface": ("train/loss", "train/lr", "train/train_accuracy", "train/target_cos", "eval/accuracy", "eval/auc"),
+    # a cross-batch memory (2 batches, mined from step 5): its content and write position must resume too
+    "memory": ("train/loss", "train/active_fraction", "train/memory_negative_fraction", "train/memory_negative_age",
+               "train/memory_in_use", "eval/accuracy", "eval/auc"),
 }  # fmt: skip
-LOSS = {"triplet": [], "arcface": ["loss=arcface", "loss.sample_rate=0.5", "batch.size=8"]}
+LOSS = {"triplet": [], "arcface": ["loss=arcface", "loss.sample_rate=0.5", "batch.size=8"],
+        "memory": ["miner.memory.size=128", "miner.memory.start_step=5"]}  # fmt: skip
 
 
 def _cmd(out: Path, data: Path, *extra: str) -> list[str]:
@@ -99,8 +103,11 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, lo
     b = ms.load_checkpoint(str(ref_dir / "checkpoints" / "facenet-rank0-2_60.ckpt"))
     assert a.keys() == b.keys()
     worst = max(float(np.abs(a[k].asnumpy() - b[k].asnumpy()).max()) for k in a)
-    assert worst <= 1e-6, worst  # weights, Adam moments and step counter (and a classifier's weights and moments)
+    assert worst <= 1e-6, worst  # weights, Adam moments, step counter (a classifier's weights and moments, a memory)
     assert ("classifier" in a) == (loss == "arcface")
+    assert ("memory.rows" in a) == (loss == "memory")
+    if loss == "memory":  # filled, wrapped round, mined: the memory compared above is a real one
+        assert int(a["memory.step"].asnumpy()[0]) == 60 and (a["memory.written"].asnumpy() >= 58).all()
 
 
 def test_resume_errors_are_clear(tmp_path):

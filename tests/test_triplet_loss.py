@@ -24,7 +24,7 @@ def loss_of(miner, margin, squared=False, reduction="active_mean", e=E, y=Y):
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.2, 0.6, 1.0])
-def test_batch_all_active_mean_and_mean(margin):
+def test_batch_all_active_mean_and_mean(margin, pynative):
     hinge = np.maximum(DIFFS + margin, 0)
     active = hinge > 0
     got, tel = loss_of(BatchAllMiner(), margin)
@@ -33,14 +33,14 @@ def test_batch_all_active_mean_and_mean(margin):
     assert loss_of(BatchAllMiner(), margin, reduction="mean")[0] == pytest.approx(hinge.mean(), abs=1e-5)
 
 
-def test_telemetry_distances():
+def test_telemetry_distances(pynative):
     _, tel = loss_of(BatchAllMiner(), 0.2)
     assert tel[1] == pytest.approx((1.0 + 2.5) / 2, abs=1e-5)  # mean over positive pairs
     assert tel[2] == pytest.approx((1.5 + 4 + 0.5 + 3) / 4, abs=1e-5)  # mean over negative pairs
     assert tel[3] == pytest.approx(np.abs(E).mean(), abs=1e-5)
 
 
-def test_squared_distances():
+def test_squared_distances(pynative):
     # batch-hard: anchor 0 -> (p=1, n=2): 1 - 2.25; anchor 1 -> (0, 2): 1 - 0.25; anchor 2 -> (3, 1): 6.25 - 0.25;
     # anchor 3 -> (2, 1): 6.25 - 9
     diffs = np.array([1 - 2.25, 1 - 0.25, 6.25 - 0.25, 6.25 - 9])
@@ -49,13 +49,13 @@ def test_squared_distances():
     assert got == pytest.approx(hinge.sum() / (hinge > 0).sum(), abs=1e-5)
 
 
-def test_zero_when_no_triplet_is_active():
+def test_zero_when_no_triplet_is_active(pynative):
     e = np.array([[0.0], [0.1], [5.0], [5.1]], np.float32)
     got, tel = loss_of(BatchAllMiner(), 0.5, e=e)
     assert got == 0.0 and tel[0] == 0.0
 
 
-def test_gradient_finite_at_zero_distance():
+def test_gradient_finite_at_zero_distance(pynative):
     e = np.zeros((4, 3), np.float32)
     e[:, 0] = 1.0  # every embedding identical: all distances 0
     criterion = TripletLoss(BatchAllMiner(), 0.2)
@@ -69,48 +69,75 @@ def test_gradient_finite_at_zero_distance():
     assert np.isfinite(grad).all()
 
 
-def _dense_loss(miner, margin):
-    """The (B, B, B) formula over the miner's own mask: the reference for the one-negative (B, B) path."""
-    from mindspore import ops
+def brute_loss(e, refs, triplets, margin, squared=False, reduction="active_mean"):
+    """The loss over `triplets` (a, p, n) of batch `e` (n indexes `refs` = [batch | memory]) and its gradient with
+    respect to the batch, term by term in float64: d(x, y) = |x - y| (squared: |x - y|^2), whose gradient is
+    (x - y) / d (squared: 2 (x - y)). Stored references (n >= B) are constants."""
+    e, refs = e.astype(np.float64), refs.astype(np.float64)
+    grad, total, active = np.zeros_like(e), 0.0, 0
 
-    from facenet.mining import label_masks, pairwise_distances
+    def dist(x, y):
+        diff = x - y
+        d2 = float(diff @ diff)
+        return (d2, 2 * diff) if squared else (np.sqrt(d2), diff / max(np.sqrt(d2), 1e-6))
 
-    def f(x, y):
-        dist = pairwise_distances(x)
-        pos, neg = label_masks(y)
-        selected = ops.stop_gradient(miner(dist, pos, neg))
-        hinge = ops.relu(dist.expand_dims(2) - dist.expand_dims(1) + margin)
-        return (hinge * selected).sum() / (((hinge > 0).astype(ms.float32) * selected).sum() + 1e-8)
+    for a, p, n in triplets:
+        (d_ap, g_ap), (d_an, g_an) = dist(e[a], e[p]), dist(e[a], refs[n])
+        if d_ap - d_an + margin <= 0:
+            continue
+        total, active = total + d_ap - d_an + margin, active + 1
+        grad[a] += g_ap - g_an
+        grad[p] -= g_ap
+        if n < len(e):
+            grad[n] += g_an
+    scale = (active + 1e-8) if reduction == "active_mean" else max(len(triplets), 1)
+    return total / scale, grad / scale
 
-    return f
+
+def loss_value(criterion):
+    """criterion's loss alone, as a function of (embeddings, labels) to differentiate."""
+
+    def value(emb, labels):
+        return criterion(emb, labels)[0]
+
+    return value
 
 
-@pytest.mark.parametrize("miner_cls", [BatchHardMiner, SemiHardMiner, RandomTripletsMiner])
-@pytest.mark.parametrize("margin", [0.1, 0.5])
-def test_one_negative_path_gives_the_dense_loss_and_gradient(miner_cls, margin):
+@pytest.mark.parametrize("mode", ["PYNATIVE", "GRAPH"])
+def test_one_negative_miners_loss_and_gradient_equal_the_term_by_term_sum(mode):
+    """Batch hard, semi-hard and offline triplets: value and gradient against `brute_loss` over the miner's own
+    selection (tests/test_miners.py checks that selection against brute force); op by op, and compiled (one
+    setting: a compilation costs 3 s)."""
+    settings = [(0.1, False, "active_mean"), (0.5, True, "mean")]
+    ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
+    try:
+        _check_one_negative_miners(settings if mode == "PYNATIVE" else settings[:1])
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)
+
+
+def _check_one_negative_miners(settings: list[tuple[float, bool, str]]) -> None:
+    from tests.test_miners import mined
+
     rng = np.random.default_rng(3)
-    if miner_cls is RandomTripletsMiner:  # anchors | positives | negatives; triplet 2 is invalid (negative's label)
-        y = np.array([0, 1, 2, 3, 0, 1, 2, 3, 5, 6, 3, 7], np.int32)
-    else:
-        y = np.repeat(np.arange(6), 4).astype(np.int32)
-    e = rng.normal(size=(len(y), 8)).astype(np.float32)
-    e /= np.linalg.norm(e, axis=1, keepdims=True)
-    miner = miner_cls()
-    assert miner.one_negative
-    criterion = TripletLoss(miner, margin)
-
-    def fast(x, y):
-        return criterion(x, y)[0]
-
-    dense = _dense_loss(miner, margin)
-    x, t = ms.Tensor(e), ms.Tensor(y)
-    for fn in (fast, dense):
-        assert np.isfinite(float(fn(x, t).asnumpy()))
-    assert float(fast(x, t).asnumpy()) == pytest.approx(float(dense(x, t).asnumpy()), rel=1e-5, abs=1e-6)
-    g_fast = ms.jit(ms.grad(fast))(x, t).asnumpy()
-    g_dense = ms.jit(ms.grad(dense))(x, t).asnumpy()
-    assert np.abs(g_fast).max() > 1e-3  # some triplet is active: the comparison is not between two zeros
-    np.testing.assert_allclose(g_fast, g_dense, rtol=1e-4, atol=1e-6)
+    for miner_cls in (BatchHardMiner, SemiHardMiner, RandomTripletsMiner):
+        if miner_cls is RandomTripletsMiner:  # anchors | positives | negatives; triplet 2 is invalid (negative's label)
+            y = np.array([0, 1, 2, 3, 0, 1, 2, 3, 5, 6, 3, 7], np.int32)
+        else:
+            y = np.repeat(np.arange(6), 4).astype(np.int32)
+        e = rng.normal(size=(len(y), 8)).astype(np.float32)
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        for margin, squared, reduction in settings:
+            criterion = TripletLoss(miner_cls(), margin, squared, reduction, positives_per_anchor=3)
+            triplets = mined(criterion, e, y)
+            want, want_grad = brute_loss(e, e, triplets, margin, squared, reduction)
+            x, t = ms.Tensor(e), ms.Tensor(y)
+            value = loss_value(criterion)
+            got = float(value(x, t).asnumpy())
+            grad = ms.grad(value)(x, t).asnumpy()
+            assert got == pytest.approx(want, rel=1e-5, abs=1e-6), (miner_cls, margin, squared)
+            assert np.abs(want_grad).max() > 1e-3  # some triplet is active: not a comparison of two zeros
+            np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-5)
 
 
 def _brute_force_telemetry(e, y, margin, squared):
@@ -134,7 +161,7 @@ def _brute_force_telemetry(e, y, margin, squared):
 
 @pytest.mark.parametrize("squared", [False, True])
 @pytest.mark.parametrize("labels", ["pk", "uneven", "singletons"])
-def test_difficulty_fractions_and_distance_percentiles_equal_brute_force(squared, labels):
+def test_difficulty_fractions_and_distance_percentiles_equal_brute_force(squared, labels, pynative):
     rng = np.random.default_rng(7)
     y = {"pk": np.repeat(np.arange(5), 3), "uneven": np.array([0, 0, 0, 0, 1, 1, 2, 3, 3, 3, 4]),
          "singletons": np.arange(6)}[labels].astype(np.int32)  # fmt: skip
@@ -151,7 +178,7 @@ def test_difficulty_fractions_and_distance_percentiles_equal_brute_force(squared
         assert got[:6].tolist() == [0.0] * 6
 
 
-def test_collapsed_embeddings_are_all_hard_triplets_at_distance_zero():
+def test_collapsed_embeddings_are_all_hard_triplets_at_distance_zero(pynative):
     e = np.tile(np.array([[0.6, 0.8]], np.float32), (8, 1))
     _, tel = loss_of(BatchHardMiner(), 0.2, e=e, y=np.repeat(np.arange(4), 2).astype(np.int32))
     named = dict(zip(TripletLoss.TELEMETRY, tel, strict=True))

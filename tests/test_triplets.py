@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import mindspore as ms
 import numpy as np
 import pandas as pd
 import pytest
 
 from facenet.data.triplets import ClassIndex, TripletSampler, draw_triplets, read_triplets_csv, triplets_frame
 from facenet.errors import DataError
-from facenet.mining import RandomTripletsMiner, label_masks, pairwise_distances
+from facenet.losses import TripletLoss
+from facenet.mining import RandomTripletsMiner
+from tests.test_miners import mined
 
 
 def table_of(counts):
@@ -63,9 +64,7 @@ def test_random_triplets_miner_selects_the_laid_out_triplets():
     y = np.array([0, 1, 2, 0, 1, 2, 3, 0, 0], np.int32)  # anchors 0..2, positives 3..5, negatives 6..8
     y[8] = 2  # third triplet's negative has the anchor's class: dropped
     e = np.random.default_rng(0).normal(size=(9, 4)).astype(np.float32)
-    pos, neg = label_masks(ms.Tensor(y))
-    mask = RandomTripletsMiner()(pairwise_distances(ms.Tensor(e)), pos, neg).asnumpy()
-    assert {tuple(int(v) for v in t) for t in np.argwhere(mask > 0)} == {(0, 3, 6), (1, 4, 7)}
+    assert mined(TripletLoss(RandomTripletsMiner(), 0.2), e, y) == {(0, 3, 6), (1, 4, 7)}
 
 
 def test_class_index_needs_a_positive_pair():

@@ -35,7 +35,8 @@ def test_stage_two_replaces_the_loss_groups_and_merges_the_rest(compose_cfg):
     cfg = compose_cfg(*SMALL, "loss=cosface", "two_stage.finetune.margin=0.4", "two_stage.finetune.lr=0.0001")
     first, second = stage_configs(cfg)
     assert first.task == second.task == "train" and first.two_stage is None and second.two_stage is None
-    assert first.loss._target_.endswith("CosFaceLoss") and first.miner is None and first.margin == 0.2
+    assert first.loss._target_.endswith("CosFaceLoss") and first.miner._target_ == "facenet.mining.none"
+    assert first.margin == 0.2
     assert second.loss == {"_target_": "facenet.losses.TripletLoss", "_partial_": True, "margin": 0.4,
                            "squared": False, "reduction": "active_mean"}  # fmt: skip
     assert second.miner._target_.endswith("SemiHardMiner") and second.batch._target_.endswith("PKSampler")

@@ -145,8 +145,15 @@ class AugmentConf:
 
 # ---------------------------------------------------------------- mining / loss
 @dataclass
+class MemoryConf:
+    size: int = MISSING
+    start_step: int = MISSING
+
+
+@dataclass
 class MinerConf:
     _target_: str = MISSING
+    memory: MemoryConf = field(default_factory=MemoryConf)
 
 
 @dataclass
@@ -322,6 +329,7 @@ class PKBatchConf:
     _partial_: bool = True
     identities: int = MISSING
     images_per_identity: int = MISSING
+    singletons: int = MISSING
 
 
 @dataclass
@@ -395,7 +403,7 @@ class Config:
     dataset: Any = MISSING
     eval: Any = MISSING
     also_eval: dict[str, Any] = MISSING
-    miner: Any = MISSING  # null: no miner (miner=none, what a classification loss selects)
+    miner: Any = MISSING
     loss: Any = MISSING
     optimizer: Any = MISSING
     lr_schedule: Any = MISSING

@@ -13,57 +13,68 @@ log = logging.getLogger(__name__)
 
 
 class PKSampler:
-    """Image indices for batches of P identities x K images; epoch `e` is reproducible from `(seed, e)` alone, so a
-    run resumed at any epoch replays the same order.
+    """Image indices for batches of P identities x K images (then `singletons` images of single-image identities);
+    epoch `e` is reproducible from `(seed, e)` alone, so a run resumed at any epoch replays the same order.
 
     Identities are drawn without replacement within a batch; an identity with fewer than K images contributes
-    all of them plus repeats drawn at random; identities with a single image cannot form a positive pair and are
-    left out (counted in `skipped`).
+    all of them plus repeats drawn at random. Identities with a single image cannot form a positive pair: they are
+    left out (counted in `skipped`), unless `singletons` > 0 puts that many of them (one image each, distinct
+    identities) at the end of every batch, as negatives only, for the others' anchors and a cross-batch memory.
     """
 
     layout = "pk"
 
     def __init__(self, labels: np.ndarray | pd.DataFrame, identities: int, images_per_identity: int,
-                 steps_per_epoch: int | None = None, seed: int = 0):  # fmt: skip
-        """`labels`: one class per image (or the index table); `steps_per_epoch` None: images // (P * K)."""
+                 singletons: int = 0, steps_per_epoch: int | None = None, seed: int = 0):  # fmt: skip
+        """`labels`: one class per image (or the index table); `steps_per_epoch` None: images // batch size."""
         if identities < 2 or images_per_identity < 2:
             raise ConfigError(
                 f"batch.identities={identities}, batch.images_per_identity={images_per_identity}: triplets need "
                 "P >= 2 identities with K >= 2 images each"
             )
+        if singletons < 0:
+            raise ConfigError(f"batch.singletons={singletons}: must be >= 0")
         labels = labels["class"].to_numpy() if isinstance(labels, pd.DataFrame) else np.asarray(labels)
         classes, counts = np.unique(labels, return_counts=True)
         usable = classes[counts >= 2]
-        self.skipped = int((counts < 2).sum())
+        self.skipped = int((counts < 2).sum()) if not singletons else 0
         if self.skipped:
-            log.warning("%d identities have a single image and cannot give a positive pair; not sampled", self.skipped)
+            log.warning("%d identities have a single image and cannot give a positive pair; not sampled "
+                        "(batch.singletons=N puts N of them in every batch, as negatives)", self.skipped)  # fmt: skip
         if len(usable) < identities:
             raise DataError(f"batch.identities={identities} but only {len(usable)} identities have at least 2 images")
+        self._singles = np.flatnonzero(np.isin(labels, classes[counts == 1]))
+        if singletons > len(self._singles):
+            raise DataError(f"batch.singletons={singletons} but only {len(self._singles)} identities have a single "
+                            "image")  # fmt: skip
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], usable)
         self._members = [order[b : b + c] for b, c in zip(bounds, counts[counts >= 2], strict=True)]
-        self.p, self.k, self.seed = identities, images_per_identity, seed
-        self.steps = steps_per_epoch or max(1, len(labels) // (identities * images_per_identity))
+        self.p, self.k, self.singletons, self.seed = identities, images_per_identity, singletons, seed
+        self.steps = steps_per_epoch or max(1, len(labels) // self.batch_size)
 
     @property
     def batch_size(self) -> int:
-        return self.p * self.k
+        return self.p * self.k + self.singletons
 
     def __len__(self) -> int:
         """Images per epoch."""
-        return self.steps * self.p * self.k
+        return self.steps * self.batch_size
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
-        """All indices of one epoch, batch after batch (steps x P x K)."""
+        """All indices of one epoch, batch after batch (steps x (P x K + singletons))."""
         rng = np.random.default_rng([self.seed, epoch])
-        out = np.empty((self.steps, self.p, self.k), dtype=np.int64)
+        out = np.empty((self.steps, self.batch_size), dtype=np.int64)
         for step in range(self.steps):
+            groups = out[step, : self.p * self.k].reshape(self.p, self.k)
             for slot, ident in enumerate(rng.choice(len(self._members), self.p, replace=False)):
                 members = self._members[ident]
                 if len(members) >= self.k:
-                    out[step, slot] = rng.choice(members, self.k, replace=False)
+                    groups[slot] = rng.choice(members, self.k, replace=False)
                 else:
-                    out[step, slot] = np.concatenate([members, rng.choice(members, self.k - len(members))])
+                    groups[slot] = np.concatenate([members, rng.choice(members, self.k - len(members))])
+            if self.singletons:
+                out[step, self.p * self.k :] = rng.choice(self._singles, self.singletons, replace=False)
         return out.reshape(-1)
 
 

@@ -1,10 +1,10 @@
 """In-graph statistics of a batch's distances, for a loss's telemetry (no gradient, static shapes, O(B^2 log B)).
 
-`DISTANCE_PERCENTILES` of the positive and of the negative pair distances, and how the batch's valid triplets
+`DISTANCE_PERCENTILES` of the positive and of the negative pair distances, and how the valid triplets
 (anchor, positive, negative) split into hard (d_an <= d_ap), semi-hard (d_ap < d_an < d_ap + margin) and easy
-(d_an >= d_ap + margin, no loss) ones: FaceNet's categories, counted over every valid triplet of the batch whatever
-the miner selects (a sort of each anchor's negative distances and a binary search per positive, not a (B, B, B)
-array).
+(d_an >= d_ap + margin, no loss) ones: FaceNet's categories, counted over every valid triplet of anchors x
+references (the batch, and a cross-batch memory's stored embeddings) whatever the miner selects (a sort of each
+anchor's negative distances and a binary search per positive, not a (B, R, R) array).
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from facenet.mining.base import BIG
 DISTANCE_PERCENTILES = (10, 50, 90)
 DIFFICULTY = ("easy_fraction", "semi_hard_fraction", "hard_fraction")
 DISTANCE_STATS = tuple(f"d_{kind}_p{q}" for kind in ("ap", "an") for q in DISTANCE_PERCENTILES)
+# with a cross-batch memory: the share of the active triplets whose negative is a stored embedding, those
+# negatives' mean age in steps, and the share of the memory's slots mined this step (0 before its start step)
+MEMORY_STATS = ("memory_negative_fraction", "memory_negative_age", "memory_in_use")
 
 
 def masked_percentiles(values, mask, percentiles=DISTANCE_PERCENTILES):
@@ -46,10 +49,3 @@ def triplet_difficulty(dist, pos, neg, margin: float):
     n_hard, n_within = (pos * hard).sum(), (pos * within).sum()
     denominator = ops.maximum(valid, 1.0)
     return ops.stack([(valid - n_within) / denominator, (n_within - n_hard) / denominator, n_hard / denominator])
-
-
-def distance_telemetry(dist, pos, neg, margin: float):
-    """`DIFFICULTY` then `DISTANCE_STATS`, as one vector."""
-    return ops.concat(
-        [triplet_difficulty(dist, pos, neg, margin), masked_percentiles(dist, pos), masked_percentiles(dist, neg)]
-    )

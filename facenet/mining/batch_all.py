@@ -1,10 +1,8 @@
-"""Every valid triplet of the batch (Hermans et al. 2017, "batch all")."""
+"""Every valid triplet (Hermans et al. 2017, "batch all")."""
 
 from facenet.mining.base import Miner
 
 
 class BatchAllMiner(Miner):
-    """All (a, p, n) with label(a) = label(p), a != p, label(n) != label(a)."""
-
-    def construct(self, dist, pos, neg):
-        return pos.expand_dims(2) * neg.expand_dims(1)
+    """All (a, p, n): p any batch positive of a, n any negative reference of a (with a memory, the stored
+    embeddings of other identities too). The loss counts them per (a, p) and per (a, n) instead of listing them."""

@@ -3,24 +3,23 @@
 import mindspore as ms
 from mindspore import ops
 
-from facenet.mining.base import Miner, one_negative_mask
+from facenet.mining.base import BIG, Miner
 
 
 class RandomTripletsMiner(Miner):
     """Selects (i, B + i, 2B + i) for i < B in a batch of 3B images laid out by `batch=triplets`; a triplet whose
-    labels are not (same, same, other) is dropped rather than trained on."""
+    labels are not (same, same, other) is dropped rather than trained on. Nothing to mine: no memory."""
 
     layout = "triplets"
     one_negative = True
 
-    def construct(self, dist, pos, neg):
-        return one_negative_mask(*self.negatives(dist, pos, neg))
+    def positives(self, within, pos, k: int):
+        n = pos.shape[0]
+        i = ops.arange(n, dtype=ms.int32).reshape(-1, 1)
+        column = ops.minimum(i + n // 3, n - 1)
+        return column, (i < n // 3).astype(ms.float32) * ops.gather_elements(pos, 1, column)
 
-    def negatives(self, dist, pos, neg):
-        n = dist.shape[0]
-        b = n // 3
-        i = ops.arange(n)
-        a, p = i.reshape(-1, 1), i.reshape(1, -1)
-        index = ops.broadcast_to(ops.minimum(a + 2 * b, n - 1), (n, n)).astype(ms.int32)
-        chosen = ops.logical_and(a < b, p == a + b).astype(dist.dtype)
-        return index, chosen * pos * ops.gather_elements(neg, 1, index)
+    def negatives(self, negative_dist, d_ap, listed):
+        n = negative_dist.shape[0]
+        column = ops.minimum(ops.arange(n, dtype=ms.int32).reshape(-1, 1) + 2 * (n // 3), n - 1)
+        return column, listed * (ops.gather_elements(negative_dist, 1, column) < BIG).astype(ms.float32)

@@ -1,8 +1,9 @@
 """FaceNet's semi-hard negatives (Schroff et al. 2015), with TensorFlow Addons' fallback."""
 
+import mindspore as ms
 from mindspore import ops
 
-from facenet.mining.base import BIG, Miner, one_negative_mask
+from facenet.mining.base import BIG, Miner, has_negative
 
 
 class SemiHardMiner(Miner):
@@ -10,20 +11,17 @@ class SemiHardMiner(Miner):
     margin m it lies inside the semi-hard band d(a,p) < d(a,n) < d(a,p) + m whenever the band holds any negative
     (else the triplet is already satisfied and contributes no loss). When every negative is closer than p, the
     farthest negative is taken (the least hard of the hard ones), as `tfa.losses.triplet_semihard_loss` does.
-    First index on ties."""
+    First index on ties. Positives are the batch's; with a memory the negatives are sought among the stored
+    embeddings too. One (B, R) search per listed positive, not an (a, p, n) array."""
 
     one_negative = True
 
-    def construct(self, dist, pos, neg):
-        return one_negative_mask(*self.negatives(dist, pos, neg))
-
-    def negatives(self, dist, pos, neg):
-        b = dist.shape[0]
-        d_an = dist.expand_dims(1)  # (a, 1, n)
-        farther = neg.expand_dims(1) * (d_an > dist.expand_dims(2))  # (a, p, n)
-        semi = ops.argmin(d_an + BIG * (1.0 - farther), axis=2)  # (a, p)
-        easiest = ops.argmax(dist * neg - BIG * (1.0 - neg), dim=1)  # (a,)
-        has_semi = farther.max(axis=2) > 0
-        index = ops.where(has_semi, semi, ops.broadcast_to(easiest.reshape(-1, 1), (b, b)).astype(semi.dtype))
-        has_neg = neg.max(axis=1).reshape(-1, 1)  # an anchor without negatives (one-identity batch) mines nothing
-        return index, pos * has_neg
+    def negatives(self, negative_dist, d_ap, listed):
+        easiest = ops.argmax(ops.select(negative_dist < BIG, negative_dist, ops.full_like(negative_dist, -1.0)), dim=1)
+        chosen = []
+        for j in range(d_ap.shape[1]):
+            farther = ops.select(negative_dist > d_ap[:, j : j + 1], negative_dist, ops.full_like(negative_dist, BIG))
+            semi = ops.argmin(farther, axis=1)
+            found = ops.gather_elements(farther, 1, semi.reshape(-1, 1)).reshape(-1) < BIG
+            chosen.append(ops.select(found, semi, easiest))
+        return ops.stack(chosen, axis=1).astype(ms.int32), listed * has_negative(negative_dist)

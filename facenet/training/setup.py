@@ -12,7 +12,7 @@ from typing import Any
 import mindspore as ms
 import numpy as np
 import pandas as pd
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class, get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from facenet.align import STYLES
@@ -24,6 +24,7 @@ from facenet.errors import ConfigError
 from facenet.evaluation.protocols import VerificationProtocol
 from facenet.losses.base import EmbeddingLoss
 from facenet.losses.classifier import sharded
+from facenet.mining.base import MemorySettings
 from facenet.models.build import build_network
 from facenet.models.embedding import EmbeddingNet, count_parameters
 from facenet.models.io import load_network_weights, read_checkpoint, read_spec, resolve_checkpoint, sidecar
@@ -113,6 +114,7 @@ def validate(cfg: DictConfig) -> None:
         bad.append(f"also_eval names {clash} (taken by the run's own metrics: {', '.join(RESERVED_PREFIXES)})")
     if bad:
         raise ConfigError("invalid settings: " + ", ".join(bad))
+    check_memory(cfg)
     loss = build_loss(cfg, num_classes=2)  # the loss's own settings and its miner, before any data is read
     check_batches(cfg, get_class(cfg.batch._target_).layout)
     if cfg.train.health == "stop" and not loss.USES_MINER:
@@ -130,6 +132,29 @@ def check_batches(cfg: DictConfig, layout: str) -> None:
         raise ConfigError(f"{choice(cfg, 'miner')} mines triplets in P x K batches; batch=shuffle does not promise "
                           "two images of an identity in a batch: use batch=pk, or a classification loss "
                           "(loss=softmax | arcface | cosface | combined)")  # fmt: skip
+
+
+def check_memory(cfg: DictConfig) -> None:
+    """ConfigError unless `miner.memory` can work with this loss, miner and batch (before any data is read; the
+    global batch under data parallel is checked in `build_step`)."""
+    memory = MemorySettings(**cfg.miner.memory)
+    if not memory.size:
+        return
+    size = f"miner.memory.size={memory.size}"
+    if not get_class(cfg.loss._target_).USES_MINER:
+        raise ConfigError(f"{size} does not apply to {choice(cfg, 'loss')}: a cross-batch memory holds earlier "
+                          "embeddings for a triplet miner; a classification loss compares each image with its class "
+                          "centres instead; drop miner.memory.size")  # fmt: skip
+    layouts = {get_class(cfg.batch._target_).layout, getattr(get_object(cfg.miner._target_), "layout", "pk")}
+    if layouts != {"pk"}:
+        raise ConfigError(f"{size} needs online mining on P x K batches; {choice(cfg, 'miner')} with "
+                          f"{choice(cfg, 'batch')} trains on offline triplets, with nothing to mine: use "
+                          "miner=semi_hard | batch_hard | batch_all (batch=pk), or drop the memory")  # fmt: skip
+    batch = cfg.batch.identities * cfg.batch.images_per_identity + cfg.batch.singletons
+    if memory.size < batch:
+        raise ConfigError(f"{size} is smaller than a batch ({batch} images): the memory keeps the newest M "
+                          f"embeddings and takes a whole batch each step; use at least {batch} (e.g. "
+                          f"{16 * batch})")  # fmt: skip
 
 
 def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, VerificationProtocol, dict[str, PairSet]]:
@@ -202,7 +227,8 @@ def build_loss(cfg: DictConfig, num_classes: int | None = None, miner=None) -> E
         if miner is None:
             raise ConfigError(f"{choice(cfg, 'loss')} compares images with images and needs a miner: "
                               "miner=semi_hard | batch_hard | batch_all | random_triplets")  # fmt: skip
-        return factory(miner=miner)
+        per_anchor = cfg.batch.images_per_identity - 1 if "images_per_identity" in cfg.batch else None
+        return factory(miner=miner, embedding_size=int(cfg.embedding_size), positives_per_anchor=per_anchor)
     if miner is not None:
         raise ConfigError(f"{choice(cfg, 'miner')} does not apply to {choice(cfg, 'loss')}: a classification loss "
                           "compares each image with the class centres, not with other images; drop the miner "
@@ -271,6 +297,16 @@ def build_step(cfg: DictConfig, net: EmbeddingNet, steps_per_epoch: int, loss: E
     if cfg.hardware.mine_global_batch and not loss.USES_MINER:
         raise ConfigError(f"hardware.mine_global_batch=true mines triplets over all ranks; {choice(cfg, 'loss')} "
                           "mines nothing: set it false")  # fmt: skip
+    memory, ranks = getattr(loss, "memory", None), world()[1]
+    if memory is not None and ranks > 1:
+        if not cfg.hardware.mine_global_batch:
+            raise ConfigError(f"miner.memory.size={memory.size} under data parallel needs "
+                              "hardware.mine_global_batch=true: every rank then mines and stores the same global "
+                              "batch, so the memories stay identical")  # fmt: skip
+        batch = ranks * (cfg.batch.identities * cfg.batch.images_per_identity + cfg.batch.singletons)
+        if memory.size < batch:
+            raise ConfigError(f"miner.memory.size={memory.size} is smaller than the global batch ({ranks} ranks x "
+                              f"{batch // ranks} = {batch} images): use at least {batch}")  # fmt: skip
     step = TrainStep(net, loss, optimizer, cfg.hardware.mine_global_batch)
     step.set_train(True)
     return step, lr

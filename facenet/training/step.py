@@ -29,16 +29,20 @@ class _GatherForMining(nn.Cell):
 
 class TrainStep(nn.Cell):
     """step(images, labels, *loss_inputs) -> (loss, telemetry); parameters of network, loss (a classifier's class
-    weights) and optimizer live here, so saving this cell saves everything needed to resume (weights, moments,
-    global step)."""
+    weights, a cross-batch memory's state) and optimizer live here, so saving this cell saves everything needed to
+    resume (weights, moments, global step, memory)."""
 
     def __init__(self, network: nn.Cell, loss: nn.Cell, optimizer: nn.Optimizer, mine_global_batch: bool = False):
         """`mine_global_batch` (data parallel): all-gather every rank's embeddings and labels and mine triplets over
         the global batch; each rank computes the same global loss, and the all-gather's backward (reduce-scatter)
-        times the mean over ranks gives exactly the gradient of that loss."""
+        times the mean over ranks gives exactly the gradient of that loss. A memory then stores the global batch,
+        the same on every rank."""
         super().__init__(auto_prefix=False)  # keep the network's own parameter names (as TrainOneStepCell does)
         self.network, self.loss, self.optimizer = network, loss, optimizer
+        self.memory = getattr(loss, "memory", None)
         rank, size = world()
+        if self.memory is not None and size > 1 and not mine_global_batch:
+            raise AssertionError("a cross-batch memory under data parallel needs the global batch")
         self.gather = _GatherForMining(rank, size) if mine_global_batch and size > 1 else None
         self.gather_labels = ops.AllGather() if self.gather is not None else None
         self.grad_fn = ms.value_and_grad(self.forward, None, optimizer.parameters, has_aux=True)
@@ -55,12 +59,15 @@ class TrainStep(nn.Cell):
         embeddings = self.network.features(images) if self.loss.FEATURES else self.network(images)
         if self.gather is not None:
             embeddings, labels = self.gather(embeddings), self.gather_labels(labels)
-        return self.loss(embeddings, labels, *inputs)
+        loss, telemetry = self.loss(embeddings, labels, *inputs)
+        return loss, telemetry, embeddings, labels  # the last two for a memory (aux outputs: no gradient)
 
     def construct(self, images, labels, *inputs):
         """`inputs`: the loss's `step_inputs` of this step (none for most losses)."""
-        (loss, telemetry), grads = self.grad_fn(images, labels, *inputs)
+        (loss, telemetry, embeddings, labels), grads = self.grad_fn(images, labels, *inputs)
         if self.reducer is not None:
             grads = self.reducer(grads[: self.shared]) + grads[self.shared :]
-        self.optimizer(grads)
+        updated = self.optimizer(grads)
+        if self.memory is not None:  # the batch enters after this step's mining read the memory
+            self.memory.enqueue(ops.depend(embeddings, updated), labels)
         return loss, telemetry

@@ -57,6 +57,9 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
     if t.world_size > 1:  # trainable weights agree on every rank (BatchNorm running statistics are each rank's own)
         digest = hashlib.sha1(b"".join(p.asnumpy().tobytes() for p in t.net.trainable_params())).hexdigest()
         log.info("rank %d of %d: final weights sha1 %s", t.rank, t.world_size, digest)
+        if t.step.memory is not None:  # every rank stored the same global batches
+            digest = hashlib.sha1(b"".join(p.asnumpy().tobytes() for p in t.step.memory.get_parameters())).hexdigest()
+            log.info("rank %d of %d: final memory sha1 %s", t.rank, t.world_size, digest)
         barrier()  # ranks leave together: the cluster counts an early exit as a failed node
     if not t.is_main:
         return metrics
