@@ -156,8 +156,9 @@ def test_pk_sampler_batches():
 
 
 def test_pk_sampler_feeds_single_image_identities_as_negatives_when_asked():
-    """batch.singletons=2: every batch is the same P x K as without them (the same draws), then 2 images of
-    distinct single-image identities."""
+    """batch.singletons=2: every batch is P x K, then 2 images of distinct single-image identities. The first
+    batch's P x K draws are those without singletons; later batches differ (the singletons' draws use the same
+    random stream), so switching them on reorders a run."""
     labels = np.repeat(np.arange(9), [5, 4, 3, 2, 1, 6, 1, 1, 1])  # identities 4, 6, 7, 8 have one image each
     plain = PKSampler(labels, identities=3, images_per_identity=4, steps_per_epoch=5, seed=1)
     mixed = PKSampler(labels, identities=3, images_per_identity=4, singletons=2, steps_per_epoch=5, seed=1)

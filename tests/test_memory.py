@@ -13,6 +13,7 @@ import pytest
 from facenet.errors import ConfigError
 from facenet.losses import TripletLoss
 from facenet.mining import BatchAllMiner, BatchHardMiner, MemorySettings, SemiHardMiner
+from facenet.mining.memory import UNUSED
 from tests.test_miners import MINERS, ORACLES, Enqueue, brute_distances, roles
 from tests.test_triplet_loss import brute_loss, loss_value
 
@@ -43,7 +44,7 @@ def test_the_ring_buffer_holds_the_last_m_embeddings_as_a_deque_does():
             assert np.array_equal(row[:3], emb) and row[3] == 1.0 and row[4] == pytest.approx(float(emb @ emb))
             assert state["labels"][slot] == label and state["written"][slot] == written
         empty = np.setdiff1d(np.arange(10), filled)
-        assert (state["labels"][empty] == -1).all() and (state["rows"][empty, 4] >= 1e18).all()
+        assert (state["labels"][empty] == -1).all() and (state["rows"][empty, 4] == UNUSED).all()
 
 
 def _filled(name, squared=False, size=16, start_step=0, seed=5):
@@ -74,7 +75,7 @@ def test_loss_and_gradient_with_a_memory_equal_the_term_by_term_sum(name, square
 
 @pytest.mark.parametrize("name", list(MINERS))
 def test_the_compiled_loss_with_a_memory_equals_the_term_by_term_sum(name):
-    check_against_the_term_by_term_sum(name, squared=name == "batch_all")
+    check_against_the_term_by_term_sum(name, squared=name == "semi_hard")
 
 
 def check_against_the_term_by_term_sum(name: str, squared: bool) -> None:
@@ -93,28 +94,31 @@ def check_against_the_term_by_term_sum(name: str, squared: bool) -> None:
 
 @pytest.mark.parametrize("name", list(MINERS))
 def test_stored_embeddings_get_no_gradient(name, pynative):
+    """Made trainable for the test (a non-trainable parameter gets a zero gradient whatever the loss does), the
+    stored rows still get none: the loss treats them as constants."""
     loss, e, y, *_ = _filled(name)
+    loss.memory.rows.requires_grad = True
     grad_fn = ms.grad(loss_value(loss), grad_position=0, weights=ms.ParameterTuple([loss.memory.rows]))
     to_batch, (to_memory,) = grad_fn(ms.Tensor(e), ms.Tensor(y))
     assert np.abs(to_batch.asnumpy()).max() > 1e-3 and not to_memory.asnumpy().any()
 
 
-def test_memory_telemetry_counts_the_active_triplets_with_stored_negatives_and_their_age(pynative):
-    loss, e, y, stored, stored_labels = _filled("batch_hard")
+@pytest.mark.parametrize("name", list(MINERS))
+def test_memory_telemetry_counts_the_active_triplets_with_stored_negatives_and_their_age(name, pynative):
+    """Against the brute-force selection: the share of active triplets whose negative is stored, those negatives'
+    mean age (slots 0-5 written at step 0, 6-11 at step 1, mined at step 2), the slots in use (12 of 16)."""
+    loss, e, y, stored, stored_labels = _filled(name)
     names = loss.TELEMETRY
     assert names[-3:] == ("memory_negative_fraction", "memory_negative_age", "memory_in_use")
-    value, telemetry = loss(ms.Tensor(e), ms.Tensor(y))
-    named = dict(zip(names, telemetry.asnumpy(), strict=True))
-    columns, _, index, valid, _ = (t.asnumpy() for t in loss.select(ms.Tensor(e), ms.Tensor(y)))
+    named = dict(zip(names, loss(ms.Tensor(e), ms.Tensor(y))[1].asnumpy(), strict=True))
     refs = np.concatenate([e, stored]).astype(np.float64)
     d = brute_distances(e.astype(np.float64), refs)
-    active = [(a, int(index[a, 0])) for a in range(6) if valid[a, 0] and
-              d[a, columns[a, 0]] - d[a, index[a, 0]] + 0.3 > 0]  # fmt: skip
-    stored_active = [n for _, n in active if n >= 6]
-    age = [2 - (n - 6) // 6 for n in stored_active]  # slots 0-5: written at step 0; 6-11: step 1; now step 2
-    assert active and stored_active
-    assert named["memory_negative_fraction"] == pytest.approx(len(stored_active) / len(active))
-    assert named["memory_negative_age"] == pytest.approx(np.mean(age))
+    pos, neg = roles(y, np.r_[y, stored_labels], np.r_[np.ones(6, bool), stored_labels >= 0])
+    active = [n for a, p, n in ORACLES[name](d, pos, neg) if d[a, p] - d[a, n] + 0.3 > 0]
+    ages = [2 - (n - 6) // 6 for n in active if n >= 6]
+    assert active and ages
+    assert named["memory_negative_fraction"] == pytest.approx(len(ages) / len(active))
+    assert named["memory_negative_age"] == pytest.approx(np.mean(ages))
     assert named["memory_in_use"] == pytest.approx(12 / 16)
 
 
@@ -148,6 +152,7 @@ def test_the_training_step_stores_its_batch_after_mining(compose_cfg):
     assert dict(zip(names, telemetry.asnumpy(), strict=True))["memory_in_use"] == 0.0
     state = _memory_state(step.memory)
     np.testing.assert_allclose(state["rows"][:32, : before.shape[1]], before, atol=1e-6)
+    assert np.array_equal(state["labels"][:32], y.asnumpy()) and (state["labels"][32:] == -1).all()
     assert state["step"][0] == 1 and (state["written"][:32] == 0).all() and (state["written"][32:] == -1).all()
     _, telemetry = step(x[1], y)
     assert dict(zip(names, telemetry.asnumpy(), strict=True))["memory_in_use"] == 32 / 128
@@ -160,8 +165,8 @@ BAD = [
     (["miner.memory.size=-1"], r"miner.memory.size=-1: must be >= 0"),
     (["miner.memory.size=4096", "miner.memory.start_step=-5"], r"miner.memory.start_step=-5: must be >= 0"),
     (["miner.memory.size=4096", "miner=random_triplets"], r"needs online mining on P x K batches; "
-     r"miner=RandomTripletsMiner with batch=TripletSampler trains on offline triplets"),
-    (["miner.memory.size=4096", "batch=triplets"], r"needs online mining on P x K batches"),
+     r"miner=RandomTripletsMiner trains on offline triplets, with nothing to mine"),
+    (["miner.memory.size=4096", "batch=triplets"], r"mines P x K batches \(batch=pk\); batch=triplets holds offline"),
     (["miner.memory.size=4096", "loss=arcface"], r"miner.memory.size=4096 does not apply to loss=ArcFaceLoss: a "
      r"cross-batch memory holds earlier embeddings for a triplet miner"),
     (["miner.memory.size=80", "batch.singletons=24"], r"smaller than a batch \(88 images\)"),
@@ -180,13 +185,13 @@ def test_a_memory_that_cannot_work_is_refused_before_any_data_is_read(compose_cf
 def test_data_parallel_with_a_memory_needs_the_global_batch(compose_cfg, monkeypatch):
     from facenet.training import setup
 
-    cfg = compose_cfg("experiment=smoke", "miner.memory.size=64")
     monkeypatch.setattr(setup, "world", lambda: (0, 2))
     with pytest.raises(ConfigError, match="under data parallel needs hardware.mine_global_batch=true"):
-        setup.build_step(cfg, setup.build_model(cfg), steps_per_epoch=3)
+        setup.check_memory(compose_cfg("experiment=smoke", "miner.memory.size=128"))
     cfg = compose_cfg("experiment=smoke", "miner.memory.size=64", "hardware.mine_global_batch=true")
     with pytest.raises(ConfigError, match=r"smaller than the global batch \(2 ranks x 64 = 128 images\)"):
-        setup.build_step(cfg, setup.build_model(cfg), steps_per_epoch=3)
+        setup.check_memory(cfg)
+    setup.check_memory(compose_cfg("experiment=smoke", "miner.memory.size=128", "hardware.mine_global_batch=true"))
 
 
 def test_batch_hard_and_batch_all_take_stored_negatives_too(pynative):
@@ -200,3 +205,64 @@ def test_batch_hard_and_batch_all_take_stored_negatives_too(pynative):
         assert negatives[0].tolist() == [False, False, True, True, True, True, False, True]  # slot 2: anchor's own
         if miner is BatchHardMiner:
             assert index[0, 0] == 4 and valid[0, 0] == 1.0  # slot 0, at 0.1
+
+
+# ------------------------------------------------------------------ warm starts and resumes
+
+
+def _trained_step(compose_cfg, folder, *overrides):
+    """A training step with a memory after one step, saved as a training checkpoint with its sidecar."""
+    from facenet.models.io import model_spec, save_model
+    from facenet.training.setup import build_model, build_step
+
+    cfg = compose_cfg("experiment=smoke", "miner.memory.size=64", "miner.memory.start_step=0", *overrides)
+    step, _ = build_step(cfg, build_model(cfg), steps_per_epoch=3)
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(64, 3, 32, 32)).astype(np.float32)
+    step(ms.Tensor(images), ms.Tensor(np.repeat(np.arange(16), 4).astype(np.int32)))
+    path = folder / "memory.ckpt"
+    record = {"size": 64, "start_step": 0}
+    save_model(step, path, {**model_spec(cfg), "loss": {"name": "TripletLoss", "memory": record}})
+    return step, path
+
+
+def test_a_warm_start_never_takes_a_memory(compose_cfg, tmp_path):
+    """ckpt= with a memory: from a plain checkpoint (no memory in it) and from one with a filled memory, the
+    network's weights are taken and the memory starts empty."""
+    from facenet.training.setup import build_model, build_step
+    from tests.conftest import tiny_checkpoint
+
+    trained, with_memory = _trained_step(compose_cfg, tmp_path)
+    assert _memory_state(trained.memory)["step"][0] == 1
+    for ckpt in (tiny_checkpoint(compose_cfg, tmp_path), with_memory):
+        cfg = compose_cfg("experiment=smoke", "miner.memory.size=64", f"ckpt={ckpt}")
+        step, _ = build_step(cfg, build_model(cfg), steps_per_epoch=3)
+        state = _memory_state(step.memory)
+        assert state["step"][0] == 0 and (state["written"] == -1).all() and (state["labels"] == -1).all()
+
+
+def test_a_memory_run_resumes_with_its_memory_or_not_at_all(compose_cfg, tmp_path):
+    from facenet.training.resume import load_training_state
+    from facenet.training.setup import build_model, build_step
+
+    trained, ckpt = _trained_step(compose_cfg, tmp_path)
+
+    def step_of(*overrides):
+        cfg = compose_cfg("experiment=smoke", *overrides)
+        return build_step(cfg, build_model(cfg), steps_per_epoch=3)[0]
+
+    with pytest.raises(ConfigError, match=r"trained with a cross-batch memory \(size 64, start_step 0\); resume with "
+                       r"miner.memory.size=64 miner.memory.start_step=0"):  # fmt: skip
+        load_training_state(step_of(), ckpt)
+    with pytest.raises(ConfigError, match=r"resume with miner.memory.start_step=0"):
+        load_training_state(step_of("miner.memory.size=64", "miner.memory.start_step=5"), ckpt)
+    resumed = step_of("miner.memory.size=64", "miner.memory.start_step=0")
+    load_training_state(resumed, ckpt)
+    for key, value in _memory_state(trained.memory).items():
+        assert np.array_equal(_memory_state(resumed.memory)[key], value), key
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    from tests.conftest import tiny_checkpoint
+
+    with pytest.raises(ConfigError, match="trained without a cross-batch memory; resume without miner.memory.size"):
+        load_training_state(step_of("miner.memory.size=64"), tiny_checkpoint(compose_cfg, plain))

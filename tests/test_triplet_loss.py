@@ -33,6 +33,14 @@ def test_batch_all_active_mean_and_mean(margin, pynative):
     assert loss_of(BatchAllMiner(), margin, reduction="mean")[0] == pytest.approx(hinge.mean(), abs=1e-5)
 
 
+def test_batch_all_compiled_gives_the_hand_computed_loss():
+    """The compiled (GRAPH) batch-all path, whose memory part is an empty slice without a memory."""
+    hinge = np.maximum(DIFFS + 0.6, 0)
+    got, tel = loss_of(BatchAllMiner(), 0.6)
+    assert got == pytest.approx(hinge.sum() / (hinge > 0).sum(), abs=1e-5)
+    assert tel[0] == pytest.approx((hinge > 0).mean())
+
+
 def test_telemetry_distances(pynative):
     _, tel = loss_of(BatchAllMiner(), 0.2)
     assert tel[1] == pytest.approx((1.0 + 2.5) / 2, abs=1e-5)  # mean over positive pairs

@@ -1,10 +1,10 @@
 """In-graph statistics of a batch's distances, for a loss's telemetry (no gradient, static shapes, O(B^2 log B)).
 
-`DISTANCE_PERCENTILES` of the positive and of the negative pair distances, and how the valid triplets
+`DISTANCE_PERCENTILES` of the positive and of the negative pair distances, and how the batch's valid triplets
 (anchor, positive, negative) split into hard (d_an <= d_ap), semi-hard (d_ap < d_an < d_ap + margin) and easy
-(d_an >= d_ap + margin, no loss) ones: FaceNet's categories, counted over every valid triplet of anchors x
-references (the batch, and a cross-batch memory's stored embeddings) whatever the miner selects (a sort of each
-anchor's negative distances and a binary search per positive, not a (B, R, R) array).
+(d_an >= d_ap + margin, no loss) ones: FaceNet's categories, counted over every valid triplet of the batch whatever
+the miner selects (a sort of each anchor's negative distances and a binary search per positive, not a (B, B, B)
+array). A cross-batch memory's stored embeddings are left out: these describe the network as it is now.
 """
 
 from __future__ import annotations

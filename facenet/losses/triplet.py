@@ -160,8 +160,10 @@ class TripletLoss(EmbeddingLoss):
         (B, M) distance matrix."""
         if self.memory is None:
             return ops.zeros((), ms.float32)
+        counted = per_stored > 0  # elsewhere (other identities' slots not in use among them) d is huge: left out
         d = stored_squares if self.squared else ops.sqrt(stored_squares + 1e-12)
-        coef = 2.0 * per_stored if self.squared else per_stored / d
+        d = ops.select(counted, d, ops.zeros_like(d))
+        coef = 2.0 * per_stored if self.squared else per_stored / ops.select(counted, d, ops.ones_like(d))
         value = (per_stored * d).sum()
         surrogate = (0.5 * coef.sum(axis=1) * (emb * emb).sum(axis=1)).sum() - (
             emb * ops.matmul(coef, self.memory.embeddings())).sum()  # fmt: skip

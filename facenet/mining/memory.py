@@ -24,11 +24,11 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, nn, ops
 
-from facenet.mining.base import MemorySettings
+from facenet.mining.base import BIG, MemorySettings
 
-# added to the squared distance of a slot not in use (empty, or everything before `start_step`): the distance is
-# then at least 2e9 > BIG (and its square > BIG), so the miners see no negative there
-UNUSED = 4e18
+# added to the squared distance of a slot not in use (empty, or every slot before `start_step`): then above BIG, so
+# the miners see no negative there
+UNUSED = 2 * BIG
 
 
 class CrossBatchMemory(nn.Cell):

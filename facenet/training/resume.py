@@ -108,8 +108,10 @@ def restore(step: nn.Cell, point: ResumePoint) -> ResumePoint:
 
 
 def load_training_state(step: nn.Cell, ckpt: Path) -> None:
-    """Network and optimizer state (moments, step counter) from a training checkpoint; every parameter must fit."""
+    """Network and optimizer state (moments, step counter, a memory) from a training checkpoint; every parameter
+    must fit."""
     params = read_checkpoint(ckpt)
+    check_memory(step, params, ckpt)
     wanted = {p.name: p for p in step.get_parameters()}
     missing = sorted(set(wanted) - set(params))
     shapes = [k for k in wanted if k in params and tuple(params[k].shape) != tuple(wanted[k].shape)]
@@ -122,3 +124,25 @@ def load_training_state(step: nn.Cell, ckpt: Path) -> None:
                           f"{len(shapes)} reshaped parameters, e.g. {', '.join((missing + shapes)[:3])}); resume "
                           "with the overrides of the original run")  # fmt: skip
     ms.load_param_into_net(step, {k: params[k] for k in wanted}, strict_load=True)
+
+
+def check_memory(step: nn.Cell, params: dict, ckpt: Path) -> None:
+    """ConfigError unless the run resumes with the cross-batch memory it was trained with (its size from the
+    checkpoint, its start step from the sidecar's loss record), or without one if it had none."""
+    theirs, ours = params.get("memory.rows"), getattr(step, "memory", None)
+    if theirs is None and ours is None:
+        return
+    if theirs is None:
+        raise ConfigError(f"cannot resume from {ckpt}: it was trained without a cross-batch memory; resume without "
+                          f"miner.memory.size={ours.size}")  # fmt: skip
+    try:
+        recorded = json.loads(sidecar(ckpt).read_text())["loss"]["memory"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = {"size": theirs.shape[0]}
+    wanted = {"size": int(theirs.shape[0]), **{k: int(v) for k, v in recorded.items() if k != "size"}}
+    have = {"size": ours.size, "start_step": ours.start_step} if ours is not None else {"size": 0}
+    differ = [f"miner.memory.{k}={v}" for k, v in wanted.items() if have.get(k) != v]
+    if differ:
+        trained = ", ".join(f"{k} {v}" for k, v in wanted.items())
+        raise ConfigError(f"cannot resume from {ckpt}: it was trained with a cross-batch memory ({trained}); resume "
+                          f"with {' '.join(differ)}")  # fmt: skip

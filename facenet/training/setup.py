@@ -114,6 +114,7 @@ def validate(cfg: DictConfig) -> None:
         bad.append(f"also_eval names {clash} (taken by the run's own metrics: {', '.join(RESERVED_PREFIXES)})")
     if bad:
         raise ConfigError("invalid settings: " + ", ".join(bad))
+    MemorySettings(**cfg.miner.memory)  # its ranges, in one line, before the miner is built with them
     check_memory(cfg)
     loss = build_loss(cfg, num_classes=2)  # the loss's own settings and its miner, before any data is read
     check_batches(cfg, get_class(cfg.batch._target_).layout)
@@ -128,6 +129,9 @@ def check_batches(cfg: DictConfig, layout: str) -> None:
     miner = instantiate(cfg.miner)
     if miner is not None and miner.layout != "pk" and miner.layout != layout:
         raise ConfigError(f"{choice(cfg, 'miner')} needs batch={miner.layout}, not batch={layout}")
+    if miner is not None and miner.layout == "pk" and layout == "triplets":
+        raise ConfigError(f"{choice(cfg, 'miner')} mines P x K batches (batch=pk); batch=triplets holds offline "
+                          "(anchor, positive, negative) triplets, which miner=random_triplets trains on")  # fmt: skip
     if miner is not None and layout == "shuffle":
         raise ConfigError(f"{choice(cfg, 'miner')} mines triplets in P x K batches; batch=shuffle does not promise "
                           "two images of an identity in a batch: use batch=pk, or a classification loss "
@@ -135,8 +139,8 @@ def check_batches(cfg: DictConfig, layout: str) -> None:
 
 
 def check_memory(cfg: DictConfig) -> None:
-    """ConfigError unless `miner.memory` can work with this loss, miner and batch (before any data is read; the
-    global batch under data parallel is checked in `build_step`)."""
+    """ConfigError unless `miner.memory` can work with this loss, miner, batch and data parallelism (before any
+    data is read)."""
     memory = MemorySettings(**cfg.miner.memory)
     if not memory.size:
         return
@@ -145,16 +149,21 @@ def check_memory(cfg: DictConfig) -> None:
         raise ConfigError(f"{size} does not apply to {choice(cfg, 'loss')}: a cross-batch memory holds earlier "
                           "embeddings for a triplet miner; a classification loss compares each image with its class "
                           "centres instead; drop miner.memory.size")  # fmt: skip
-    layouts = {get_class(cfg.batch._target_).layout, getattr(get_object(cfg.miner._target_), "layout", "pk")}
-    if layouts != {"pk"}:
-        raise ConfigError(f"{size} needs online mining on P x K batches; {choice(cfg, 'miner')} with "
-                          f"{choice(cfg, 'batch')} trains on offline triplets, with nothing to mine: use "
-                          "miner=semi_hard | batch_hard | batch_all (batch=pk), or drop the memory")  # fmt: skip
-    batch = cfg.batch.identities * cfg.batch.images_per_identity + cfg.batch.singletons
-    if memory.size < batch:
-        raise ConfigError(f"{size} is smaller than a batch ({batch} images): the memory keeps the newest M "
-                          f"embeddings and takes a whole batch each step; use at least {batch} (e.g. "
-                          f"{16 * batch})")  # fmt: skip
+    if getattr(get_object(cfg.miner._target_), "layout", "pk") != "pk":
+        raise ConfigError(f"{size} needs online mining on P x K batches; {choice(cfg, 'miner')} trains on offline "
+                          "triplets, with nothing to mine: use miner=semi_hard | batch_hard | batch_all (batch=pk), "
+                          "or drop the memory")  # fmt: skip
+    check_batches(cfg, get_class(cfg.batch._target_).layout)  # P x K batches, before their sizes are read
+    ranks, batch = world()[1], cfg.batch.identities * cfg.batch.images_per_identity + cfg.batch.singletons
+    if ranks > 1 and not cfg.hardware.mine_global_batch:
+        raise ConfigError(f"{size} under data parallel needs hardware.mine_global_batch=true: every rank then mines "
+                          "and stores the same global batch, so the memories stay identical")  # fmt: skip
+    if memory.size < ranks * batch:
+        whole = f"the global batch ({ranks} ranks x {batch} = {ranks * batch} images)" if ranks > 1 else \
+            f"a batch ({batch} images)"  # fmt: skip
+        least = ranks * batch
+        raise ConfigError(f"{size} is smaller than {whole}: the memory keeps the newest M embeddings and takes a "
+                          f"whole batch each step; use at least {least} (e.g. {16 * least})")  # fmt: skip
 
 
 def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, VerificationProtocol, dict[str, PairSet]]:
@@ -241,8 +250,11 @@ def build_loss(cfg: DictConfig, num_classes: int | None = None, miner=None) -> E
 
 def warm_start_loss(loss: EmbeddingLoss, ckpt: str | os.PathLike, source: str) -> None:
     """A warm start (`ckpt=`) also takes the checkpoint's classifier when it has one of this loss's shapes;
-    otherwise the classifier starts fresh, and the log says why."""
-    wanted = {p.name: p for p in loss.get_parameters()}
+    otherwise the classifier starts fresh, and the log says why. A cross-batch memory always starts empty: the
+    embeddings another run stored are its network's, not this one's."""
+    memory = getattr(loss, "memory", None)
+    own = {p.name for p in memory.get_parameters()} if memory is not None else set()
+    wanted = {p.name: p for p in loss.get_parameters() if p.name not in own}
     if not wanted:
         return
     params = read_checkpoint(resolve_checkpoint(ckpt))
@@ -297,16 +309,6 @@ def build_step(cfg: DictConfig, net: EmbeddingNet, steps_per_epoch: int, loss: E
     if cfg.hardware.mine_global_batch and not loss.USES_MINER:
         raise ConfigError(f"hardware.mine_global_batch=true mines triplets over all ranks; {choice(cfg, 'loss')} "
                           "mines nothing: set it false")  # fmt: skip
-    memory, ranks = getattr(loss, "memory", None), world()[1]
-    if memory is not None and ranks > 1:
-        if not cfg.hardware.mine_global_batch:
-            raise ConfigError(f"miner.memory.size={memory.size} under data parallel needs "
-                              "hardware.mine_global_batch=true: every rank then mines and stores the same global "
-                              "batch, so the memories stay identical")  # fmt: skip
-        batch = ranks * (cfg.batch.identities * cfg.batch.images_per_identity + cfg.batch.singletons)
-        if memory.size < batch:
-            raise ConfigError(f"miner.memory.size={memory.size} is smaller than the global batch ({ranks} ranks x "
-                              f"{batch // ranks} = {batch} images): use at least {batch}")  # fmt: skip
     step = TrainStep(net, loss, optimizer, cfg.hardware.mine_global_batch)
     step.set_train(True)
     return step, lr
@@ -323,6 +325,10 @@ def build_training(cfg: DictConfig) -> Training:
         sampler.batch_size, sampler.layout,
     )  # fmt: skip
     loss = build_loss(cfg, data.num_identities)
+    memory = getattr(loss, "memory", None)
+    if memory is not None and memory.start_step >= cfg.epochs * sampler.steps:
+        log.warning("miner.memory.start_step=%d is past this run's last step (%d): the memory fills but is never "
+                    "mined; lower it", memory.start_step, cfg.epochs * sampler.steps)  # fmt: skip
     net = build_model(cfg)
     evaluation = Evaluation(protocol, sets, EvalTransform(protocol.input_size(net), protocol.center_crop,
                                                           cfg.preprocess.normalize))  # fmt: skip

@@ -69,5 +69,5 @@ class TrainStep(nn.Cell):
             grads = self.reducer(grads[: self.shared]) + grads[self.shared :]
         updated = self.optimizer(grads)
         if self.memory is not None:  # the batch enters after this step's mining read the memory
-            self.memory.enqueue(ops.depend(embeddings, updated), labels)
+            self.memory.enqueue(ops.depend(embeddings, updated), ops.depend(labels, updated))
         return loss, telemetry

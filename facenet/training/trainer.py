@@ -169,9 +169,12 @@ def train_step(t: Training, images, labels, state: TrainState) -> np.ndarray:
 
 
 def loss_record(cfg: DictConfig, t: Training) -> dict:
-    """What a checkpoint's sidecar says of the loss it was trained with (its classifier never leaves the run)."""
+    """What a checkpoint's sidecar says of the loss it was trained with (its classifier and its memory never leave
+    the run)."""
     settings = {k: v for k, v in OmegaConf.to_container(cfg.loss, resolve=True).items() if not k.startswith("_")}
     extra = {"identities": t.loss.num_classes} if hasattr(t.loss, "num_classes") else {}
+    if t.step.memory is not None:  # resume checks it (facenet.training.resume.check_memory)
+        extra["memory"] = {"size": t.step.memory.size, "start_step": t.step.memory.start_step}
     return {"name": type(t.loss).__name__, **settings, **extra}
 
 
