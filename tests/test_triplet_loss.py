@@ -80,7 +80,8 @@ def test_gradient_finite_at_zero_distance(pynative):
 def brute_loss(e, refs, triplets, margin, squared=False, reduction="active_mean"):
     """The loss over `triplets` (a, p, n) of batch `e` (n indexes `refs` = [batch | memory]) and its gradient with
     respect to the batch, term by term in float64: d(x, y) = |x - y| (squared: |x - y|^2), whose gradient is
-    (x - y) / d (squared: 2 (x - y)). Stored references (n >= B) are constants."""
+    (x - y) / d (squared: 2 (x - y)). Stored references (n >= B) are constants that push their anchor twice (the
+    separation a live negative adds by moving too), and with a memory the batch's gradient has its mean removed."""
     e, refs = e.astype(np.float64), refs.astype(np.float64)
     grad, total, active = np.zeros_like(e), 0.0, 0
 
@@ -94,11 +95,13 @@ def brute_loss(e, refs, triplets, margin, squared=False, reduction="active_mean"
         if d_ap - d_an + margin <= 0:
             continue
         total, active = total + d_ap - d_an + margin, active + 1
-        grad[a] += g_ap - g_an
+        grad[a] += g_ap - (g_an if n < len(e) else 2 * g_an)
         grad[p] -= g_ap
         if n < len(e):
             grad[n] += g_an
     scale = (active + 1e-8) if reduction == "active_mean" else max(len(triplets), 1)
+    if len(refs) > len(e):  # with a memory: the batch's gradient is centred (no net force on the batch)
+        grad -= grad.mean(axis=0)
     return total / scale, grad / scale
 
 

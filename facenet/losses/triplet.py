@@ -58,6 +58,8 @@ class TripletLoss(EmbeddingLoss):
 
     def construct(self, emb, labels):
         b = emb.shape[0]
+        if self.memory is not None:
+            emb = self._centred(emb)
         pos, neg = label_masks(labels)
         squares, negative_dist, columns, listed = self._candidates(emb, labels, pos, neg)
         d_ap = ops.gather_elements(squares, 1, columns)  # (B, k): each anchor's listed positives, for mining
@@ -65,7 +67,7 @@ class TripletLoss(EmbeddingLoss):
         if self.miner.one_negative:
             index, valid = self.miner.negatives(negative_dist, d_ap, listed)
             index, valid = ops.stop_gradient(index), ops.stop_gradient(valid)
-            an = pair_distances(emb, self._references(emb, index), self.squared)
+            an = self._pushed(pair_distances(emb, self._references(emb, index), self.squared), index >= b)
             hinge = ops.relu(ap - an + self.margin) * valid
             active = (hinge > 0).astype(ms.float32)
             total, n_active, n_selected = hinge.sum(), active.sum(), valid.sum()
@@ -146,6 +148,26 @@ class TripletLoss(EmbeddingLoss):
         memory = ops.gather(self.memory.embeddings(), ops.maximum(index - b, 0), 0)
         return ops.select(ops.broadcast_to((index < b).expand_dims(2), batch.shape), batch, memory)
 
+    @staticmethod
+    def _centred(emb):
+        """`emb`, whose gradient loses its mean over the batch. A loss of distances between live embeddings gives
+        gradients that sum to zero (each pair's two ends get opposite ones), so it never moves the batch as a
+        whole; a stored negative's end is a constant, and what it would have taken is a net force on the batch,
+        away from where the stored copies are: where the batch was a few steps ago. Followed step after step, that
+        force runs the embeddings away from their own past and into one point (docs/memory.md). Taking the mean out
+        removes exactly that net force, and nothing of a loss without a memory."""
+        centre = emb.mean(axis=0, keep_dims=True)
+        return emb - centre + ops.stop_gradient(centre)
+
+    @staticmethod
+    def _pushed(an, stored):
+        """d(a, n), with twice its gradient where n is stored. A live negative moves away from its anchor as the
+        anchor moves away from it; a stored one cannot, so its anchor takes the separation of both. Otherwise each
+        positive pair is pulled from both ends and each stored negative pushed from one, and the embeddings contract
+        to a point within tens of steps (docs/memory.md: batch-only training with detached negatives collapses the
+        same way)."""
+        return an + ops.select(stored, an - ops.stop_gradient(an), ops.zeros_like(an))
+
     def _age(self, slot):
         """Steps since memory slot `slot` was written (0 where `slot` < 0: a batch reference, or no memory)."""
         if self.memory is None:
@@ -153,17 +175,17 @@ class TripletLoss(EmbeddingLoss):
         return ops.gather(self.memory.age(), ops.maximum(slot, 0), 0) * (slot >= 0).astype(ms.float32)
 
     def _stored_sum(self, per_stored, emb, stored_squares):
-        """sum over (a, stored n) of count * d(a, n), with its gradient to the anchors (0 without a memory).
-        `stored_squares` (B, M) are the squared distances, constants; the gradient of d(a, n) is
-        (a - n) / d(a, n) (squared: 2 (a - n)), so the anchors' gradient is c * a - C @ n with C = count / d (or
-        2 count) and c its row sums: a surrogate with that gradient carries the value, without differentiating a
-        (B, M) distance matrix."""
+        """sum over (a, stored n) of count * d(a, n), with twice its gradient to the anchors (as `_pushed`; 0
+        without a memory). `stored_squares` (B, M) are the squared distances, constants; the gradient of d(a, n)
+        is (a - n) / d(a, n) (squared: 2 (a - n)), so the anchors' gradient is c * a - C @ n with C = 2 count / d
+        (or 4 count) and c its row sums: a surrogate with that gradient carries the value, without differentiating
+        a (B, M) distance matrix."""
         if self.memory is None:
             return ops.zeros((), ms.float32)
         counted = per_stored > 0  # elsewhere (other identities' slots not in use among them) d is huge: left out
         d = stored_squares if self.squared else ops.sqrt(stored_squares + 1e-12)
         d = ops.select(counted, d, ops.zeros_like(d))
-        coef = 2.0 * per_stored if self.squared else per_stored / ops.select(counted, d, ops.ones_like(d))
+        coef = 4.0 * per_stored if self.squared else 2.0 * per_stored / ops.select(counted, d, ops.ones_like(d))
         value = (per_stored * d).sum()
         surrogate = (0.5 * coef.sum(axis=1) * (emb * emb).sum(axis=1)).sum() - (
             emb * ops.matmul(coef, self.memory.embeddings())).sum()  # fmt: skip
