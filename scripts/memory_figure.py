@@ -2,10 +2,12 @@
 minutes, from finished run directories (each run's Hydra `.hydra/config.yaml`, `metrics.json` and `run.log`).
 
     .venv/bin/python scripts/memory_figure.py RUN_DIR [RUN_DIR ...] -o docs/img/memory_lfw.png
+    .venv/bin/python scripts/memory_figure.py --telemetry LABEL=RUN_DIR [...] -o docs/img/memory_collapse.png
 
 Each run is labelled by its batch (P x K, + singletons) and its memory size, read from its own config; runs of one
 batch shape are joined by a line over memory sizes. Prints the table of docs/memory.md (accuracy +- fold std,
-VAL@FAR=1e-3, AUC, images/s, steps).
+VAL@FAR=1e-3, AUC, images/s, steps). With --telemetry: the mean positive and negative distances of each run's
+batches over its steps (`telemetry.csv`), one labelled line per run: what a collapse looks like.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -106,12 +109,40 @@ def figure(runs: list[dict], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def telemetry_figure(labelled: list[str], out: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for i, item in enumerate(labelled):
+        label, sep, path = item.rpartition("=")
+        if not sep:
+            raise SystemExit(f"--telemetry takes LABEL=RUN_DIR, got {item!r}")
+        csv = Path(path) / "telemetry.csv"
+        if not csv.is_file():
+            raise SystemExit(f"{path}: no telemetry.csv (a triplet run's directory?)")
+        t = pd.read_csv(csv)
+        t = t[t.step <= 600]
+        left.plot(t.step, t.d_ap, color=f"C{i}", label=label)
+        right.plot(t.step, t.d_an, color=f"C{i}", label=label)
+    left.set(xlabel="step", ylabel="mean distance in the batch", title="positive pairs d(a, p)")
+    right.set(xlabel="step", title="negative pairs d(a, n)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="+")
     parser.add_argument("-o", "--out", type=Path, required=True)
+    parser.add_argument("--telemetry", action="store_true", help="runs are LABEL=RUN_DIR; plot their distances")
     args = parser.parse_args(argv)
-    runs = [read_run(p) for p in args.runs]
+    if args.telemetry:
+        telemetry_figure(args.runs, args.out)
+        print(f"figure: {args.out}")
+        return 0
+    runs = [read_run(Path(p)) for p in args.runs]
     print(table(runs))
     figure(runs, args.out)
     print(f"figure: {args.out}")
