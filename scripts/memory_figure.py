@@ -93,7 +93,8 @@ def figure(runs: list[dict], out: Path) -> None:
     for r in runs:
         t, acc, _ = zip(*r["curve"], strict=True) if r["curve"] else ((), (), ())
         label = f"{r['shape']}, M={r['memory']}" if r["memory"] else f"{r['shape']}, no memory"
-        right.plot(t, acc, marker="o", color=colors[r["shape"]], ls="-" if r["memory"] else "--", label=label)
+        marker = {0: "o", 1024: "s"}.get(r["memory"], "^")
+        right.plot(t, acc, marker=marker, color=colors[r["shape"]], ls="-" if r["memory"] else "--", label=label)
     left.set_xscale("symlog", linthresh=1)
     left.set_xticks(sorted({max(r["memory"], 1) for r in runs}))
     left.set_xticklabels([str(m) if m > 1 else "0" for m in sorted({max(r["memory"], 1) for r in runs})])

@@ -157,7 +157,7 @@ class TripletLoss(EmbeddingLoss):
         force runs the embeddings away from their own past and into one point (docs/memory.md). Taking the mean out
         removes exactly that net force, and nothing of a loss without a memory."""
         centre = emb.mean(axis=0, keep_dims=True)
-        return emb - centre + ops.stop_gradient(centre)
+        return emb - (centre - ops.stop_gradient(centre))  # the value is emb exactly: x - x is 0 in floats
 
     @staticmethod
     def _pushed(an, stored):
