@@ -7,7 +7,7 @@ minutes, from finished run directories (each run's Hydra `.hydra/config.yaml`, `
 Each run is labelled by its batch (P x K, + singletons) and its memory size, read from its own config; runs of one
 batch shape are joined by a line over memory sizes. Prints the table of docs/memory.md (accuracy +- fold std,
 VAL@FAR=1e-3, AUC, images/s, steps). With --telemetry: the mean positive and negative distances of each run's
-batches over its steps (`telemetry.csv`), one labelled line per run: what a collapse looks like.
+batches over its first 600 steps (`telemetry.csv`), one labelled line per run: what a collapse looks like.
 """
 
 from __future__ import annotations
@@ -80,6 +80,14 @@ def table(runs: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _save(fig, axes, out: Path) -> None:
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
 def figure(runs: list[dict], out: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     shapes = sorted({r["shape"] for r in runs}, key=lambda s: [int(t) for t in re.findall(r"\d+", s)])
@@ -102,12 +110,9 @@ def figure(runs: list[dict], out: Path) -> None:
              title="final accuracy, 15 training minutes each")  # fmt: skip
     right.set(xlabel="minutes since the run started (training + evaluations)", ylabel="LFW fold-10 accuracy",
               title="accuracy at each evaluation")  # fmt: skip
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    _save(fig, (left, right), out)
 
 
 def telemetry_figure(labelled: list[str], out: Path) -> None:
@@ -125,12 +130,8 @@ def telemetry_figure(labelled: list[str], out: Path) -> None:
         right.plot(t.step, t.d_an, color=f"C{i}", label=label)
     left.set(xlabel="step", ylabel="mean distance in the batch", title="positive pairs d(a, p)")
     right.set(xlabel="step", title="negative pairs d(a, n)")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
     left.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    _save(fig, (left, right), out)
 
 
 def main(argv: list[str] | None = None) -> int:
