@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 
 SUMMARY_CSV = "sweep_summary.csv"
 METRIC = "accuracy"  # what run.py returns and sweepers optimise
-# failed-job count of the multiruns finished in this process (run.py exits non-zero if any)
-failed_jobs: list[int] = []
 
 
 def in_multirun() -> bool:
@@ -192,18 +190,26 @@ class SweepCallback(Callback):
         self._close("KILLED")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        """Summary, plots, comparison and the parent run's end; then, if a job failed, the command exits 1 (a
+        callback's exception would be a warning, so SystemExit: Hydra lets it through)."""
         atexit.unregister(self._abandon)
+        failed = self._finish()
+        if failed:
+            log.error("%d sweep job(s) failed (see the summary above)", failed)
+            raise SystemExit(1)
+
+    def _finish(self) -> int:
+        """Everything the sweep leaves behind; returns how many of its jobs failed."""
         table = summarize(self.sweep_dir)
         if table.empty:
             log.warning("sweep %s: no job directories under %s", self.sweep_id, self.sweep_dir)
             self._close("FAILED")
-            return
+            return 0
         table.insert(0, "sweep_id", self.sweep_id)
         csv = self.sweep_dir / SUMMARY_CSV
         table.to_csv(csv, index=False)
         files = [csv, *self._plots(table)]
         failed = table[table["status"] != "FINISHED"]
-        failed_jobs.append(len(failed))
         ok = table[table["status"] == "FINISHED"].dropna(subset=[METRIC])
         swept = varying(table, override_columns(table))
         shown = [c for c in ("job", "status", *swept, METRIC, f"{METRIC}_std") if c in table]
@@ -215,7 +221,7 @@ class SweepCallback(Callback):
             files.append(optuna)
         comparison = self._compare(len(ok))
         if self.tracker is None:
-            return
+            return len(failed)
         for path in comparison:
             self.tracker.log_artifact(path, "comparison")
         metrics = {"sweep/jobs": len(table), "sweep/failed_jobs": len(failed)}
@@ -236,6 +242,7 @@ class SweepCallback(Callback):
         for path in files:
             self.tracker.log_artifact(path)
         self._close("FINISHED" if len(ok) else "FAILED")
+        return len(failed)
 
     def _compare(self, finished: int) -> list[Path]:
         """The finished jobs side by side (`facenet compare`) in `<sweep dir>/comparison`; a job set that cannot be

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from facenet.app import run
 from facenet.errors import UserError
-from facenet.two_stage import stage_configs
+from facenet.tasks.two_stage import stage_configs
 
 SMALL = [
     "experiment=two_stage",

@@ -14,13 +14,21 @@ import cv2
 import numpy as np
 import pytest
 
-from facenet.config.overrides import check_overrides
+from facenet.config.overrides import check_overrides as check_reads
+from facenet.tasks import TASKS
 from facenet.data.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, header_pixels, read_image, set_max_pixels
 from facenet.data.pairs import read_pairs
 from facenet.errors import ConfigError, DataError
 from tests.conftest import ROOT, tiny_checkpoint, write_faces
 
 # ---------------------------------------------------------------- keys a task would ignore
+
+
+def check_overrides(task: str, overrides: list[str], network_from_config: bool = False) -> None:
+    """The override check of a registered task (`network_from_config`: task=eval of a checkpoint without a
+    sidecar, which builds the network from the config)."""
+    reads = TASKS[task].reads
+    check_reads(task, reads.with_network() if network_from_config else reads, overrides)
 
 
 @pytest.mark.parametrize(

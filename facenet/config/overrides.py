@@ -1,33 +1,46 @@
-"""No key accepted and ignored: a command-line override a task does not read is refused before anything runs.
+"""No key accepted and ignored: a command-line override a task does not read is refused before anything runs, and so
+is a mandatory value (`???`) left empty in a part of the config the task reads.
 
-`task=eval` and `task=export` build the network and its preprocessing from the checkpoint's sidecar, and neither
-trains, so `backbone=resnet18`, `embedding_size=256` or `lr=0.1` there would change nothing. Which keys each task
-reads is written below (`facenet/evaluation/checkpoint.py` and `facenet/app.py`'s `_export` are what read them).
+Each task states the settings it reads (`Reads`, in its module under `facenet/tasks/`): `task=eval` and
+`task=export` build the network and its preprocessing from the checkpoint's sidecar and neither trains, so
+`backbone=resnet18`, `embedding_size=256` or `lr=0.1` there would change nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
 
 from facenet.errors import ConfigError
 
-ALWAYS = {"task", "hydra", "experiment"}  # experiment: a preset; its keys are the run's defaults, not overrides
-# top-level keys (and groups) each task reads; train reads everything but the export section
-READS = {
-    "eval": {
-        "ckpt",
-        "eval",
-        "hardware",
-        "tracking",
-        "output_dir",
-        "data_dir",
-        "max_image_pixels",
-        "preprocess.image_size",
-    },
-    "export": {"ckpt", "export", "hardware", "tracking", "output_dir"},
-}
-FROM_SIDECAR = {"backbone", "head", "embedding_size", "init_std", "preprocess"}  # the checkpoint decides these
-NOT_IN_TRAIN = {"export"}
+ALWAYS = frozenset({"task", "hydra", "experiment"})  # experiment: a preset; its keys are the run's defaults
+FROM_SIDECAR = frozenset({"backbone", "head", "embedding_size", "init_std", "preprocess"})  # a checkpoint decides these
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The settings a task reads: dotted keys or groups (a key covers its sub-keys), or the whole config but the
+    sections in `everything_but` (each with the sentence that says who reads it instead). `from_checkpoint`: the
+    network's settings come from a checkpoint's sidecar (FROM_SIDECAR), so overriding them changes nothing."""
+
+    keys: frozenset[str] = frozenset()
+    everything_but: Mapping[str, str] | None = None
+    from_checkpoint: bool = False
+    unlisted: frozenset[str] = frozenset()  # read, but left out of the error message's list
+
+    def covers(self, key: str) -> bool:
+        top = key.split(".")[0]
+        if top in ALWAYS:
+            return True
+        if self.everything_but is not None:
+            return top not in self.everything_but
+        return any(key == k or key.startswith(k + ".") for k in self.keys)
+
+    def with_network(self) -> Reads:
+        """These settings plus the network's: a checkpoint without a sidecar is rebuilt from the config."""
+        return Reads(self.keys | FROM_SIDECAR, self.everything_but, False, self.unlisted)
 
 
 def override_keys(overrides: Iterable[str]) -> list[tuple[str, str]]:
@@ -38,37 +51,38 @@ def override_keys(overrides: Iterable[str]) -> list[tuple[str, str]]:
     return [(o.key_or_group, o.input_line or o.key_or_group) for o in parsed]
 
 
-def _reads(task: str, key: str) -> bool:
-    top = key.split(".")[0]
-    if top in ALWAYS:
-        return True
-    if task == "train":
-        return top not in NOT_IN_TRAIN
-    return any(key == k or key.startswith(k + ".") for k in READS[task])
-
-
-def check_overrides(task: str, overrides: Iterable[str], network_from_config: bool = False) -> None:
-    """ConfigError naming every override `task` would ignore, and why. `network_from_config`: task=eval of a
-    checkpoint without a sidecar builds the network from the config, so the network's keys are read."""
-    if task not in READS and task != "train":
-        return  # an unknown task is refused elsewhere, with the list of tasks
-    ignored = [
-        (key, line)
-        for key, line in override_keys(overrides)
-        if not _reads(task, key) and not (network_from_config and key.split(".")[0] in FROM_SIDECAR)
-    ]
+def check_overrides(task: str, reads: Reads, overrides: Iterable[str]) -> None:
+    """ConfigError naming every override `task` (which reads `reads`) would ignore, and why."""
+    ignored = [(key, line) for key, line in override_keys(overrides) if not reads.covers(key)]
     if not ignored:
         return
     lines = " ".join(line for _, line in ignored)
-    if task == "train":
-        raise ConfigError(f"{lines}: the export section is read by task=export only (train, then run task=export "
-                          "ckpt=.../best.ckpt with it)")  # fmt: skip
-    network = [line for key, line in ignored if key.split(".")[0] in FROM_SIDECAR]
-    why = (
-        f"task={task} builds the network and its preprocessing from the checkpoint's sidecar, so {' '.join(network)} "
-        "would change nothing"
-        if network
-        else f"task={task} does not read {lines}"
-    )
-    reads = ", ".join(sorted(READS[task] - {"preprocess.image_size"}))
-    raise ConfigError(f"{why}; drop {'it' if len(ignored) == 1 else 'them'} ({lines}). task={task} reads: {reads}")
+    if reads.everything_but is not None:
+        why = "; ".join(dict.fromkeys(reads.everything_but[key.split(".")[0]] for key, _ in ignored))
+        raise ConfigError(f"{lines}: {why}")
+    network = [line for key, line in ignored if reads.from_checkpoint and key.split(".")[0] in FROM_SIDECAR]
+    if network:
+        why = (
+            f"task={task} builds the network and its preprocessing from the checkpoint's sidecar, so "
+            f"{' '.join(network)} would change nothing"
+        )
+    else:
+        why = f"task={task} does not read {lines}"
+    listed = ", ".join(sorted(reads.keys - reads.unlisted))
+    raise ConfigError(f"{why}; drop {'it' if len(ignored) == 1 else 'them'} ({lines}). task={task} reads: {listed}")
+
+
+def check_mandatory(cfg: DictConfig, task: str, reads: Reads) -> None:
+    """ConfigError naming the first mandatory value (`???`) still empty in what `task` reads, and how to give it
+    (or, for an extra protocol of `also_eval`, how to drop it)."""
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if reads.covers(k))
+    if not missing:
+        return
+    key = missing[0]
+    more = f" (and {', '.join(missing[1:])})" if len(missing) > 1 else ""
+    parts = key.split(".")
+    if parts[0] == "also_eval" and len(parts) > 2:
+        how = f"give it ({key}=...) or drop that protocol with '~also_eval.{parts[1]}'"
+    else:
+        how = f"give it on the command line: {key}=..."
+    raise ConfigError(f"{key} is mandatory and has no value{more}: {how}")

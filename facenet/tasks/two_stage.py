@@ -18,8 +18,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from facenet.errors import ConfigError
+from facenet.config.overrides import Reads
+from facenet.errors import ConfigError, RunInterrupted
 from facenet.runs import read_state
+from facenet.tasks.base import Continuation, Task
+from facenet.tasks.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,31 @@ SUMMARY = (
     "train_minutes",
     "images_per_sec",
 )
+
+
+class TwoStage(Task):
+    name = "two_stage"
+    reads = Reads(everything_but={"export": "the export section is read by task=export only"})
+    resumes = True  # resume=<run dir>: the unfinished stage resumes itself, a finished one is kept
+
+    def continuation(self, cfg: DictConfig) -> Continuation:
+        run_dir = Path(str(cfg.resume)).expanduser()
+        state = read_state(run_dir)
+        if not (run_dir / "stage1").is_dir() or not state:
+            raise ConfigError(f"resume={cfg.resume}: not the run directory of a two-stage run (no stage1/ in it)")
+        return Continuation(run_dir, state.get("run_id"), 0)
+
+    def stopped(self, err: BaseException, run_dir: Path) -> BaseException:
+        """A stage's own advice (resume=auto) would not find it: the parent run is what continues."""
+        first = (str(super().stopped(err, run_dir)).strip().splitlines() or [type(err).__name__])[0]
+        return RunInterrupted(
+            f"two-stage run {run_dir} stopped ({first}); experiment=two_stage resume={run_dir} (with the same "
+            "overrides) continues it"
+        )
+
+    def run(self, cfg: DictConfig, context: RunContext) -> dict[str, float]:
+        # the stages resolve their own configs (stage 2's ${margin} is its own margin)
+        return run_two_stage(context.unresolved, context.run_dir, context.tracker, context.run_stage)
 
 
 def stage_configs(cfg: DictConfig) -> tuple[DictConfig, DictConfig]:

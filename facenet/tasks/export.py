@@ -1,0 +1,28 @@
+"""`task=export ckpt=PATH`: the checkpoint's embedding network as `export.format`, with its model card, logged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from facenet.config.overrides import Reads
+from facenet.errors import ConfigError
+from facenet.tasks.base import Task
+from facenet.tasks.context import RunContext
+
+
+class Export(Task):
+    name = "export"
+    reads = Reads(keys=frozenset({"ckpt", "export", "hardware", "tracking", "output_dir"}), from_checkpoint=True)
+
+    def run(self, cfg: DictConfig, context: RunContext) -> dict[str, float]:
+        from facenet.export import export_checkpoint
+
+        if not cfg.ckpt:
+            raise ConfigError("task=export needs a checkpoint: add ckpt=PATH/TO/file.ckpt")
+        out = Path(cfg.export.dir) if cfg.export.dir else context.run_dir / "export"
+        model, card = export_checkpoint(cfg.ckpt, cfg.export.format, out, cfg.export.batch_size, cfg.hardware.device)
+        for path in (model, card):
+            context.tracker.log_artifact(path, "export")
+        return {"model_bytes": float(model.stat().st_size)}

@@ -1,0 +1,35 @@
+"""`task=train` (the default): train the configured network, evaluating and checkpointing as it goes."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from facenet.config.overrides import Reads
+from facenet.tasks.base import Continuation, Task
+from facenet.tasks.context import RunContext
+
+
+class Train(Task):
+    name = "train"
+    reads = Reads(
+        everything_but={
+            "export": "the export section is read by task=export only (train, then run task=export "
+            "ckpt=.../best.ckpt with it)",
+            "two_stage": "two_stage is read by task=two_stage only (experiment=two_stage)",
+        }
+    )
+    resumes = True
+    model_tag = "parent_model"  # ckpt= is the model training starts from
+    resume_advice = "; resume=auto continues from its last checkpoint"
+
+    def continuation(self, cfg: DictConfig) -> Continuation:
+        from facenet.training.resume import find_resume_point
+
+        point = find_resume_point(str(cfg.resume), cfg.output_dir)
+        return Continuation(point.run_dir, point.run_id, point.state.global_step, point)
+
+    def run(self, cfg: DictConfig, context: RunContext) -> dict[str, float]:
+        from facenet.training.trainer import train
+
+        point = context.continuation.point if context.continuation else None
+        return train(cfg, context.run_dir, context.tracker, point)
