@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from facenet.config.overrides import check_overrides as check_reads
-from facenet.tasks import TASKS
 from facenet.data.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, header_pixels, read_image, set_max_pixels
 from facenet.data.pairs import read_pairs
 from facenet.errors import ConfigError, DataError
+from facenet.tasks import TASKS
 from tests.conftest import ROOT, tiny_checkpoint, write_faces
 
 # ---------------------------------------------------------------- keys a task would ignore

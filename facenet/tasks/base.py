@@ -4,9 +4,10 @@ is refused), whether a run of it can be continued (`resume=`), and its work, `ru
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,7 +19,9 @@ from facenet.errors import ConfigError, RunInterrupted
 from facenet.interrupts import signal_name
 
 if TYPE_CHECKING:
-    from facenet.tasks.context import RunContext
+    from facenet.tracking import Tracker
+
+RunStage = Callable[[DictConfig, Path, dict], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,26 @@ class Continuation:
     run_id: str | None
     step: int
     point: Any = None
+
+
+@dataclass
+class RunContext:
+    """What a task works in: its run directory (rank 0's, or `rank_<n>/`), its tracker, the config as composed
+    (`unresolved`: interpolations intact), the run it continues, and a way to run a nested stage of its own."""
+
+    run_dir: Path
+    tracker: Tracker
+    rank: int
+    unresolved: DictConfig
+    continuation: Continuation | None
+    run_stage: RunStage
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def record(self, metrics: dict[str, float]) -> None:
+        """The task's result: metrics.json in the run directory and the tracker."""
+        self.metrics = metrics
+        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        self.tracker.log_artifact(self.run_dir / "metrics.json")
 
 
 class Task(ABC):
@@ -47,6 +70,7 @@ class Task(ABC):
 
     def check(self, cfg: DictConfig) -> None:
         """Checks of the task's own settings, before any work starts (the config is not resolved yet)."""
+        return None
 
     def continuation(self, cfg: DictConfig) -> Continuation:
         """Where `resume=` carries on (tasks with `resumes = True`)."""
@@ -75,7 +99,7 @@ def registry(*tasks: Task) -> Mapping[str, Task]:
         if not isinstance(task, Task):
             raise TypeError(f"{kind} is not a facenet.tasks.Task")
         if not isinstance(getattr(task, "name", None), str) or not task.name:
-            raise TypeError(f"{kind} has no name: set `name = \"...\"` (the value of task=)")
+            raise TypeError(f'{kind} has no name: set `name = "..."` (the value of task=)')
         if not isinstance(getattr(task, "reads", None), Reads):
             raise TypeError(f"task {task.name} does not state the settings it reads: set `reads = Reads(...)`")
         if task.name in out:

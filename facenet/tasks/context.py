@@ -9,11 +9,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -24,34 +22,10 @@ from facenet.config.overrides import check_mandatory, check_overrides
 from facenet.data.images import set_max_pixels
 from facenet.errors import ConfigError, RunInterrupted, TrainingInterrupted
 from facenet.runs import close_stale, owner, write_state
-from facenet.tasks.base import Continuation, Task
-
-if TYPE_CHECKING:
-    from facenet.tracking import Tracker
+from facenet.tasks.base import Continuation, RunContext, RunStage, Task
 
 log = logging.getLogger(__name__)
 STOPPED = KeyboardInterrupt | SystemExit | TrainingInterrupted | RunInterrupted  # a run that ends so is KILLED
-RunStage = Callable[[DictConfig, Path, dict], dict[str, float]]
-
-
-@dataclass
-class RunContext:
-    """What a task works in: its run directory (rank 0's, or `rank_<n>/`), its tracker, the config as composed
-    (`unresolved`: interpolations intact), the run it continues, and a way to run a nested stage of its own."""
-
-    run_dir: Path
-    tracker: Tracker
-    rank: int
-    unresolved: DictConfig
-    continuation: Continuation | None
-    run_stage: RunStage
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    def record(self, metrics: dict[str, float]) -> None:
-        """The task's result: metrics.json in the run directory and the tracker."""
-        self.metrics = metrics
-        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        self.tracker.log_artifact(self.run_dir / "metrics.json")
 
 
 def command_line_overrides() -> list[str]:

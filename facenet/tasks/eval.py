@@ -8,8 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from facenet.config.overrides import Reads
-from facenet.tasks.base import Task
-from facenet.tasks.context import RunContext
+from facenet.tasks.base import RunContext, Task
 
 
 def _without_sidecar(ckpt: str | None) -> bool:

@@ -8,8 +8,7 @@ from omegaconf import DictConfig
 
 from facenet.config.overrides import Reads
 from facenet.errors import ConfigError
-from facenet.tasks.base import Task
-from facenet.tasks.context import RunContext
+from facenet.tasks.base import RunContext, Task
 
 
 class Export(Task):
@@ -17,12 +16,12 @@ class Export(Task):
     reads = Reads(keys=frozenset({"ckpt", "export", "hardware", "tracking", "output_dir"}), from_checkpoint=True)
 
     def run(self, cfg: DictConfig, context: RunContext) -> dict[str, float]:
-        from facenet.export import export_checkpoint
+        from facenet.export import export_model
 
         if not cfg.ckpt:
             raise ConfigError("task=export needs a checkpoint: add ckpt=PATH/TO/file.ckpt")
         out = Path(cfg.export.dir) if cfg.export.dir else context.run_dir / "export"
-        model, card = export_checkpoint(cfg.ckpt, cfg.export.format, out, cfg.export.batch_size, cfg.hardware.device)
+        model, card = export_model(cfg.ckpt, cfg.export.format, out, cfg.export.batch_size, cfg.hardware.device)
         for path in (model, card):
             context.tracker.log_artifact(path, "export")
         return {"model_bytes": float(model.stat().st_size)}

@@ -5,8 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from facenet.config.overrides import Reads
-from facenet.tasks.base import Continuation, Task
-from facenet.tasks.context import RunContext
+from facenet.tasks.base import Continuation, RunContext, Task
 
 
 class Train(Task):

@@ -21,8 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from facenet.config.overrides import Reads
 from facenet.errors import ConfigError, RunInterrupted
 from facenet.runs import read_state
-from facenet.tasks.base import Continuation, Task
-from facenet.tasks.context import RunContext
+from facenet.tasks.base import Continuation, RunContext, Task
 
 log = logging.getLogger(__name__)
 
