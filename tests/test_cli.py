@@ -1,9 +1,13 @@
-"""`python run.py` as users call it: clear one-line errors, no tracebacks."""
+"""`python run.py` and `facenet` as users call them: clear one-line errors, no tracebacks; one `facenet` command
+per module of facenet/commands/, each registered once."""
 
 from __future__ import annotations
 
+import argparse
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +54,49 @@ def test_onednn_isa_set_before_mindspore_unless_user_set_it(preset, expected):
     code = "import os, facenet.runtime; print(os.environ['ONEDNN_MAX_CPU_ISA'])"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == expected
+
+
+def _command_files() -> list[Path]:
+    """facenet/commands/*.py but the package and its shared helpers (names starting with `_`)."""
+    return sorted(p for p in (ROOT / "facenet" / "commands").glob("*.py") if not p.name.startswith("_"))
+
+
+def test_every_command_module_is_registered_once_with_its_contract():
+    from facenet.commands import COMMANDS
+
+    assert sorted(c.__name__ for c in COMMANDS) == [f"facenet.commands.{p.stem}" for p in _command_files()]
+    for command in COMMANDS:
+        assert isinstance(command.NAME, str) and isinstance(command.HELP, str), command.__name__
+        assert callable(command.add_arguments) and callable(command.run), command.__name__
+    assert len({c.NAME for c in COMMANDS}) == len(COMMANDS)
+
+
+def test_the_parser_is_built_from_the_registry():
+    from facenet.cli import build_parser
+    from facenet.commands import COMMANDS
+
+    (sub,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == [c.NAME for c in COMMANDS]
+    assert all(sub.choices[c.NAME].get_default("run") is c.run for c in COMMANDS)
+
+
+def test_help_lists_every_command(monkeypatch, capsys):
+    from facenet.cli import main
+    from facenet.commands import COMMANDS
+
+    monkeypatch.setenv("COLUMNS", "200")  # one line per command
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    lines = [line.split(None, 1) for line in capsys.readouterr().out.splitlines()]
+    assert all([c.NAME, c.HELP] in lines for c in COMMANDS)
+
+
+def test_commands_do_not_import_the_hydra_tasks():
+    """A command uses the library; `facenet.app` and `facenet.tasks` are the Hydra run's entry points."""
+    for path in (ROOT / "facenet" / "commands").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):  # `from facenet import app` names the module in `names`
+                names += [f"facenet.{a.name}" for a in node.names] if node.module == "facenet" else [node.module or ""]
+            assert not [n for n in names if n.split(".")[:2] in (["facenet", "app"], ["facenet", "tasks"])], path

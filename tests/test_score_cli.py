@@ -1,4 +1,4 @@
-"""`facenet score FILE`: any model's pair scores through our protocol (and its alias `python -m facenet.evaluate`)."""
+"""`facenet score FILE`: any model's pair scores through our protocol."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from facenet.cli import main
-from facenet.evaluate import translate
 from facenet.evaluation.scores import score_file
 from facenet.metrics import verification_report
 from tests.conftest import ROOT
@@ -65,25 +64,32 @@ def test_bad_far_fails_clearly(tmp_path, capsys):
     assert "--far often: expected comma-separated rates" in capsys.readouterr().err
 
 
-def test_old_key_value_form_is_translated():
-    assert translate(["scores=a.csv", "higher_is_closer=true", "n_folds=5", "far=0.01,0.1", "out=r"]) == [
-        "a.csv", "--higher-is-closer", "--folds", "5", "--far", "0.01,0.1", "--out", "r"
-    ]  # fmt: skip
-    assert translate(["far=0.1", "scores=a.csv", "higher_is_closer=false"]) == ["a.csv", "--far", "0.1"]
-    assert translate(["a.csv", "--folds", "3"]) == ["a.csv", "--folds", "3"]
+def test_every_option_reaches_the_report(tmp_path, capsys):
+    """--higher-is-closer, --folds, --far and --out each do what the library's argument of that name does."""
+    d, same = pairs(seed=2)
+    pd.DataFrame({"similarity": -d, "same": same.astype(int)}).to_csv(tmp_path / "s.csv", index=False)
+    args = ["--higher-is-closer", "--folds", "5", "--far", "0.01,0.1", "--out", str(tmp_path / "r")]
+    assert main(["score", str(tmp_path / "s.csv"), *args]) == 0
+    expected = verification_report(d, same, n_folds=5, far_targets=(0.01, 0.1))
+    saved = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert saved["n_folds"] == 5 and set(saved["val_at_far"]) == {"0.01", "0.1"}
+    assert saved["accuracy_mean"] == expected.accuracy_mean and saved["auc"] == pytest.approx(expected.auc)
+    assert (tmp_path / "r" / "roc.png").exists() and not (tmp_path / "s.csv.report.json").exists()
+    assert "in 5 folds" in capsys.readouterr().out
+    assert main(["score", str(tmp_path / "s.csv"), *args[1:]]) == 0  # the same file read as distances
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["accuracy_mean"] < expected.accuracy_mean
 
 
 FACENET = Path(sys.executable).with_name("facenet")  # the console script beside this interpreter
 
 
-@pytest.mark.parametrize("command", [[str(FACENET), "score"], [sys.executable, "-m", "facenet.evaluate"]])
+@pytest.mark.parametrize("command", [[str(FACENET), "score"], [sys.executable, "-m", "facenet.cli", "score"]])
 def test_entry_points(tmp_path, command):
     d, same = pairs(n=100)
     pd.DataFrame({"score": d, "label": same}).to_csv(tmp_path / "s.csv", index=False)
     if not Path(command[0]).exists():
         pytest.skip(f"{command[0]} is not installed (pip install -e .)")
-    old_form = [f"scores={tmp_path / 's.csv'}"] if "facenet.evaluate" in command else [str(tmp_path / "s.csv")]
-    proc = subprocess.run([*command, *old_form], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([*command, str(tmp_path / "s.csv")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "accuracy" in proc.stdout and "VAL@FAR=0.001" in proc.stdout
     bad = subprocess.run([*command, str(tmp_path / "missing.csv")], cwd=ROOT, capture_output=True, text=True,

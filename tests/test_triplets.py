@@ -36,8 +36,8 @@ def test_draw_triplets_follows_the_reference_rules():
 
 def test_triplets_reproducible_and_csv_roundtrip(tmp_path):
     table = table_of([3, 4, 2, 5])
-    a = TripletSampler(table, triplets=4, triplets_per_epoch=40, seed=7)
-    b = TripletSampler(table, triplets=4, triplets_per_epoch=40, seed=7)
+    a = TripletSampler(table, triplets=4, triplets_per_epoch=40, csv=None, seed=7)
+    b = TripletSampler(table, triplets=4, triplets_per_epoch=40, csv=None, seed=7)
     assert a.steps == 10 and a.batch_size == 12
     assert np.array_equal(a.epoch_triplets(1), b.epoch_triplets(1))
     assert not np.array_equal(a.epoch_triplets(1), a.epoch_triplets(2))
@@ -55,7 +55,7 @@ def test_triplets_reproducible_and_csv_roundtrip(tmp_path):
 
 def test_epoch_layout_is_anchors_positives_negatives():
     table = table_of([3, 4, 2, 5])
-    s = TripletSampler(table, triplets=3, triplets_per_epoch=6, seed=1)
+    s = TripletSampler(table, triplets=3, triplets_per_epoch=6, csv=None, seed=1)
     idx = s.epoch_indices(1).reshape(2, 3, 3)  # steps, (anc | pos | neg), triplets
     assert np.array_equal(idx.transpose(0, 2, 1).reshape(-1, 3), s.epoch_triplets(1))
 
@@ -72,17 +72,25 @@ def test_class_index_needs_a_positive_pair():
         ClassIndex(np.array([0, 1, 2]))
 
 
-def test_triplet_csv_command(tmp_path):
+def test_triplets_command(tmp_path, capsys):
+    """`facenet triplets` writes the draw of `draw_triplets` as the reference CSV; bad input is one error line."""
+    from facenet.cli import main
     from facenet.data.index import index_folder
-    from facenet.data.triplets import main
     from tests.conftest import write_faces
 
-    write_faces(tmp_path / "faces", {"a": 3, "b": 2, "c": 1})
-    main(["--root", str(tmp_path / "faces"), "-n", "50", "--seed", "3", "-o", str(tmp_path / "t.csv")])
-    table = index_folder(tmp_path / "faces")
-    rows = read_triplets_csv(tmp_path / "t.csv", table)
+    faces, out = tmp_path / "faces", tmp_path / "t.csv"
+    write_faces(faces, {"a": 3, "b": 2, "c": 1})
+    assert main(["triplets", "--root", str(faces), "-n", "50", "--seed", "3", "-o", str(out)]) == 0
+    assert capsys.readouterr().out == f"50 triplets over 6 images written to {out}\n"
+    table = index_folder(faces)
+    rows = read_triplets_csv(out, table)
     assert rows.shape == (50, 3)
     expected = draw_triplets(ClassIndex(table["class"].to_numpy()), 50, np.random.default_rng(3))
     assert np.array_equal(rows, expected)
-    with pytest.raises(SystemExit, match="does not exist"):
-        main(["--root", str(tmp_path / "none"), "-o", str(tmp_path / "x.csv")])
+    for args, message in (
+        (["--root", str(tmp_path / "none")], "does not exist"),
+        (["--root", str(faces), "-n", "0"], "-n must be >= 1, got 0"),
+    ):
+        assert main(["triplets", *args, "-o", str(tmp_path / "x.csv")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and not (tmp_path / "x.csv").exists()
