@@ -94,13 +94,22 @@ def check_style(style: str, margin: float) -> None:
         raise ConfigError(f"align margin {margin}: five_point takes a fraction in [0, 1), box a number of pixels >= 0")
 
 
-def align_image(img: np.ndarray, size: int = 112, margin: float = 0.0, pick: str = "largest",
-                min_confidence: float = 0.9, name: str = "image", style: str = "five_point") -> np.ndarray:  # fmt: skip
+def align_image(
+    img: np.ndarray,
+    size: int = 112,
+    margin: float = 0.0,
+    pick: str = "largest",
+    min_confidence: float = 0.9,
+    name: str = "image",
+    style: str = "five_point",
+) -> np.ndarray:
     """The aligned `size` x `size` crop of one face of an RGB image; DataError if no face is found."""
     faces = [f for f in _detect(img) if f["confidence"] >= min_confidence]
     if not faces:
-        raise DataError(f"no face found in {name} (MTCNN, confidence >= {min_confidence}): pass an aligned crop, "
-                        "or a photo where the face is visible")  # fmt: skip
+        raise DataError(
+            f"no face found in {name} (MTCNN, confidence >= {min_confidence}): pass an aligned crop, "
+            "or a photo where the face is visible"
+        )
     return crop_face(img, pick_face(faces, img.shape, pick), size, margin, style)
 
 
@@ -135,24 +144,33 @@ class AlignReport:
         return self.aligned + len(self.no_face) + len(self.unreadable)
 
 
-def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112, margin: float = 0.0,
-                 pick: str = "largest", workers: int = 2, min_confidence: float = 0.9, style: str = "five_point"
-                 ) -> AlignReport:  # fmt: skip
+def align_folder(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    size: int = 112,
+    margin: float = 0.0,
+    pick: str = "largest",
+    workers: int = 2,
+    min_confidence: float = 0.9,
+    style: str = "five_point",
+) -> AlignReport:
     """Align every image of the identity-folder tree `src` into `dst/<identity>/<stem>.png`; images without a face
     (or unreadable) are listed in the report and in `dst/align_report.txt`, never dropped silently."""
     check_style(style, margin)
     if pick not in PICKS or size < 16 or not 0 <= min_confidence <= 1:
-        raise ConfigError(f"align: pick in {PICKS}, size >= 16, 0 <= min_confidence <= 1; "
-                          f"got {pick!r}, {size}, {min_confidence}")  # fmt: skip
+        raise ConfigError(
+            f"align: pick in {PICKS}, size >= 16, 0 <= min_confidence <= 1; got {pick!r}, {size}, {min_confidence}"
+        )
     table = index_folder(src)
     dst = Path(dst).expanduser().resolve()
-    jobs = [(p, str(dst / n / f"{Path(p).stem}.png"), size, margin, pick, min_confidence, style)
-            for p, n in zip(table["path"], table["name"], strict=True)]  # fmt: skip
+    jobs = [
+        (p, str(dst / n / f"{Path(p).stem}.png"), size, margin, pick, min_confidence, style)
+        for p, n in zip(table["path"], table["name"], strict=True)
+    ]
     report = AlignReport()
     try:
         with worker_pool(workers) as pool:
-            for status, path in tqdm(pool_map(pool, _align_one, jobs), total=len(jobs), desc="aligning",
-                                     unit="img"):  # fmt: skip
+            for status, path in tqdm(pool_map(pool, _align_one, jobs), total=len(jobs), desc="aligning", unit="img"):
                 if status == "ok":
                     report.aligned += 1
                 elif status == "no_face":
@@ -173,8 +191,9 @@ class AlignInterrupted(UserError):
     """`facenet align` stopped by SIGINT / SIGTERM: the output folder is partial and marked so."""
 
 
-def _write_report(dst: Path, report: AlignReport, src, style: str, size: int, margin: float,
-                  interrupted_of: int | None = None) -> None:  # fmt: skip
+def _write_report(
+    dst: Path, report: AlignReport, src, style: str, size: int, margin: float, interrupted_of: int | None = None
+) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     lines = [f"aligned {report.aligned} of {report.total} images from {src} ({style}, size {size}, margin {margin})"]
     if interrupted_of is not None:

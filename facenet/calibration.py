@@ -52,12 +52,16 @@ def _pairs(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
 
 
 def _distances(emb: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 50_000) -> np.ndarray:
-    return np.concatenate([np.linalg.norm(emb[i[k : k + chunk]] - emb[j[k : k + chunk]], axis=1)
-                           for k in range(0, len(i), chunk)]) if len(i) else np.zeros(0)  # fmt: skip
+    return (
+        np.concatenate(
+            [np.linalg.norm(emb[i[k : k + chunk]] - emb[j[k : k + chunk]], axis=1) for k in range(0, len(i), chunk)]
+        )
+        if len(i)
+        else np.zeros(0)
+    )
 
 
-def calibrate_embeddings(emb: np.ndarray, labels: np.ndarray, far: float, data: str = "", seed: int = 0
-                         ) -> Calibration:  # fmt: skip
+def calibrate_embeddings(emb: np.ndarray, labels: np.ndarray, far: float, data: str = "", seed: int = 0) -> Calibration:
     """The largest distance threshold whose false accept rate over the impostor pairs is at most `far`."""
     if not 0 < far < 1:
         raise DataError(f"--far must lie in (0, 1), got {far}")
@@ -69,8 +73,10 @@ def calibrate_embeddings(emb: np.ndarray, labels: np.ndarray, far: float, data: 
     if n_genuine == 0:
         raise DataError(f"{data or 'the data'}: no identity has two images, so there is no genuine pair")
     if n_impostor * far < 1:
-        raise DataError(f"FAR {far:g} needs at least {int(np.ceil(1 / far))} impostor pairs; {data or 'the data'} "
-                        f"gives {n_impostor}: add identities or choose a larger --far")  # fmt: skip
+        raise DataError(
+            f"FAR {far:g} needs at least {int(np.ceil(1 / far))} impostor pairs; {data or 'the data'} "
+            f"gives {n_impostor}: add identities or choose a larger --far"
+        )
     t = threshold_at_far(d, same, far)
     return Calibration(
         threshold=t,
@@ -88,8 +94,11 @@ def calibrate_embeddings(emb: np.ndarray, labels: np.ndarray, far: float, data: 
 
 def record(model_file: Path, calibration: Calibration) -> Path:
     """Write the calibration into the model's sidecar (`.ckpt`) or model card (`.mindir`, `.onnx`); returns it."""
-    target = model_file.with_suffix(".json") if model_file.suffix == ".ckpt" else \
-        model_file.with_name(model_file.name + ".json")  # fmt: skip
+    target = (
+        model_file.with_suffix(".json")
+        if model_file.suffix == ".ckpt"
+        else model_file.with_name(model_file.name + ".json")
+    )
     if not target.is_file():
         raise DataError(f"{model_file} has no sidecar or model card ({target.name}) to record the threshold in")
     info = json.loads(target.read_text())

@@ -18,8 +18,19 @@ from facenet.errors import UserError
 REPO = Path(__file__).resolve().parent.parent
 # Packages whose versions become individual tags (`version.<name>`); every installed distribution goes into the
 # `environment.json` artifact.
-KEY_PACKAGES = ("facenet", "mindspore", "hydra-core", "omegaconf", "numpy", "pandas", "mlflow",
-                "opencv-python-headless", "optuna", "hydra-optuna-sweeper", "hydra-joblib-launcher")  # fmt: skip
+KEY_PACKAGES = (
+    "facenet",
+    "mindspore",
+    "hydra-core",
+    "omegaconf",
+    "numpy",
+    "pandas",
+    "mlflow",
+    "opencv-python-headless",
+    "optuna",
+    "hydra-optuna-sweeper",
+    "hydra-joblib-launcher",
+)
 RERUN_ENV = "FACENET_RERUN_OF"
 
 
@@ -29,8 +40,13 @@ def git_state(repo: Path = REPO) -> dict[str, str]:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=repo)
         if commit.returncode != 0:
             return {}
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                text=True, timeout=10, cwd=repo)  # fmt: skip
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=repo,
+        )
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"git_commit": commit.stdout.strip(), "git_dirty": str(bool(status.stdout.strip())).lower()}
@@ -78,7 +94,7 @@ def hydra_call() -> dict[str, str]:
         # which option of every config group (what `facenet compare` labels runs by)
         "hydra_choices": json.dumps(
             {str(k): str(v) for k, v in hc.runtime.choices.items() if not str(k).startswith("hydra")}
-        ),  # fmt: skip
+        ),
     }
     dirs = [s.path for s in hc.runtime.config_sources if s.provider == "command-line" and s.schema == "file"]
     if dirs:
@@ -100,8 +116,10 @@ def rerun_command(tags: dict[str, str], extra: list[str] = (), python: str = sys
     """The `run.py` command that repeats a logged run: same config name and config dir, same overrides, single
     run (a job of a sweep is re-run alone), then `extra` overrides."""
     if "hydra_overrides_json" not in tags:
-        raise UserError("this run has no recorded Hydra overrides (tag hydra_overrides_json): it was not started by "
-                        "run.py, or by a version of facenet that did not record them")  # fmt: skip
+        raise UserError(
+            "this run has no recorded Hydra overrides (tag hydra_overrides_json): it was not started by "
+            "run.py, or by a version of facenet that did not record them"
+        )
     cmd = [python, str(REPO / "run.py")]
     config_dir = tags.get("hydra_config_dir")
     if config_dir:

@@ -19,8 +19,10 @@ from facenet.interrupts import partial_file
 log = logging.getLogger(__name__)
 RUN_FILE = "run.json"  # a run directory's state
 SWEEP_FILE = "sweep.json"  # a sweep directory's parent run and parameters (facenet/sweeps.py)
-REASON = ("its process ended without closing the run (kill -9, the out-of-memory killer, a crash or a power cut); "
-          "resume=auto continues it from its last checkpoint")  # fmt: skip
+REASON = (
+    "its process ended without closing the run (kill -9, the out-of-memory killer, a crash or a power cut); "
+    "resume=auto continues it from its last checkpoint"
+)
 
 
 def job_dirs(sweep_dir: str | os.PathLike) -> list[Path]:
@@ -94,8 +96,9 @@ def stale_runs(output_dir: str | Path, keep: Path | None = None) -> list[StaleRu
     return found
 
 
-def close_stale(output_dir: str | Path, keep: Path | None = None, found_by: str = "", dry_run: bool = False
-                ) -> list[StaleRun]:  # fmt: skip
+def close_stale(
+    output_dir: str | Path, keep: Path | None = None, found_by: str = "", dry_run: bool = False
+) -> list[StaleRun]:
     """Close every stale run under `output_dir` FAILED (run.json and its MLflow run), with the reason; returns
     them. `keep`: a run directory left alone (the one being resumed)."""
     stale = stale_runs(output_dir, keep)
@@ -104,8 +107,9 @@ def close_stale(output_dir: str | Path, keep: Path | None = None, found_by: str 
         reason = f"{REASON} (found {when}{' by ' + found_by if found_by else ''})"
         mlflow_note = _close_mlflow(run.state, reason)
         write_state(run.run_dir, {**run.state, "status": "FAILED", "error": f"ProcessGone: {reason}"})
-        log.warning("run %s was RUNNING but process %s is gone: closed FAILED%s", run.run_dir, run.state.get("pid"),
-                    mlflow_note)  # fmt: skip
+        log.warning(
+            "run %s was RUNNING but process %s is gone: closed FAILED%s", run.run_dir, run.state.get("pid"), mlflow_note
+        )
     return stale
 
 

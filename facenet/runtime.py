@@ -32,8 +32,13 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH", cpu_threads: int | None = None,
-                 distributed: bool = False) -> None:  # fmt: skip
+def init_runtime(
+    device: str = "CPU",
+    device_id: int = 0,
+    mode: str = "GRAPH",
+    cpu_threads: int | None = None,
+    distributed: bool = False,
+) -> None:
     """Select device, execution mode and CPU kernel threads (None: MindSpore's default), then run one throw-away
     eager op.
 
@@ -53,8 +58,10 @@ def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH", c
         if _state["device"] != wanted:
             raise ConfigError(f"MindSpore already runs on {_state['device']}; cannot switch to {wanted} in-process")
         if cpu_threads is not None and cpu_threads != _state["threads"]:
-            raise ConfigError(f"MindSpore's CPU threads are set once per process ({_state['threads'] or 'default'} "
-                              f"here); cannot change to {cpu_threads} in-process")  # fmt: skip
+            raise ConfigError(
+                f"MindSpore's CPU threads are set once per process ({_state['threads'] or 'default'} "
+                f"here); cannot change to {cpu_threads} in-process"
+            )
         ms.set_context(mode=_MODES[mode])
         return
     try:
@@ -78,9 +85,11 @@ def init_runtime(device: str = "CPU", device_id: int = 0, mode: str = "GRAPH", c
 def _init_data_parallel() -> None:
     """Join the msrun cluster and set data-parallel mode (gradients averaged over ranks)."""
     if "MS_ROLE" not in os.environ and "RANK_TABLE_FILE" not in os.environ:
-        raise ConfigError("hardware.distributed=true needs the processes msrun starts: msrun --worker_num=N "
-                          "--local_worker_num=N --master_addr=127.0.0.1 --master_port=8118 --log_dir=LOG --join=True "
-                          "run.py hardware=cpu_dp ... (docs/data-parallel.md)")  # fmt: skip
+        raise ConfigError(
+            "hardware.distributed=true needs the processes msrun starts: msrun --worker_num=N "
+            "--local_worker_num=N --master_addr=127.0.0.1 --master_port=8118 --log_dir=LOG --join=True "
+            "run.py hardware=cpu_dp ... (docs/data-parallel.md)"
+        )
     from mindspore.communication import get_group_size, get_rank, init
 
     init()

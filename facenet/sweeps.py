@@ -98,8 +98,17 @@ def summarize(sweep_dir: str | Path) -> pd.DataFrame:
         override_keys.update(dict.fromkeys(overrides))
         metric_keys.update(dict.fromkeys(metrics))
         job = int(job_dir.name) if job_dir.name.isdigit() else job_dir.name
-        rows.append({"job": job, "status": status, **overrides, **metrics, "run_id": state.get("run_id"),
-                     "error": state.get("error"), "dir": str(job_dir)})  # fmt: skip
+        rows.append(
+            {
+                "job": job,
+                "status": status,
+                **overrides,
+                **metrics,
+                "run_id": state.get("run_id"),
+                "error": state.get("error"),
+                "dir": str(job_dir),
+            }
+        )
     columns = ["job", "status", *override_keys, *metric_keys, "run_id", "error", "dir"]
     return pd.DataFrame(rows, columns=columns).apply(_numeric)
 
@@ -170,9 +179,13 @@ class SweepCallback(Callback):
                 self.tracker = None
             else:
                 self.tracker.run_name = f"sweep {config.hydra.job.config_name} {self.sweep_id}"
-                tags = {**run_tags("sweep"), "sweep_id": self.sweep_id, "sweep_dir": str(self.sweep_dir),
-                        "sweep.sweeper": str(config.hydra.sweeper._target_).rsplit(".", 1)[-1],
-                        "sweep.launcher": str(config.hydra.launcher._target_).rsplit(".", 1)[-1]}  # fmt: skip
+                tags = {
+                    **run_tags("sweep"),
+                    "sweep_id": self.sweep_id,
+                    "sweep_dir": str(self.sweep_dir),
+                    "sweep.sweeper": str(config.hydra.sweeper._target_).rsplit(".", 1)[-1],
+                    "sweep.launcher": str(config.hydra.launcher._target_).rsplit(".", 1)[-1],
+                }
                 tags["hydra_overrides"] = " ".join(config.hydra.overrides.task) or "(none)"
                 self.tracker.start(params, tags)
         except UserError as err:

@@ -103,8 +103,13 @@ def table_image(table: pd.DataFrame, path: Path, title: str) -> Path:
     fig_w = min(28.0, 1.0 + 0.085 * total)
     fig, ax = plt.subplots(figsize=(fig_w, 0.9 + 0.32 * (len(table) + 1)), dpi=120)
     ax.axis("off")
-    t = ax.table(cellText=cells, colLabels=list(table.columns), loc="center", cellLoc="center",
-                 colWidths=[w / total for w in widths])  # fmt: skip
+    t = ax.table(
+        cellText=cells,
+        colLabels=list(table.columns),
+        loc="center",
+        cellLoc="center",
+        colWidths=[w / total for w in widths],
+    )
     t.auto_set_font_size(False)
     t.set_fontsize(8)
     t.scale(1, 1.35)

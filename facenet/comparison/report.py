@@ -29,8 +29,10 @@ ARTIFACTS = ("comparison.csv", "comparison.md", "comparison.json", "table.png", 
 
 def check_same_pairs(runs: list[RunResult], names: list[str]) -> str:
     """The runs' common pair-set fingerprint; a one-line refusal when any run was evaluated on other pairs."""
-    prints = [r.report.get("pairs_sha1") or pairs_fingerprint(r.scores["left"], r.scores["right"], r.scores["same"])
-              for r in runs]  # fmt: skip
+    prints = [
+        r.report.get("pairs_sha1") or pairs_fingerprint(r.scores["left"], r.scores["right"], r.scores["same"])
+        for r in runs
+    ]
     if len(set(prints)) > 1:
         first = prints[0]
         other = next(i for i, p in enumerate(prints) if p != first)
@@ -56,8 +58,12 @@ def val_at(run: RunResult, far: float) -> tuple[float, float]:
     reported = run.report.get("val_at_far", {}).get(f"{far:g}")
     if reported is not None:
         return reported["val_mean"], reported["val_std"]
-    r = verification_report(run.scores["distance"].to_numpy(np.float64), run.scores["same"].to_numpy(bool),
-                            n_folds=run.report["n_folds"], far_targets=(far,))  # fmt: skip
+    r = verification_report(
+        run.scores["distance"].to_numpy(np.float64),
+        run.scores["same"].to_numpy(bool),
+        n_folds=run.report["n_folds"],
+        far_targets=(far,),
+    )
     v = r.val_at_far[far]
     return v["val_mean"], v["val_std"]
 
@@ -66,8 +72,12 @@ def numbers(runs: list[RunResult], names: list[str]) -> pd.DataFrame:
     """One row per run: the figures, as numbers (the CSV)."""
     rows = []
     for r, name in zip(runs, names, strict=True):
-        row = {"run": name, "pairs": r.report["n_pairs"], "accuracy": r.report["accuracy_mean"],
-               "accuracy_std": r.report["accuracy_std"]}  # fmt: skip
+        row = {
+            "run": name,
+            "pairs": r.report["n_pairs"],
+            "accuracy": r.report["accuracy_mean"],
+            "accuracy_std": r.report["accuracy_std"],
+        }
         for far in FARS:
             row[f"val_at_far_{far:g}"], row[f"val_at_far_{far:g}_std"] = val_at(r, far)
         row.update(auc=r.report["auc"], eer=r.report["eer"], threshold=r.report["threshold_mean"])
@@ -134,21 +144,34 @@ def compare(inputs: Inputs, out_dir: str | Path, metric: str = "accuracy") -> tu
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "comparison.csv", index=False)
     n, n_diff = len(runs[0].scores), int((~runs[0].scores["same"]).sum())
-    note = (f"{len(runs)} runs on the same {n} pairs ({n - n_diff} same, {n_diff} different; sha1 {sha1[:10]}), "
-            f"best by {metric}: {names[best]}. VAL@FAR needs at least 1/FAR different pairs (n/a below that). "
-            f"McNemar: exact two-sided test of the best run against each on per-pair decisions at each run's own "
-            f"fold thresholds; p < 0.05 is called significant (not corrected for multiple comparisons); "
-            f"'N vs M pairs': the pairs only the best run decides right, and only this run.")  # fmt: skip
+    note = (
+        f"{len(runs)} runs on the same {n} pairs ({n - n_diff} same, {n_diff} different; sha1 {sha1[:10]}), "
+        f"best by {metric}: {names[best]}. VAL@FAR needs at least 1/FAR different pairs (n/a below that). "
+        f"McNemar: exact two-sided test of the best run against each on per-pair decisions at each run's own "
+        f"fold thresholds; p < 0.05 is called significant (not corrected for multiple comparisons); "
+        f"'N vs M pairs': the pairs only the best run decides right, and only this run."
+    )
     (out / "comparison.md").write_text(markdown(pretty) + "\n\n" + note + "\n")
-    (out / "comparison.json").write_text(json.dumps({
-        "metric": metric, "best": names[best], "pairs": n, "pairs_sha1": sha1,
-        "runs": [{"label": name, "run_id": r.run_id, "source": r.source} for r, name in zip(runs, names, strict=True)],
-    }, indent=1))  # fmt: skip
+    (out / "comparison.json").write_text(
+        json.dumps(
+            {
+                "metric": metric,
+                "best": names[best],
+                "pairs": n,
+                "pairs_sha1": sha1,
+                "runs": [
+                    {"label": name, "run_id": r.run_id, "source": r.source} for r, name in zip(runs, names, strict=True)
+                ],
+            },
+            indent=1,
+        )
+    )
     table_image(pretty, out / "table.png", f"{len(runs)} runs, {n} pairs, best by {metric}: {names[best]}")
     floor = 1.0 / max(n_diff, 1)
     scores = [r.scores for r in runs]
-    legend = [f"{name} (acc {a:.4f}, AUC {u:.4f})" for name, a, u in zip(names, table["accuracy"], table["auc"],
-                                                                            strict=True)]  # fmt: skip
+    legend = [
+        f"{name} (acc {a:.4f}, AUC {u:.4f})" for name, a, u in zip(names, table["accuracy"], table["auc"], strict=True)
+    ]
     roc_compare(scores, legend, out / "roc.png", floor)
     det_compare(scores, names, out / "det.png", floor)
     distances_compare(scores, names, out / "distances.png")
@@ -180,13 +203,18 @@ def log_comparison(inputs: Inputs, out: Path, uri: str, names: list[str] | None 
             exp = client.get_experiment_by_name("comparison")
             # a local store keeps artifacts beside it, as runs do (<output_dir>/mlartifacts)
             beside = (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
-            exp_id = exp.experiment_id if exp else client.create_experiment(
-                "comparison", artifact_location=beside if uri.startswith("sqlite:///") else None)  # fmt: skip
+            exp_id = (
+                exp.experiment_id
+                if exp
+                else client.create_experiment(
+                    "comparison", artifact_location=beside if uri.startswith("sqlite:///") else None
+                )
+            )
         ids = [r.run_id for r in inputs.runs if r.run_id]
-        tags = {"task": "compare", "compared_runs": json.dumps(ids)[:5000],
-                "compared": " | ".join(names or [])[:5000]}  # fmt: skip
-        run_id = client.create_run(exp_id, run_name=f"compare {len(inputs.runs)} runs {time.strftime('%H:%M:%S')}",
-                                   tags=tags).info.run_id  # fmt: skip
+        tags = {"task": "compare", "compared_runs": json.dumps(ids)[:5000], "compared": " | ".join(names or [])[:5000]}
+        run_id = client.create_run(
+            exp_id, run_name=f"compare {len(inputs.runs)} runs {time.strftime('%H:%M:%S')}", tags=tags
+        ).info.run_id
     for name in ARTIFACTS:
         client.log_artifact(run_id, str(out / name), folder)
     if not inputs.parent_run_id:

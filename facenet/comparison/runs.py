@@ -60,8 +60,10 @@ def _eval_dir(root: Path, benchmark: str | None, where: str) -> Path:
     if benchmark:
         if not (base / benchmark / "report.json").is_file():
             sets = sorted(p.parent.name for p in base.glob("*/report.json"))
-            raise ComparisonError(f"{where} has no evaluation of benchmark {benchmark!r}"
-                                  + (f" (it has: {', '.join(sets)})" if sets else ""))  # fmt: skip
+            raise ComparisonError(
+                f"{where} has no evaluation of benchmark {benchmark!r}"
+                + (f" (it has: {', '.join(sets)})" if sets else "")
+            )
         return base / benchmark
     if (base / "report.json").is_file():
         return base
@@ -73,8 +75,7 @@ def _eval_dir(root: Path, benchmark: str | None, where: str) -> Path:
         name = primary[0] if primary and primary[0] in sets else (sets[0] if sets else None)
         if name:
             return base / name
-    raise ComparisonError(f"{where} has no evaluation report ({EVAL_DIR}/report.json): it did not finish an "
-                          "evaluation")  # fmt: skip
+    raise ComparisonError(f"{where} has no evaluation report ({EVAL_DIR}/report.json): it did not finish an evaluation")
 
 
 def _read_eval(folder: Path, where: str) -> tuple[dict, pd.DataFrame]:
@@ -90,8 +91,9 @@ def _read_eval(folder: Path, where: str) -> tuple[dict, pd.DataFrame]:
         )
     scores = pd.read_csv(scores_file, dtype={"left": str, "right": str}, keep_default_na=False)
     if list(scores.columns[:3]) != ["fold", "same", "distance"] or len(scores) != report.get("n_pairs"):
-        raise ComparisonError(f"{where}: {scores_file} does not match its report.json ({len(scores)} rows, "
-                              f"{report.get('n_pairs')} pairs)")  # fmt: skip
+        raise ComparisonError(
+            f"{where}: {scores_file} does not match its report.json ({len(scores)} rows, {report.get('n_pairs')} pairs)"
+        )
     scores["same"] = scores["same"].astype(bool)
     return report, scores
 
@@ -118,8 +120,10 @@ def read_run_dir(root: str | os.PathLike, benchmark: str | None = None, name: st
     root = Path(root)
     state = json.loads((root / RUN_FILE).read_text()) if (root / RUN_FILE).is_file() else {}
     if state.get("status", "FINISHED") != "FINISHED":
-        raise ComparisonError(f"run {root} is {state['status']} ({state.get('error') or 'no error recorded'}): its "
-                              "evaluation is from before it ended; compare finished runs")  # fmt: skip
+        raise ComparisonError(
+            f"run {root} is {state['status']} ({state.get('error') or 'no error recorded'}): its "
+            "evaluation is from before it ended; compare finished runs"
+        )
     report, scores = _read_eval(_eval_dir(root, benchmark, f"run {root}"), f"run {root}")
     choices, overrides = _hydra_files(root)
     metrics_file = root / "metrics.json"
@@ -166,8 +170,9 @@ def _from_mlflow(client, run, benchmark: str | None, scratch: Path) -> RunResult
             return result
     where = f"MLflow run {run_id}"
     if run.info.status != "FINISHED":
-        raise ComparisonError(f"{where} is {run.info.status}: its evaluation is from before it ended; compare "
-                              "finished runs")  # fmt: skip
+        raise ComparisonError(
+            f"{where} is {run.info.status}: its evaluation is from before it ended; compare finished runs"
+        )
     into = scratch / run_id
     into.mkdir(parents=True, exist_ok=True)
     try:
@@ -176,8 +181,9 @@ def _from_mlflow(client, run, benchmark: str | None, scratch: Path) -> RunResult
             if item in top:
                 client.download_artifacts(run_id, item, str(into))
     except (MlflowException, OSError) as err:
-        raise ComparisonError(f"{where}: cannot read its artifacts from {client.tracking_uri} "
-                              f"({str(err).splitlines()[0][:200]})") from None  # fmt: skip
+        raise ComparisonError(
+            f"{where}: cannot read its artifacts from {client.tracking_uri} ({str(err).splitlines()[0][:200]})"
+        ) from None
     report, scores = _read_eval(_eval_dir(into, benchmark, where), where)
     metrics_file = into / "metrics.json"
     return RunResult(
@@ -228,8 +234,9 @@ def _resolve(items: list[str], tracking_uri: str | None, benchmark: str | None, 
                 out.tracking_uri = sweep.get("tracking_uri")
         elif path.is_dir():
             if not ((path / RUN_FILE).is_file() or (path / EVAL_DIR).is_dir()):
-                raise ComparisonError(f"{path} is neither a run directory (run.json, eval/) nor a sweep directory "
-                                      "(sweep.json)")  # fmt: skip
+                raise ComparisonError(
+                    f"{path} is neither a run directory (run.json, eval/) nor a sweep directory (sweep.json)"
+                )
             found.append(read_run_dir(path, benchmark))
         elif os.sep in item or item.startswith("."):
             raise ComparisonError(f"{item}: no such directory")
@@ -244,11 +251,16 @@ def _resolve(items: list[str], tracking_uri: str | None, benchmark: str | None, 
             try:
                 run = client.get_run(item)
             except MlflowException as err:
-                raise ComparisonError(f"{item} is not a directory, and not a run in {client.tracking_uri}: "
-                                      f"{str(err).splitlines()[0][:200]}") from None  # fmt: skip
-            children = client.search_runs([run.info.experiment_id],
-                                          f"tags.mlflow.parentRunId = '{item}' and attributes.status = 'FINISHED'",
-                                          order_by=["attributes.start_time ASC"], max_results=10000)  # fmt: skip
+                raise ComparisonError(
+                    f"{item} is not a directory, and not a run in {client.tracking_uri}: "
+                    f"{str(err).splitlines()[0][:200]}"
+                ) from None
+            children = client.search_runs(
+                [run.info.experiment_id],
+                f"tags.mlflow.parentRunId = '{item}' and attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time ASC"],
+                max_results=10000,
+            )
             if children:
                 found += [_from_mlflow(client, c, benchmark, scratch) for c in children]
                 if len(items) == 1:

@@ -44,8 +44,9 @@ class _Dtype:
     def __init__(self, name, align=False, copy=True):
         name = _text(name)
         if name not in PLAIN_DTYPES:
-            raise _Refused(f"refused numpy dtype {name!r}: a .bin holds only plain numeric arrays "
-                           f"({', '.join(PLAIN_DTYPES)})")  # fmt: skip
+            raise _Refused(
+                f"refused numpy dtype {name!r}: a .bin holds only plain numeric arrays ({', '.join(PLAIN_DTYPES)})"
+            )
         self.dtype = np.dtype(name)
 
     def __setstate__(self, state):
@@ -146,8 +147,10 @@ class _Restricted(pickle._Unpickler):  # the Python unpickler: its BUILD can be 
     def find_class(self, module: str, name: str):
         if (module, name) in STAND_INS:
             return STAND_INS[(module, name)]
-        raise _Refused(f"refused to load {module}.{name}: a .bin verification set holds only image bytes, pair "
-                       "flags and numpy arrays (unpickling anything else could run code)")  # fmt: skip
+        raise _Refused(
+            f"refused to load {module}.{name}: a .bin verification set holds only image bytes, pair "
+            "flags and numpy arrays (unpickling anything else could run code)"
+        )
 
 
 def _plain(obj, depth: int = 0):
@@ -169,8 +172,20 @@ def safe_load(data: bytes, where: str):
         return _plain(_Restricted(io.BytesIO(data), encoding="bytes").load())
     except _Refused as err:
         raise DataError(f"{where}: {err}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            ImportError, MemoryError, OverflowError, RecursionError, struct.error) as err:  # fmt: skip
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        ImportError,
+        MemoryError,
+        OverflowError,
+        RecursionError,
+        struct.error,
+    ) as err:
         raise DataError(f"{where}: not a pickled verification set ({type(err).__name__}: {err})") from None
 
 
@@ -180,8 +195,10 @@ def _image_bytes(entry, i: int, where: str) -> bytes:
     if isinstance(entry, np.ndarray) and entry.dtype == np.uint8 and entry.ndim == 1:
         return entry.tobytes()
     shape = f" of shape {entry.shape}, dtype {entry.dtype}" if isinstance(entry, np.ndarray) else ""
-    raise DataError(f"{where}: image {i} is a {type(entry).__name__}{shape}; expected encoded image bytes (bytes or "
-                    "a 1-D uint8 array)")  # fmt: skip
+    raise DataError(
+        f"{where}: image {i} is a {type(entry).__name__}{shape}; expected encoded image bytes (bytes or "
+        "a 1-D uint8 array)"
+    )
 
 
 def _flags(values, where: str) -> np.ndarray:
@@ -190,8 +207,9 @@ def _flags(values, where: str) -> np.ndarray:
     except ValueError:
         raise DataError(f"{where}: the pair flags are not a flat list of bools") from None
     if flags.ndim != 1 or not (flags.dtype == bool or np.issubdtype(flags.dtype, np.integer)):
-        raise DataError(f"{where}: the pair flags are {type(values).__name__} of {flags.dtype}; expected a list or "
-                        "array of bools")  # fmt: skip
+        raise DataError(
+            f"{where}: the pair flags are {type(values).__name__} of {flags.dtype}; expected a list or array of bools"
+        )
     if np.issubdtype(flags.dtype, np.integer) and not np.isin(flags, (0, 1)).all():
         raise DataError(f"{where}: pair flags must be true/false (or 1/0)")
     return flags.astype(bool)
@@ -206,8 +224,10 @@ def read_bin(path: str | os.PathLike) -> PairSet:
     where = str(path)
     obj = safe_load(path.read_bytes(), where)
     if not isinstance(obj, tuple | list) or len(obj) != 2:
-        raise DataError(f"{where}: expected a pickled (images, issame) pair, got {type(obj).__name__}"
-                        + (f" of length {len(obj)}" if isinstance(obj, tuple | list) else ""))  # fmt: skip
+        raise DataError(
+            f"{where}: expected a pickled (images, issame) pair, got {type(obj).__name__}"
+            + (f" of length {len(obj)}" if isinstance(obj, tuple | list) else "")
+        )
     images, flags = obj
     if not isinstance(images, list | tuple | np.ndarray):
         raise DataError(f"{where}: images are a {type(images).__name__}; expected a list of encoded images")
@@ -231,9 +251,11 @@ def pack_pairs(root: str | os.PathLike, pairs_file: str | os.PathLike, out: str 
     files byte for byte, other formats as lossless PNG. Returns (pairs, re-encoded images)."""
     pairs = read_pairs(pairs_file, root)
     if pairs.n_folds != FOLDS:
-        raise DataError(f"{pairs_file}: a .bin is read as {FOLDS} consecutive folds; this file has "
-                        f"{'no fold header' if pairs.n_folds == 1 else f'{pairs.n_folds} folds'} (expected a "
-                        f"`{FOLDS} N` first line, as LFW's View 2)")  # fmt: skip
+        raise DataError(
+            f"{pairs_file}: a .bin is read as {FOLDS} consecutive folds; this file has "
+            f"{'no fold header' if pairs.n_folds == 1 else f'{pairs.n_folds} folds'} (expected a "
+            f"`{FOLDS} N` first line, as LFW's View 2)"
+        )
     encoded = [portable_bytes(p) for p in pairs.paths]
     blobs = []
     for a, b in zip(pairs.left, pairs.right, strict=True):

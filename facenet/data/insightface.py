@@ -36,8 +36,10 @@ def locate(path: str | os.PathLike) -> tuple[Path, Path, Path]:
     if path.suffix == ".rec":
         return path, path.with_suffix(".idx"), path.parent / "property"
     if not path.is_dir():
-        raise DataError(f"RecordIO dataset {str(path)!r} does not exist: expected a folder with "
-                        f"{', '.join(FILES)} (InsightFace's layout) or a .rec file")  # fmt: skip
+        raise DataError(
+            f"RecordIO dataset {str(path)!r} does not exist: expected a folder with "
+            f"{', '.join(FILES)} (InsightFace's layout) or a .rec file"
+        )
     rec = path / "train.rec"
     if not rec.is_file():
         found = sorted(p.name for p in path.glob("*.rec"))
@@ -82,9 +84,15 @@ def _identity_ranges(file: RecordFile, a: int, b: int) -> list[tuple[int, int]] 
             return None
         first, last = int(record.labels[0]), int(record.labels[1])
         if not end <= first < last <= a:
-            log.warning("%s: identity record %d holds range [%d, %d), not within the images 1..%d after the "
-                        "previous identity; reading every record's label instead", file.rec, key, first, last,
-                        a - 1)  # fmt: skip
+            log.warning(
+                "%s: identity record %d holds range [%d, %d), not within the images 1..%d after the "
+                "previous identity; reading every record's label instead",
+                file.rec,
+                key,
+                first,
+                last,
+                a - 1,
+            )
             return None
         ranges.append((first, last))
         end = last
@@ -108,8 +116,9 @@ def _scan_labels(file: RecordFile, keys: np.ndarray, cache_dir: str | os.PathLik
             return labels
     labels = np.empty(len(keys), np.float64)
     head = IMAGE_HEADER.size + 4
-    for j, key in enumerate(tqdm(keys, desc=f"reading labels of {file.rec.name}", unit="rec", leave=False,
-                                 disable=len(keys) < 20000)):  # fmt: skip
+    for j, key in enumerate(
+        tqdm(keys, desc=f"reading labels of {file.rec.name}", unit="rec", leave=False, disable=len(keys) < 20000)
+    ):
         where = f"{file.rec} record {key}"
         data = file.read(int(key), head)
         if len(data) < head:  # a record shorter than a header with one extra label: parse it whole
@@ -136,8 +145,12 @@ def record_table(file: RecordFile, cache_dir: str | os.PathLike | None = None) -
     from a scan of every record's label (cached in `cache_dir`)."""
     header = _header(file)
     if header and max(header) > FLOAT_EXACT:
-        log.warning("%s: record 0 announces %d records, past float32's exact integers: its identity ranges may be "
-                    "rounded; reading every image's own label instead (cached)", file.rec, header[0] - 1)  # fmt: skip
+        log.warning(
+            "%s: record 0 announces %d records, past float32's exact integers: its identity ranges may be "
+            "rounded; reading every image's own label instead (cached)",
+            file.rec,
+            header[0] - 1,
+        )
     ranges = _identity_ranges(file, *header) if header and max(header) <= FLOAT_EXACT else None
     if ranges is not None:
         records = np.concatenate([np.arange(first, end) for first, end in ranges])
@@ -148,8 +161,10 @@ def record_table(file: RecordFile, cache_dir: str | os.PathLike | None = None) -
             keys = np.arange(1, header[0])
             missing = [int(k) for k in keys[:: max(1, len(keys) // 1000)] if k not in file]
             if missing:
-                raise DataError(f"{file.rec}: record 0 announces images 1..{header[0] - 1}, but {file.idx.name} "
-                                f"lacks record {missing[0]} (and maybe others)")  # fmt: skip
+                raise DataError(
+                    f"{file.rec}: record 0 announces images 1..{header[0] - 1}, but {file.idx.name} "
+                    f"lacks record {missing[0]} (and maybe others)"
+                )
         else:
             keys = file.keys[file.keys != 0] if 0 in file and _is_header_only(file) else file.keys
         keys = np.sort(keys)
@@ -164,8 +179,14 @@ def record_table(file: RecordFile, cache_dir: str | os.PathLike | None = None) -
         raise DataError(f"{file.rec} holds no image records")
     names = [str(int(v)) if float(v).is_integer() else repr(float(v)) for v in labels]  # one per identity
     records = records.astype(np.int64)
-    return pd.DataFrame({"id": records, "name": pd.Categorical.from_codes(classes, names),
-                         "class": classes.astype(np.int64), "record": records})[COLUMNS]  # fmt: skip
+    return pd.DataFrame(
+        {
+            "id": records,
+            "name": pd.Categorical.from_codes(classes, names),
+            "class": classes.astype(np.int64),
+            "record": records,
+        }
+    )[COLUMNS]
 
 
 def _is_header_only(file: RecordFile) -> bool:
@@ -192,8 +213,10 @@ def pack_folder(src: str | os.PathLike, out: str | os.PathLike) -> PackReport:
     out.mkdir(parents=True, exist_ok=True)
     n, m = len(table), int(table["class"].nunique())
     if n + 1 + m > FLOAT_EXACT:
-        raise DataError(f"{src}: {n} images of {m} identities; InsightFace's layout stores record numbers as float32 "
-                        f"labels, exact only up to {FLOAT_EXACT}: pack it in parts")  # fmt: skip
+        raise DataError(
+            f"{src}: {n} images of {m} identities; InsightFace's layout stores record numbers as float32 "
+            f"labels, exact only up to {FLOAT_EXACT}: pack it in parts"
+        )
     first_record = np.searchsorted(table["class"].to_numpy(), np.arange(m)) + 1
     a = n + 1
     reencoded, bad, size = 0, [], None
@@ -214,8 +237,11 @@ def pack_folder(src: str | os.PathLike, out: str | os.PathLike) -> PackReport:
             reencoded += converted
             writer.write(i, pack_image(float(cls), data, i))
         if bad:
-            raise DataError(f"{len(bad)} files under {src} are not readable images, nothing written: "
-                            + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))  # fmt: skip
+            raise DataError(
+                f"{len(bad)} files under {src} are not readable images, nothing written: "
+                + "; ".join(bad[:5])
+                + (" ..." if len(bad) > 5 else "")
+            )
         ends = np.r_[first_record[1:], a]
         for c in range(m):
             writer.write(a + c, pack_image([first_record[c], ends[c]], b"", a + c))
@@ -235,8 +261,9 @@ def unpack(path: str | os.PathLike, out: str | os.PathLike, cache_dir: str | os.
     table = record_table(file, cache_dir)
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out} is {'not empty' if out.is_dir() else 'a file'}: unpack writes into a new or empty "
-                        "folder")  # fmt: skip
+        raise DataError(
+            f"{out} is {'not empty' if out.is_dir() else 'a file'}: unpack writes into a new or empty folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     try:
         written = _unpack_into(file, table, out, rec)
@@ -258,8 +285,11 @@ def _unpack_into(file: RecordFile, table: pd.DataFrame, out: Path, rec: Path) ->
     label_width = max(len(n) for n in table["name"].cat.categories)
     record_width = len(str(int(table["record"].max())))
     images = RecordImages(file, table["record"].to_numpy())
-    for i, (name, record) in enumerate(tqdm(zip(table["name"], table["record"], strict=True), total=len(table),
-                                            desc=f"unpacking {rec.name}", unit="img")):  # fmt: skip
+    for i, (name, record) in enumerate(
+        tqdm(
+            zip(table["name"], table["record"], strict=True), total=len(table), desc=f"unpacking {rec.name}", unit="img"
+        )
+    ):
         data = unpack_image(file.read(int(record)), images.name(i)).image
         ext = image_format(data)
         if ext is None:  # another format: lossless PNG (an error names the record, if it is not an image)

@@ -95,8 +95,10 @@ class RecordFile:
         if not self.rec.is_file():
             raise DataError(f"RecordIO file {str(self.rec)!r} does not exist")
         if not self.idx.is_file():
-            raise DataError(f"{self.rec} has no index {self.idx.name} beside it: random access needs the "
-                            f"`key<TAB>offset` file written with it (facenet pack writes both)")  # fmt: skip
+            raise DataError(
+                f"{self.rec} has no index {self.idx.name} beside it: random access needs the "
+                f"`key<TAB>offset` file written with it (facenet pack writes both)"
+            )
         self.keys, self.offsets = _read_idx(self.idx)
         self._dense = bool(np.array_equal(self.keys, np.arange(len(self.keys))))  # keys 0..n-1: offsets[key]
         if not self._dense:  # any other keys: looked up by binary search, no per-key Python objects
@@ -136,15 +138,19 @@ class RecordFile:
         """A truncated file: records the index places past its end, or a last record cut short."""
         beyond = int((self.offsets + 8 > self.size).sum())
         if beyond:
-            raise DataError(f"{self.rec} is truncated: {self.size} bytes, but {self.idx.name} places {beyond} of "
-                            f"{len(self.offsets)} records beyond its end (an interrupted copy or "
-                            "download?)")  # fmt: skip
+            raise DataError(
+                f"{self.rec} is truncated: {self.size} bytes, but {self.idx.name} places {beyond} of "
+                f"{len(self.offsets)} records beyond its end (an interrupted copy or "
+                "download?)"
+            )
         if len(self.offsets):
             last = int(self.offsets.max())
             _, length = self._part(last, f"{self.rec} record at offset {last}")
             if last + 8 + length > self.size:
-                raise DataError(f"{self.rec} is truncated: its last record (offset {last}) needs "
-                                f"{last + 8 + length} bytes, the file has {self.size}")  # fmt: skip
+                raise DataError(
+                    f"{self.rec} is truncated: its last record (offset {last}) needs "
+                    f"{last + 8 + length} bytes, the file has {self.size}"
+                )
 
     def _part(self, pos: int, where: str) -> tuple[int, int]:
         head = os.pread(self._fd, 8, pos)
@@ -152,8 +158,10 @@ class RecordFile:
             raise DataError(f"{where}: file ends inside the record header (truncated .rec)")
         magic, lrecord = struct.unpack("<II", head)
         if magic != MAGIC:
-            raise DataError(f"{where}: no RecordIO magic at offset {pos} (found 0x{magic:08x}): corrupt record "
-                            "or an index that does not belong to this file")  # fmt: skip
+            raise DataError(
+                f"{where}: no RecordIO magic at offset {pos} (found 0x{magic:08x}): corrupt record "
+                "or an index that does not belong to this file"
+            )
         return lrecord >> LENGTH_BITS, lrecord & MAX_PART
 
     def read(self, key: int, head: int | None = None) -> bytes:
@@ -167,8 +175,10 @@ class RecordFile:
             if flag > LAST or (flag in (WHOLE, FIRST)) != (not parts):
                 raise DataError(f"{where}: continuation flag {flag} out of sequence (corrupt record)")
             if pos + 8 + length > self.size:  # checked before reading: a corrupt length allocates nothing
-                raise DataError(f"{where}: a part of {length} bytes at offset {pos} runs past the end of the file "
-                                "(corrupt record or truncated .rec)")  # fmt: skip
+                raise DataError(
+                    f"{where}: a part of {length} bytes at offset {pos} runs past the end of the file "
+                    "(corrupt record or truncated .rec)"
+                )
             n = head if head is not None and not parts and length >= head else length
             data = os.pread(self._fd, n, pos + 8)
             if len(data) < n:

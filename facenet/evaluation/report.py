@@ -18,6 +18,7 @@ from facenet.evaluation.figures import benchmark_roc_plot, distance_histogram, h
 from facenet.evaluation.protocols import MEAN, VerificationProtocol
 from facenet.evaluation.verify import evaluate_pairs
 from facenet.metrics import VerificationReport
+from facenet.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ def write_scores(pairs: PairSet, distances: np.ndarray, n_folds: int, path: Path
     names = [_short(n) for n in pairs.paths]
     left, right = [names[i] for i in pairs.left[order]], [names[i] for i in pairs.right[order]]
     same = pairs.issame[order].astype(int)
-    table = pd.DataFrame({"fold": fold, "same": same, "distance": np.asarray(distances, np.float64)[order],
-                          "left": left, "right": right})  # fmt: skip
+    table = pd.DataFrame(
+        {"fold": fold, "same": same, "distance": np.asarray(distances, np.float64)[order], "left": left, "right": right}
+    )
     table.to_csv(path, index=False)  # floats as repr: the distances read back exactly
     return pairs_fingerprint(left, right, same)
 
@@ -50,15 +52,33 @@ def pairs_fingerprint(left, right, same) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def evaluate_and_log(net, pairs: PairSet, protocol: VerificationProtocol, transform: EvalTransform, workers: int,
-                     tracker, step: int, out_dir: Path, prefix: str = "eval") -> dict[str, float]:  # fmt: skip
+def evaluate_and_log(
+    net,
+    pairs: PairSet,
+    protocol: VerificationProtocol,
+    transform: EvalTransform,
+    workers: int,
+    tracker: Tracker,
+    step: int,
+    out_dir: Path,
+    prefix: str = "eval",
+) -> dict[str, float]:
     """Score every pair, log `<prefix>/<scalar>` at `step`, write the report and figures into `out_dir` (logged
     under `<prefix>/`); returns the scalars."""
     return _score(net, pairs, protocol, transform, workers, tracker, step, out_dir, prefix)[0]
 
 
-def _score(net, pairs: PairSet, protocol: VerificationProtocol, transform: EvalTransform, workers: int, tracker,
-           step: int, out_dir: Path, prefix: str) -> tuple[dict[str, float], VerificationReport]:  # fmt: skip
+def _score(
+    net,
+    pairs: PairSet,
+    protocol: VerificationProtocol,
+    transform: EvalTransform,
+    workers: int,
+    tracker: Tracker,
+    step: int,
+    out_dir: Path,
+    prefix: str,
+) -> tuple[dict[str, float], VerificationReport]:
     report, distances = evaluate_pairs(
         net, pairs, transform, protocol.batch_size, protocol.far_targets, workers, protocol.flip_tta
     )
@@ -77,8 +97,8 @@ def _score(net, pairs: PairSet, protocol: VerificationProtocol, transform: EvalT
     (out_dir / "report.txt").write_text(report.table() + "\n")
     roc_plot(report, out_dir / "roc.png")
     distance_histogram(distances, pairs.issame, report.threshold_mean, out_dir / "distances.png")
-    hardest_pairs_grid(pairs.images, pairs.left, pairs.right, distances, pairs.issame, report.threshold_mean,
-                       out_dir / "hardest_pairs.png")  # fmt: skip
+    hardest = out_dir / "hardest_pairs.png"
+    hardest_pairs_grid(pairs.images, pairs.left, pairs.right, distances, pairs.issame, report.threshold_mean, hardest)
     for name in ARTIFACTS:
         tracker.log_artifact(out_dir / name, prefix)
     log.info(
@@ -94,9 +114,17 @@ def _score(net, pairs: PairSet, protocol: VerificationProtocol, transform: EvalT
     return scalars, report
 
 
-def evaluate_sets(net, sets: dict[str, PairSet], protocol: VerificationProtocol, transform: EvalTransform,
-                  workers: int, tracker, step: int, out_dir: Path, prefix: str = "eval"
-                  ) -> dict[str, float]:  # fmt: skip
+def evaluate_sets(
+    net,
+    sets: dict[str, PairSet],
+    protocol: VerificationProtocol,
+    transform: EvalTransform,
+    workers: int,
+    tracker: Tracker,
+    step: int,
+    out_dir: Path,
+    prefix: str = "eval",
+) -> dict[str, float]:
     """A protocol's pair sets (`protocol.load_sets()`): one unnamed set as `evaluate_and_log`; named sets (a
     benchmark suite) each under `<prefix>/<name>/` and `out_dir/<name>/`, then side by side: `benchmarks.csv`,
     `benchmarks.md` and `benchmarks_roc.png` (one ROC curve per set) logged under `<prefix>/`.
@@ -109,8 +137,9 @@ def evaluate_sets(net, sets: dict[str, PairSet], protocol: VerificationProtocol,
     primary = protocol.primary(list(sets))
     out, reports = {}, {}
     for name, pairs in sets.items():
-        scalars, reports[name] = _score(net, pairs, protocol, transform, workers, tracker, step, out_dir / name,
-                                        f"{prefix}/{name}")  # fmt: skip
+        scalars, reports[name] = _score(
+            net, pairs, protocol, transform, workers, tracker, step, out_dir / name, f"{prefix}/{name}"
+        )
         out.update({f"{name}/{k}": v for k, v in scalars.items()})
     mean = float(np.mean([r.accuracy_mean for r in reports.values()]))
     # the primary's scalars unprefixed (its threshold is the one best.ckpt's sidecar and model card record); with

@@ -37,8 +37,10 @@ def prepare(cfg: DictConfig, task: Task, overrides: list[str]) -> Continuation |
     """Every check that needs no work, then the config resolved; the run `resume=` continues, if any."""
     reads = task.reads_for(cfg)
     if cfg.get("two_stage") is not None and not reads.covers("two_stage"):
-        raise ConfigError(f"two_stage is read by task=two_stage only; task={task.name} would ignore it (drop "
-                          "experiment=two_stage, or the task override)")  # fmt: skip
+        raise ConfigError(
+            f"two_stage is read by task=two_stage only; task={task.name} would ignore it (drop "
+            "experiment=two_stage, or the task override)"
+        )
     check_overrides(task.name, reads, overrides)
     check_mandatory(cfg, task.name, reads)
     task.check(cfg)

@@ -67,8 +67,9 @@ class TwoStage(Task):
 def stage_configs(cfg: DictConfig) -> tuple[DictConfig, DictConfig]:
     """(stage 1, stage 2) training configs of a two-stage config; stage 2's `ckpt` is set when stage 1 is done."""
     if cfg.two_stage is None or "finetune" not in cfg.two_stage:
-        raise ConfigError("task=two_stage needs two_stage.finetune (the triplet stage's settings): use "
-                          "experiment=two_stage")  # fmt: skip
+        raise ConfigError(
+            "task=two_stage needs two_stage.finetune (the triplet stage's settings): use experiment=two_stage"
+        )
     first = OmegaConf.create(OmegaConf.to_container(cfg))
     first.task, first.two_stage, first.resume = "train", None, None
     finetune = cfg.two_stage.finetune
@@ -130,21 +131,30 @@ def stage_label(stage: DictConfig) -> str:
 
 def write_summary(run_dir: Path, results: dict[str, dict], labels: list[str]) -> Path:
     """`two_stage.md`: accuracy and the other headline metrics after each stage."""
-    rows = ["| stage | training | accuracy | VAL@FAR=1e-3 | AUC | EER | best accuracy | train minutes |",
-            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| stage | training | accuracy | VAL@FAR=1e-3 | AUC | EER | best accuracy | train minutes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, label in zip(STAGES, labels, strict=True):
         m = {k: results[name].get(k, float("nan")) for k in SUMMARY}
-        rows.append(f"| {name} | {label} | {m['accuracy']:.4f} +- {m['accuracy_std']:.4f} | "
-                    f"{m['val_at_far_0.001']:.4f} | {m['auc']:.4f} | {m['eer']:.4f} | {m['best_accuracy']:.4f} | "
-                    f"{m['train_minutes']:.1f} |")  # fmt: skip
+        rows.append(
+            f"| {name} | {label} | {m['accuracy']:.4f} +- {m['accuracy_std']:.4f} | "
+            f"{m['val_at_far_0.001']:.4f} | {m['auc']:.4f} | {m['eer']:.4f} | {m['best_accuracy']:.4f} | "
+            f"{m['train_minutes']:.1f} |"
+        )
     lines = ["# Two-stage run", "", *rows, ""]
     best = run_dir / "stage2" / "checkpoints" / "best.json"
     if best.is_file():
         info = json.loads(best.read_text())
-        origin = "stage 1's weights: the fine-tune did not beat them" if info.get("epoch") == 0 else \
-            f"epoch {info.get('epoch')} of the fine-tune"  # fmt: skip
-        lines += [f"The model to use: `stage2/checkpoints/best.ckpt` ({origin}; accuracy "
-                  f"{info['metrics']['accuracy']:.4f}).", ""]  # fmt: skip
+        origin = (
+            "stage 1's weights: the fine-tune did not beat them"
+            if info.get("epoch") == 0
+            else f"epoch {info.get('epoch')} of the fine-tune"
+        )
+        lines += [
+            f"The model to use: `stage2/checkpoints/best.ckpt` ({origin}; accuracy {info['metrics']['accuracy']:.4f}).",
+            "",
+        ]
     path = run_dir / "two_stage.md"
     path.write_text("\n".join(lines))
     return path

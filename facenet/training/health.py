@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from facenet.errors import ConfigError, TrainingUnhealthy
+from facenet.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +61,26 @@ def _dead_miner(w: dict, margin: float) -> str | None:
         return None
     easy, semi, hard = (w.get(k, float("nan")) for k in ("easy_fraction", "semi_hard_fraction", "hard_fraction"))
     if easy + semi + hard == 0:
-        why = ("the batches hold no valid triplet (every identity in a batch needs two images of its own and another "
-               "identity beside it: check batch.identities, batch.images_per_identity and the dataset)")  # fmt: skip
+        why = (
+            "the batches hold no valid triplet (every identity in a batch needs two images of its own and another "
+            "identity beside it: check batch.identities, batch.images_per_identity and the dataset)"
+        )
     elif easy >= 0.999:
-        why = (f"every triplet already satisfies the margin ({easy:.1%} easy): the task is solved at margin={margin:g};"
-               " raise margin, or train on harder data")  # fmt: skip
+        why = (
+            f"every triplet already satisfies the margin ({easy:.1%} easy): the task is solved at margin={margin:g};"
+            " raise margin, or train on harder data"
+        )
     else:
-        why = (f"the batches hold {hard:.1%} hard and {semi:.1%} semi-hard triplets, but the miner selects almost none "
-               "whose loss is positive" + (" (at margin 0 the semi-hard band d_ap < d_an < d_ap + margin is empty, so "
-               "semi_hard picks only negatives that cost nothing): set a margin > 0" if margin == 0 else "") +
-               "; try miner=batch_hard or batch_all")  # fmt: skip
+        why = (
+            f"the batches hold {hard:.1%} hard and {semi:.1%} semi-hard triplets, but the miner selects almost none "
+            "whose loss is positive"
+        )
+        if margin == 0:
+            why += (
+                " (at margin 0 the semi-hard band d_ap < d_an < d_ap + margin is empty, so semi_hard picks only "
+                "negatives that cost nothing): set a margin > 0"
+            )
+        why += "; try miner=batch_hard or batch_all"
     active = f"{w['active_fraction']:.2%} of the selected triplets active"
     return f"dead miner: {active}, so almost nothing is learnt. {why[0].upper()}{why[1:]}"
 
@@ -133,16 +144,22 @@ class TripletHealth:
             self.findings.append(new)
         return new
 
-    def react(self, finding: Finding, last_good: Path | None, tracker) -> None:
+    def react(self, finding: Finding, last_good: Path | None, tracker: Tracker) -> None:
         """warn: log it and tag the run; stop: raise TrainingUnhealthy naming the last good checkpoint."""
         tracker.set_tag(f"health.{finding.kind}", f"step {finding.step}: {finding.message}"[:5000])
         tracker.log_metrics({f"health/{finding.kind}": 1.0}, finding.step)
         if self.mode == "warn":
-            log.warning("training health at step %d: %s. (train.health=stop ends such a run, =off silences this)",
-                        finding.step, finding.message)  # fmt: skip
+            log.warning(
+                "training health at step %d: %s. (train.health=stop ends such a run, =off silences this)",
+                finding.step,
+                finding.message,
+            )
             return
-        before = (f"last checkpoint before it: {last_good}" if last_good is not None
-                  else "no checkpoint was written before it")  # fmt: skip
+        before = (
+            f"last checkpoint before it: {last_good}"
+            if last_good is not None
+            else "no checkpoint was written before it"
+        )
         raise TrainingUnhealthy(f"stopped by train.health=stop at step {finding.step}: {finding.message}; {before}")
 
 
@@ -181,8 +198,9 @@ class TelemetryLog:
         return pd.DataFrame(self.rows, columns=list(self.names))
 
 
-def health_figure(table: pd.DataFrame, path: str | Path, margin: float | None = None,
-                  findings: list[Finding] = ()) -> Path | None:  # fmt: skip
+def health_figure(
+    table: pd.DataFrame, path: str | Path, margin: float | None = None, findings: list[Finding] = ()
+) -> Path | None:
     """Distance percentiles over training (positive and negative pairs: the median line, p10-p90 band), the triplet
     difficulty fractions, the active fraction and loss / margin, and the embedding norm; findings as vertical
     lines. None if the table lacks the percentiles (a loss without them)."""
@@ -208,8 +226,13 @@ def health_figure(table: pd.DataFrame, path: str | Path, margin: float | None = 
     ax = axes[1]
     parts = [c for c in ("hard_fraction", "semi_hard_fraction", "easy_fraction") if c in table]
     if parts:
-        ax.stackplot(step, *(table[c] for c in parts), labels=[c.replace("_fraction", "") for c in parts],
-                     colors=("C3", "C1", "C2"), alpha=0.7)  # fmt: skip
+        ax.stackplot(
+            step,
+            *(table[c] for c in parts),
+            labels=[c.replace("_fraction", "") for c in parts],
+            colors=("C3", "C1", "C2"),
+            alpha=0.7,
+        )
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7, loc="upper left", ncol=3)
     ax.set_ylabel("valid triplets")
@@ -223,8 +246,7 @@ def health_figure(table: pd.DataFrame, path: str | Path, margin: float | None = 
     for finding in findings:
         for a in axes:
             a.axvline(finding.step, color="C3", ls=":", lw=1.2)
-        axes[0].text(finding.step, axes[0].get_ylim()[1] * 0.97, f" {finding.kind}", color="C3", fontsize=8,
-                     va="top")  # fmt: skip
+        axes[0].text(finding.step, axes[0].get_ylim()[1] * 0.97, f" {finding.kind}", color="C3", fontsize=8, va="top")
     for a in axes:
         a.grid(alpha=0.3)
     fig.tight_layout()

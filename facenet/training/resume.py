@@ -92,8 +92,10 @@ def restore(step: nn.Cell, point: ResumePoint) -> ResumePoint:
             load_training_state(step, own_file(point.ckpt, point.run_dir, step.loss.rank))
             return point
         except CheckpointUnreadable as err:
-            raise ConfigError(f"{err}; with sharded class centres every rank must resume from the same step: "
-                              "resume=<an older facenet-rank0-*.ckpt of the run>") from None  # fmt: skip
+            raise ConfigError(
+                f"{err}; with sharded class centres every rank must resume from the same step: "
+                "resume=<an older facenet-rank0-*.ckpt of the run>"
+            ) from None
     candidates = [point.ckpt, *point.older]
     for n, ckpt in enumerate(candidates):
         try:
@@ -117,12 +119,16 @@ def load_training_state(step: nn.Cell, ckpt: Path) -> None:
     shapes = [k for k in wanted if k in params and tuple(params[k].shape) != tuple(wanted[k].shape)]
     theirs, ours = params.get("classifier"), wanted.get("classifier")
     if "classifier" in shapes:
-        raise ConfigError(f"cannot resume from {ckpt}: its classifier is for {theirs.shape[0]} identities, this "
-                          f"training set has {ours.shape[0]}; resume on the run's own training set")  # fmt: skip
+        raise ConfigError(
+            f"cannot resume from {ckpt}: its classifier is for {theirs.shape[0]} identities, this "
+            f"training set has {ours.shape[0]}; resume on the run's own training set"
+        )
     if missing or shapes:
-        raise ConfigError(f"cannot resume from {ckpt}: it does not fit this configuration ({len(missing)} missing, "
-                          f"{len(shapes)} reshaped parameters, e.g. {', '.join((missing + shapes)[:3])}); resume "
-                          "with the overrides of the original run")  # fmt: skip
+        raise ConfigError(
+            f"cannot resume from {ckpt}: it does not fit this configuration ({len(missing)} missing, "
+            f"{len(shapes)} reshaped parameters, e.g. {', '.join((missing + shapes)[:3])}); resume "
+            "with the overrides of the original run"
+        )
     ms.load_param_into_net(step, {k: params[k] for k in wanted}, strict_load=True)
 
 
@@ -133,8 +139,10 @@ def check_memory(step: nn.Cell, params: dict, ckpt: Path) -> None:
     if theirs is None and ours is None:
         return
     if theirs is None:
-        raise ConfigError(f"cannot resume from {ckpt}: it was trained without a cross-batch memory; resume without "
-                          f"miner.memory.size={ours.size}")  # fmt: skip
+        raise ConfigError(
+            f"cannot resume from {ckpt}: it was trained without a cross-batch memory; resume without "
+            f"miner.memory.size={ours.size}"
+        )
     try:
         recorded = json.loads(sidecar(ckpt).read_text())["loss"]["memory"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -144,5 +152,7 @@ def check_memory(step: nn.Cell, params: dict, ckpt: Path) -> None:
     differ = [f"miner.memory.{k}={v}" for k, v in wanted.items() if have.get(k) != v]
     if differ:
         trained = ", ".join(f"{k} {v}" for k, v in wanted.items())
-        raise ConfigError(f"cannot resume from {ckpt}: it was trained with a cross-batch memory ({trained}); resume "
-                          f"with {' '.join(differ)}")  # fmt: skip
+        raise ConfigError(
+            f"cannot resume from {ckpt}: it was trained with a cross-batch memory ({trained}); resume "
+            f"with {' '.join(differ)}"
+        )

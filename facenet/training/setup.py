@@ -27,7 +27,8 @@ from facenet.losses.classifier import sharded
 from facenet.mining.base import MemorySettings
 from facenet.models.build import build_network
 from facenet.models.embedding import EmbeddingNet, count_parameters
-from facenet.models.io import load_network_weights, read_checkpoint, read_spec, resolve_checkpoint, sidecar
+from facenet.models.io import load_network_weights, read_checkpoint, read_spec, sidecar
+from facenet.models.load import resolve_checkpoint
 from facenet.runtime import mixed_precision, world
 from facenet.training.finetune import apply_finetune
 from facenet.training.optim import build_optimizer
@@ -81,9 +82,17 @@ class Training:
 
     def batches(self, epoch: int, skip: int = 0, bad: BadImages | None = None) -> Iterator[tuple]:
         """Epoch `epoch`'s (images, labels) batches from batch `skip` on, built ahead by the data workers."""
-        return train_batches(self.data.images(self.table), self.table["class"].to_numpy(), self.sampler,
-                             self.augment, self.cfg.hardware.data_workers,
-                             self.cfg.seed, epoch, skip, bad)  # fmt: skip
+        return train_batches(
+            self.data.images(self.table),
+            self.table["class"].to_numpy(),
+            self.sampler,
+            self.augment,
+            self.cfg.hardware.data_workers,
+            self.cfg.seed,
+            epoch,
+            skip,
+            bad,
+        )
 
 
 def validate(cfg: DictConfig) -> None:
@@ -103,8 +112,10 @@ def validate(cfg: DictConfig) -> None:
         checks["train.steps_per_epoch"] = (cfg.train.steps_per_epoch, 1)
     bad = [f"{key}={value} (must be >= {low})" for key, (value, low) in checks.items() if value < low]
     if cfg.finetune.backbone_lr_scale <= 0:
-        bad.append(f"finetune.backbone_lr_scale={cfg.finetune.backbone_lr_scale} (must be > 0; to keep the backbone "
-                   "fixed, list its stages in finetune.freeze)")  # fmt: skip
+        bad.append(
+            f"finetune.backbone_lr_scale={cfg.finetune.backbone_lr_scale} (must be > 0; to keep the backbone "
+            "fixed, list its stages in finetune.freeze)"
+        )
     if cfg.preprocess.normalize not in NORMALIZATIONS:
         bad.append(f"preprocess.normalize={cfg.preprocess.normalize} (one of {', '.join(NORMALIZATIONS)})")
     if cfg.preprocess.align.style not in ALIGN_STYLES:
@@ -119,9 +130,11 @@ def validate(cfg: DictConfig) -> None:
     loss = build_loss(cfg, num_classes=2)  # the loss's own settings and its miner, before any data is read
     check_batches(cfg, get_class(cfg.batch._target_).layout)
     if cfg.train.health == "stop" and not loss.USES_MINER:
-        raise ConfigError(f"train.health=stop watches triplet runs (collapse, a dead miner, a loss pinned at the "
-                          f"margin); {choice(cfg, 'loss')} has none of these: use train.health=warn or off (its "
-                          "telemetry still goes to telemetry.csv)")  # fmt: skip
+        raise ConfigError(
+            f"train.health=stop watches triplet runs (collapse, a dead miner, a loss pinned at the "
+            f"margin); {choice(cfg, 'loss')} has none of these: use train.health=warn or off (its "
+            "telemetry still goes to telemetry.csv)"
+        )
 
 
 def check_batches(cfg: DictConfig, layout: str) -> None:
@@ -130,12 +143,16 @@ def check_batches(cfg: DictConfig, layout: str) -> None:
     if miner is not None and miner.layout != "pk" and miner.layout != layout:
         raise ConfigError(f"{choice(cfg, 'miner')} needs batch={miner.layout}, not batch={layout}")
     if miner is not None and miner.layout == "pk" and layout == "triplets":
-        raise ConfigError(f"{choice(cfg, 'miner')} mines P x K batches (batch=pk); batch=triplets holds offline "
-                          "(anchor, positive, negative) triplets, which miner=random_triplets trains on")  # fmt: skip
+        raise ConfigError(
+            f"{choice(cfg, 'miner')} mines P x K batches (batch=pk); batch=triplets holds offline "
+            "(anchor, positive, negative) triplets, which miner=random_triplets trains on"
+        )
     if miner is not None and layout == "shuffle":
-        raise ConfigError(f"{choice(cfg, 'miner')} mines triplets in P x K batches; batch=shuffle does not promise "
-                          "two images of an identity in a batch: use batch=pk, or a classification loss "
-                          "(loss=softmax | arcface | cosface | combined)")  # fmt: skip
+        raise ConfigError(
+            f"{choice(cfg, 'miner')} mines triplets in P x K batches; batch=shuffle does not promise "
+            "two images of an identity in a batch: use batch=pk, or a classification loss "
+            "(loss=softmax | arcface | cosface | combined)"
+        )
 
 
 def check_memory(cfg: DictConfig) -> None:
@@ -146,24 +163,35 @@ def check_memory(cfg: DictConfig) -> None:
         return
     size = f"miner.memory.size={memory.size}"
     if not get_class(cfg.loss._target_).USES_MINER:
-        raise ConfigError(f"{size} does not apply to {choice(cfg, 'loss')}: a cross-batch memory holds earlier "
-                          "embeddings for a triplet miner; a classification loss compares each image with its class "
-                          "centres instead; drop miner.memory.size")  # fmt: skip
+        raise ConfigError(
+            f"{size} does not apply to {choice(cfg, 'loss')}: a cross-batch memory holds earlier "
+            "embeddings for a triplet miner; a classification loss compares each image with its class "
+            "centres instead; drop miner.memory.size"
+        )
     if getattr(get_object(cfg.miner._target_), "layout", "pk") != "pk":
-        raise ConfigError(f"{size} needs online mining on P x K batches; {choice(cfg, 'miner')} trains on offline "
-                          "triplets, with nothing to mine: use miner=semi_hard | batch_hard | batch_all (batch=pk), "
-                          "or drop the memory")  # fmt: skip
+        raise ConfigError(
+            f"{size} needs online mining on P x K batches; {choice(cfg, 'miner')} trains on offline "
+            "triplets, with nothing to mine: use miner=semi_hard | batch_hard | batch_all (batch=pk), "
+            "or drop the memory"
+        )
     check_batches(cfg, get_class(cfg.batch._target_).layout)  # P x K batches, before their sizes are read
     ranks, batch = world()[1], cfg.batch.identities * cfg.batch.images_per_identity + cfg.batch.singletons
     if ranks > 1 and not cfg.hardware.mine_global_batch:
-        raise ConfigError(f"{size} under data parallel needs hardware.mine_global_batch=true: every rank then mines "
-                          "and stores the same global batch, so the memories stay identical")  # fmt: skip
+        raise ConfigError(
+            f"{size} under data parallel needs hardware.mine_global_batch=true: every rank then mines "
+            "and stores the same global batch, so the memories stay identical"
+        )
     if memory.size < ranks * batch:
-        whole = f"the global batch ({ranks} ranks x {batch} = {ranks * batch} images)" if ranks > 1 else \
-            f"a batch ({batch} images)"  # fmt: skip
+        whole = (
+            f"the global batch ({ranks} ranks x {batch} = {ranks * batch} images)"
+            if ranks > 1
+            else f"a batch ({batch} images)"
+        )
         least = ranks * batch
-        raise ConfigError(f"{size} is smaller than {whole}: the memory keeps the newest M embeddings and takes a "
-                          f"whole batch each step; use at least {least} (e.g. {16 * least})")  # fmt: skip
+        raise ConfigError(
+            f"{size} is smaller than {whole}: the memory keeps the newest M embeddings and takes a "
+            f"whole batch each step; use at least {least} (e.g. {16 * least})"
+        )
 
 
 def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, VerificationProtocol, dict[str, PairSet]]:
@@ -178,8 +206,12 @@ def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, Verificati
     rank, size = world()
     classes = data.table["class"].to_numpy()
     if len(classes) and (classes.min() < 0 or classes.max() >= data.num_identities):  # a classifier needs 0..C-1
-        log.info("identity labels renumbered 0..%d (the index's run from %d to %d)", data.num_identities - 1,
-                 classes.min(), classes.max())  # fmt: skip
+        log.info(
+            "identity labels renumbered 0..%d (the index's run from %d to %d)",
+            data.num_identities - 1,
+            classes.min(),
+            classes.max(),
+        )
         data.table["class"] = pd.factorize(data.table["class"], sort=True)[0]
     table = data.table
     sampler = instantiate(cfg.batch)(table, steps_per_epoch=cfg.train.steps_per_epoch, seed=cfg.seed)
@@ -187,8 +219,15 @@ def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, Verificati
         table = table[table["class"] % size == rank].reset_index(drop=True)
         per_rank = cfg.train.steps_per_epoch or max(1, sampler.steps // size)
         sampler = instantiate(cfg.batch)(table, steps_per_epoch=per_rank, seed=cfg.seed + rank)
-        log.info("rank %d of %d: %d images of %d identities, %d steps/epoch, global batch %d", rank, size,
-                 len(table), table["class"].nunique(), per_rank, size * sampler.batch_size)  # fmt: skip
+        log.info(
+            "rank %d of %d: %d images of %d identities, %d steps/epoch, global batch %d",
+            rank,
+            size,
+            len(table),
+            table["class"].nunique(),
+            per_rank,
+            size * sampler.batch_size,
+        )
     return data, table, sampler, protocol, sets
 
 
@@ -212,9 +251,11 @@ def check_preprocess(cfg: DictConfig, trained: dict, source: str) -> None:
     have = {"image_size": int(cfg.preprocess.image_size), "normalize": normalization(cfg.preprocess.normalize)}
     differ = [f"preprocess.{k}={wanted[k]}" for k in wanted if wanted[k] != have[k]]
     if differ:
-        raise ConfigError(f"{source} was trained with {', '.join(differ)}; this run has "
-                          f"{', '.join(f'preprocess.{k}={have[k]}' for k in wanted if wanted[k] != have[k])}: set "
-                          f"{' '.join(differ)} (experiment=finetune does, for pretrained:casia-webface)")  # fmt: skip
+        raise ConfigError(
+            f"{source} was trained with {', '.join(differ)}; this run has "
+            f"{', '.join(f'preprocess.{k}={have[k]}' for k in wanted if wanted[k] != have[k])}: set "
+            f"{' '.join(differ)} (experiment=finetune does, for pretrained:casia-webface)"
+        )
 
 
 def choice(cfg: DictConfig, group: str) -> str:
@@ -234,14 +275,18 @@ def build_loss(cfg: DictConfig, num_classes: int | None = None, miner=None) -> E
     miner = miner if miner is not None else instantiate(cfg.miner)
     if factory.func.USES_MINER:
         if miner is None:
-            raise ConfigError(f"{choice(cfg, 'loss')} compares images with images and needs a miner: "
-                              "miner=semi_hard | batch_hard | batch_all | random_triplets")  # fmt: skip
+            raise ConfigError(
+                f"{choice(cfg, 'loss')} compares images with images and needs a miner: "
+                "miner=semi_hard | batch_hard | batch_all | random_triplets"
+            )
         per_anchor = cfg.batch.images_per_identity - 1 if "images_per_identity" in cfg.batch else None
         return factory(miner=miner, embedding_size=int(cfg.embedding_size), positives_per_anchor=per_anchor)
     if miner is not None:
-        raise ConfigError(f"{choice(cfg, 'miner')} does not apply to {choice(cfg, 'loss')}: a classification loss "
-                          "compares each image with the class centres, not with other images; drop the miner "
-                          "(the loss selects miner=none)")  # fmt: skip
+        raise ConfigError(
+            f"{choice(cfg, 'miner')} does not apply to {choice(cfg, 'loss')}: a classification loss "
+            "compares each image with the class centres, not with other images; drop the miner "
+            "(the loss selects miner=none)"
+        )
     if num_classes is None:
         raise ConfigError(f"{choice(cfg, 'loss')} needs the training set's identity count")
     shard = {"shard": world()} if factory.func.SHARDS and world()[1] > 1 else {}  # its share of the centres
@@ -282,19 +327,30 @@ def _warm_start_shard(loss: EmbeddingLoss, theirs, source: str) -> None:
     whole = (loss.num_classes, loss.weight.shape[1])
     if theirs is None or tuple(theirs.shape) != whole:
         why = "it has no classifier of this loss" if theirs is None else f"its classifier is {tuple(theirs.shape)}"
-        log.warning("%s: %s, not the whole %s this rank takes its rows from; the classifier (%d identities) starts "
-                    "fresh", source, why, whole, loss.num_classes)  # fmt: skip
+        log.warning(
+            "%s: %s, not the whole %s this rank takes its rows from; the classifier (%d identities) starts fresh",
+            source,
+            why,
+            whole,
+            loss.num_classes,
+        )
         return
     rows = loss.weight.asnumpy().copy()
     mine = theirs.asnumpy()[loss.offset : loss.offset + loss.local]
     rows[: len(mine)] = mine  # the padding rows, past the last class, keep their initial values
     loss.weight.set_data(ms.Tensor(rows))
-    log.info("classifier rows %d-%d of %d identities from %s", loss.offset, loss.offset + len(mine) - 1,
-             loss.num_classes, source)  # fmt: skip
+    log.info(
+        "classifier rows %d-%d of %d identities from %s",
+        loss.offset,
+        loss.offset + len(mine) - 1,
+        loss.num_classes,
+        source,
+    )
 
 
-def build_step(cfg: DictConfig, net: EmbeddingNet, steps_per_epoch: int, loss: EmbeddingLoss | None = None
-               ) -> tuple[TrainStep, np.ndarray]:  # fmt: skip
+def build_step(
+    cfg: DictConfig, net: EmbeddingNet, steps_per_epoch: int, loss: EmbeddingLoss | None = None
+) -> tuple[TrainStep, np.ndarray]:
     """The compiled training step (network, `loss` or the configured triplet loss, one optimiser over the network
     and the loss's own parameters) and the learning rate of every global step."""
     lr = instantiate(cfg.lr_schedule)(epochs=cfg.epochs, steps_per_epoch=steps_per_epoch)
@@ -302,13 +358,16 @@ def build_step(cfg: DictConfig, net: EmbeddingNet, steps_per_epoch: int, loss: E
     loss = loss if loss is not None else build_loss(cfg)
     if cfg.ckpt:
         warm_start_loss(loss, cfg.ckpt, str(cfg.ckpt))
-    optimizer = build_optimizer(instantiate(cfg.optimizer), net, lr, cfg.finetune.backbone_lr_scale,
-                                loss.trainable_params())  # fmt: skip
+    optimizer = build_optimizer(
+        instantiate(cfg.optimizer), net, lr, cfg.finetune.backbone_lr_scale, loss.trainable_params()
+    )
     if cfg.hardware.mine_global_batch and world()[1] == 1:
         raise ConfigError("hardware.mine_global_batch=true needs data-parallel ranks (hardware=cpu_dp/gpu_dp/...)")
     if cfg.hardware.mine_global_batch and not loss.USES_MINER:
-        raise ConfigError(f"hardware.mine_global_batch=true mines triplets over all ranks; {choice(cfg, 'loss')} "
-                          "mines nothing: set it false")  # fmt: skip
+        raise ConfigError(
+            f"hardware.mine_global_batch=true mines triplets over all ranks; {choice(cfg, 'loss')} "
+            "mines nothing: set it false"
+        )
     step = TrainStep(net, loss, optimizer, cfg.hardware.mine_global_batch)
     step.set_train(True)
     return step, lr
@@ -321,23 +380,34 @@ def build_training(cfg: DictConfig) -> Training:
     data, table, sampler, protocol, sets = build_data(cfg)
     log.info(
         "training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d images (%s)",
-        len(data), data.num_identities, data.root, sum(len(p) for p in sets.values()), sampler.steps,
-        sampler.batch_size, sampler.layout,
-    )  # fmt: skip
+        len(data),
+        data.num_identities,
+        data.root,
+        sum(len(p) for p in sets.values()),
+        sampler.steps,
+        sampler.batch_size,
+        sampler.layout,
+    )
     loss = build_loss(cfg, data.num_identities)
     memory = getattr(loss, "memory", None)
     if memory is not None and memory.start_step >= cfg.epochs * sampler.steps:
-        log.warning("miner.memory.start_step=%d is past this run's last step (%d): the memory fills but is never "
-                    "mined; lower it", memory.start_step, cfg.epochs * sampler.steps)  # fmt: skip
+        log.warning(
+            "miner.memory.start_step=%d is past this run's last step (%d): the memory fills but is never "
+            "mined; lower it",
+            memory.start_step,
+            cfg.epochs * sampler.steps,
+        )
     net = build_model(cfg)
-    evaluation = Evaluation(protocol, sets, EvalTransform(protocol.input_size(net), protocol.center_crop,
-                                                          cfg.preprocess.normalize))  # fmt: skip
+    evaluation = Evaluation(
+        protocol, sets, EvalTransform(protocol.input_size(net), protocol.center_crop, cfg.preprocess.normalize)
+    )
     also = {name: build_evaluation(node, net, cfg.preprocess.normalize) for name, node in cfg.also_eval.items()}
     net = mixed_precision(net, cfg.hardware.amp_level, cfg.hardware.device)
     log.info("network: %s, %.2fM parameters", cfg.backbone._target_.rsplit(".", 1)[-1], count_parameters(net) / 1e6)
     step, lr = build_step(cfg, net, sampler.steps, loss)
-    augment = TrainTransform(int(cfg.preprocess.image_size), **OmegaConf.to_container(cfg.augment),
-                             normalize=cfg.preprocess.normalize)  # fmt: skip
+    augment = TrainTransform(
+        int(cfg.preprocess.image_size), **OmegaConf.to_container(cfg.augment), normalize=cfg.preprocess.normalize
+    )
     rank, size = world()
     return Training(cfg, data, table, sampler, evaluation, net, step, lr, augment, also, rank, size)
 
@@ -348,5 +418,8 @@ RESERVED_PREFIXES = ("eval", "train", "model", "data", "checkpoints")
 def build_evaluation(node: DictConfig, net: EmbeddingNet, normalize: str) -> Evaluation:
     """A protocol of `also_eval`, its pairs and its transform."""
     protocol = instantiate(node)
-    return Evaluation(protocol, protocol.load_sets(os.cpu_count() or 1),
-                      EvalTransform(protocol.input_size(net), protocol.center_crop, normalize))  # fmt: skip
+    return Evaluation(
+        protocol,
+        protocol.load_sets(os.cpu_count() or 1),
+        EvalTransform(protocol.input_size(net), protocol.center_crop, normalize),
+    )

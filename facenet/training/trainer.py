@@ -17,8 +17,10 @@ from facenet.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from facenet.evaluation.report import evaluate_sets
 from facenet.losses.classifier import sharded
 from facenet.models.embedding import count_parameters
-from facenet.models.io import model_spec, resolve_checkpoint, sidecar
+from facenet.models.io import model_spec, sidecar
+from facenet.models.load import resolve_checkpoint
 from facenet.runtime import barrier
+from facenet.tracking import Tracker
 from facenet.training.checkpoints import CheckpointManager
 from facenet.training.curves import FIGURE as CLASSIFIER_FIGURE
 from facenet.training.curves import classifier_figure
@@ -31,7 +33,7 @@ from facenet.training.stopping import StopSignals, TimeBudget
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = None) -> dict[str, float]:
+def train(cfg: DictConfig, run_dir: Path, tracker: Tracker, resume: ResumePoint | None = None) -> dict[str, float]:
     """Train with the configured loss; returns the final evaluation metrics plus `best_accuracy`, `train_minutes`,
     `images_per_sec` (training steps only) and `parameters`. `resume`:
     continue from that checkpoint (network, optimizer and `TrainState`)."""
@@ -40,20 +42,23 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
     t = build_training(cfg)
     spec = {**model_spec(cfg), "loss": loss_record(cfg, t), "run_id": tracker.run_id}
     # a sharded classifier (each rank its own class centres): every rank writes its periodic checkpoints
-    ckpts = CheckpointManager(run_dir / "checkpoints", cfg.train.keep_checkpoint_max, spec, t.rank,
-                              enabled=t.is_main or sharded(t.loss))  # fmt: skip
+    ckpts = CheckpointManager(
+        run_dir / "checkpoints", cfg.train.keep_checkpoint_max, spec, t.rank, enabled=t.is_main or sharded(t.loss)
+    )
     if cfg.ckpt and sidecar(parent := resolve_checkpoint(cfg.ckpt)).is_file():  # what a warm start started from
         tracker.log_artifact(sidecar(parent), "parent_model")
     if resume is None:
         state = TrainState()
         sizes = {"images": len(t.data), "identities": t.data.num_identities, "eval_pairs": t.evaluation.pairs}
-        tracker.log_metrics({"model/parameters": count_parameters(t.net), **{f"data/{k}": v for k, v in sizes.items()}},
-                            0)  # fmt: skip
+        tracker.log_metrics(
+            {"model/parameters": count_parameters(t.net), **{f"data/{k}": v for k, v in sizes.items()}}, 0
+        )
     else:
         state = resume_state(t, ckpts, resume)
     metrics = fit(t, state, ckpts, tracker, run_dir)
-    tracker.log_metrics({"train/minutes": state.train_seconds / 60, "train/steps": state.global_step},
-                        state.global_step)  # fmt: skip
+    tracker.log_metrics(
+        {"train/minutes": state.train_seconds / 60, "train/steps": state.global_step}, state.global_step
+    )
     if t.world_size > 1:  # trainable weights agree on every rank (BatchNorm running statistics are each rank's own)
         digest = hashlib.sha1(b"".join(p.asnumpy().tobytes() for p in t.net.trainable_params())).hexdigest()
         log.info("rank %d of %d: final weights sha1 %s", t.rank, t.world_size, digest)
@@ -74,7 +79,7 @@ def train(cfg: DictConfig, run_dir: Path, tracker, resume: ResumePoint | None = 
     return {**metrics, "best_accuracy": state.best_accuracy, **cost}
 
 
-def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_dir: Path) -> dict[str, float]:
+def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker: Tracker, run_dir: Path) -> dict[str, float]:
     """The loop: from `state` to `cfg.epochs` (or the time budget), each epoch's batches through the compiled
     step, then evaluation and a checkpoint. A stop signal checkpoints at the next step and raises
     TrainingInterrupted. Returns the last evaluation's metrics."""
@@ -103,8 +108,8 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_d
                 state.epoch_step = i + 1
                 rate = (i + 1 - start) * t.sampler.batch_size / budget.running()
                 first = BAR_NAMES.get(t.loss.TELEMETRY[0], t.loss.TELEMETRY[0]) if t.loss.TELEMETRY else None
-                bar.set_postfix({"loss": f"{values[0]:.4f}", **({first: f"{values[1]:.2f}"} if first else {}),
-                                 "img_s": f"{rate:.0f}"})  # fmt: skip
+                postfix = {"loss": f"{values[0]:.4f}", **({first: f"{values[1]:.2f}"} if first else {})}
+                bar.set_postfix({**postfix, "img_s": f"{rate:.0f}"})
                 bar.update()
                 if state.global_step % tracker.log_every_steps == 0 or i == steps - 1:
                     health.observe(log_window(tracker, t, state, rate), bar)
@@ -123,8 +128,12 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_d
             if state.window:
                 health.observe(log_window(tracker, t, state, rate))
             if out_of_time:
-                log.info("train.max_minutes=%g reached after %d steps (epoch %d)", budget.max_minutes,
-                         state.global_step, epoch)  # fmt: skip
+                log.info(
+                    "train.max_minutes=%g reached after %d steps (epoch %d)",
+                    budget.max_minutes,
+                    state.global_step,
+                    epoch,
+                )
             last = epoch == cfg.epochs or out_of_time
             if t.is_main and (epoch % cfg.train.eval_every == 0 or last):
                 health.figure()
@@ -153,8 +162,15 @@ def resume_state(t: Training, ckpts: CheckpointManager, point: ResumePoint) -> T
     point = restore(t.step, point)
     ckpts.adopt_existing()
     epoch, skip = point.state.start(t.steps_per_epoch)
-    log.info("resuming %s at epoch %d, step %d of %d (global step %d) from %s", point.run_dir, epoch, skip,
-             t.steps_per_epoch, point.state.global_step, point.ckpt.name)  # fmt: skip
+    log.info(
+        "resuming %s at epoch %d, step %d of %d (global step %d) from %s",
+        point.run_dir,
+        epoch,
+        skip,
+        t.steps_per_epoch,
+        point.state.global_step,
+        point.ckpt.name,
+    )
     return point.state
 
 
@@ -191,7 +207,7 @@ def check_finite(values: np.ndarray, telemetry: tuple[str, ...], step: int) -> N
     raise TrainingDiverged(f"{what.replace('_', ' ')} became {named[what]} at step {step}: lower lr or check the data")
 
 
-def log_window(tracker, t: Training, state: TrainState, rate: float) -> dict[str, float]:
+def log_window(tracker: Tracker, t: Training, state: TrainState, rate: float) -> dict[str, float]:
     """Means of the window's loss and telemetry, with the step's lr and the epoch's images/s; empties the window
     and returns the means by name (`loss`, then the telemetry's names). Rows of another length (a window a
     resumed checkpoint carried from a version with other telemetry) are dropped."""
@@ -211,7 +227,7 @@ class HealthWatch:
     classification run: `facenet.training.curves`) drawn and logged at each evaluation and when a run is stopped.
     Rank 0 alone watches; under data parallel `stop` warns (a rank that stopped alone would stall the others)."""
 
-    def __init__(self, t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_dir: Path):
+    def __init__(self, t: Training, state: TrainState, ckpts: CheckpointManager, tracker: Tracker, run_dir: Path):
         cfg, margin = t.cfg.train, getattr(t.loss, "margin", None)
         mode = cfg.health if t.world_size == 1 or cfg.health != "stop" else "warn"
         if mode != cfg.health:
@@ -238,21 +254,29 @@ class HealthWatch:
         if self.log is None:
             return
         table = self.log.table()
-        path = health_figure(table, self.run_dir / FIGURE, self.margin, self.monitor.findings) or \
-            classifier_figure(table, self.run_dir / CLASSIFIER_FIGURE)  # fmt: skip
+        path = health_figure(table, self.run_dir / FIGURE, self.margin, self.monitor.findings)
+        path = path or classifier_figure(table, self.run_dir / CLASSIFIER_FIGURE)
         if path is not None:
             self.tracker.log_artifact(path, "train")
         self.tracker.log_artifact(self.log.path, "train")
 
 
-def evaluate(t: Training, state: TrainState, ckpts: CheckpointManager, tracker, run_dir: Path, epoch: int,
-             also: bool = False) -> dict[str, float]:  # fmt: skip
+def evaluate(
+    t: Training,
+    state: TrainState,
+    ckpts: CheckpointManager,
+    tracker: Tracker,
+    run_dir: Path,
+    epoch: int,
+    also: bool = False,
+) -> dict[str, float]:
     """Evaluate on the configured pairs (logged under `eval/`; a benchmark suite: all its sets); an accuracy (the
     suite's primary) above every earlier one is saved as `best.ckpt` (epoch 0: the starting weights). `also`: the
     `also_eval` protocols too, under `<name>/`."""
     workers, step, own = t.cfg.hardware.data_workers, state.global_step, t.evaluation
-    metrics = evaluate_sets(t.net, own.sets, own.protocol, own.transform, workers, tracker, step, run_dir / "eval",
-                            "eval")  # fmt: skip
+    metrics = evaluate_sets(
+        t.net, own.sets, own.protocol, own.transform, workers, tracker, step, run_dir / "eval", "eval"
+    )
     metrics["epoch"] = epoch
     if metrics["accuracy"] > state.best_accuracy:
         state.best_accuracy = metrics["accuracy"]
@@ -268,16 +292,20 @@ class BadImageReport:
     """Unreadable training images: the pipeline skips them (replaced within the identity) up to
     `train.max_bad_images`; after each epoch that met new ones they are logged, counted and listed."""
 
-    def __init__(self, limit: int, run_dir: Path, tracker):
+    def __init__(self, limit: int, run_dir: Path, tracker: Tracker):
         self.images, self.run_dir, self.tracker, self.reported = BadImages(limit), run_dir, tracker, 0
 
     def report(self, step: int) -> None:
         if len(self.images.paths) <= self.reported:
             return
         new = sorted(self.images.paths)
-        log.warning("%d unreadable training images so far (skipped, replaced by another image of the same identity; "
-                    "limit train.max_bad_images=%d): %s", len(new), self.images.limit,
-                    ", ".join(new[:5]) + (" ..." if len(new) > 5 else ""))  # fmt: skip
+        log.warning(
+            "%d unreadable training images so far (skipped, replaced by another image of the same identity; "
+            "limit train.max_bad_images=%d): %s",
+            len(new),
+            self.images.limit,
+            ", ".join(new[:5]) + (" ..." if len(new) > 5 else ""),
+        )
         self.tracker.log_metrics({"data/bad_images": len(new)}, step)
         (self.run_dir / "bad_images.txt").write_text("\n".join(new) + "\n")
         self.tracker.log_artifact(self.run_dir / "bad_images.txt")
