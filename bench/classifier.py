@@ -108,20 +108,36 @@ def main() -> int:
     rows = []
     for classes in (int(c) for c in args.classes.split(",")):
         for rate in (float(r) for r in args.rates.split(",")):
-            cmd = [sys.executable, __file__, "--case", f"{classes}:{rate}", "--dim", str(args.dim), "--batch",
-                   str(args.batch), "--repeats", str(args.repeats), "--steps", str(args.steps)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                __file__,
+                "--case",
+                f"{classes}:{rate}",
+                "--dim",
+                str(args.dim),
+                "--batch",
+                str(args.batch),
+                "--repeats",
+                str(args.repeats),
+                "--steps",
+                str(args.steps),
+            ]
             done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:
                 print(f"{classes} x {rate}: failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                 continue
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"| identities | sample rate | centres per step | ms / step | images/s | peak RSS | RSS growth | "
-          f"centres + Adam moments (3 x C x {args.dim} x 4 B) |")  # fmt: skip
+    print(
+        f"| identities | sample rate | centres per step | ms / step | images/s | peak RSS | RSS growth | "
+        f"centres + Adam moments (3 x C x {args.dim} x 4 B) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['classes']:,} | {r['sample_rate']:g} | {r['sampled']:,} | {r['ms_per_step']:.1f} | "
-              f"{r['images_per_sec']:.0f} | {r['peak_rss_mb']:.0f} MB | {r['rss_growth_mb']:.0f} MB | "
-              f"{r['weights_and_moments_mb']:.0f} MB |")  # fmt: skip
+        print(
+            f"| {r['classes']:,} | {r['sample_rate']:g} | {r['sampled']:,} | {r['ms_per_step']:.1f} | "
+            f"{r['images_per_sec']:.0f} | {r['peak_rss_mb']:.0f} MB | {r['rss_growth_mb']:.0f} MB | "
+            f"{r['weights_and_moments_mb']:.0f} MB |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

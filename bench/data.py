@@ -66,15 +66,20 @@ def measure(src: Path, sizes: list[int], workers: list[int], steps: int, repeats
     for size in sizes:
         folder = jpeg_copy(src, tmp / f"jpeg{size}", size)
         pack_folder(folder, tmp / f"rec{size}")
-        sources = {"folder": FolderDataset(str(folder), None).load(),
-                   "recordio": RecordIODataset(str(tmp / f"rec{size}"), None).load()}  # fmt: skip
-        mb = {"folder": sum(f.stat().st_size for f in folder.rglob("*.jpg")) / 1e6,
-              "recordio": (tmp / f"rec{size}" / "train.rec").stat().st_size / 1e6}  # fmt: skip
+        sources = {
+            "folder": FolderDataset(str(folder), None).load(),
+            "recordio": RecordIODataset(str(tmp / f"rec{size}"), None).load(),
+        }
+        mb = {
+            "folder": sum(f.stat().st_size for f in folder.rglob("*.jpg")) / 1e6,
+            "recordio": (tmp / f"rec{size}" / "train.rec").stat().st_size / 1e6,
+        }
         for n in workers:
             for name, data in sources.items():
                 rate = images_per_second(data, size, n, steps, repeats)
-                rows.append({"size": size, "source": name, "workers": n, "img_s": rate, "images": len(data),
-                             "mb": mb[name]})  # fmt: skip
+                rows.append(
+                    {"size": size, "source": name, "workers": n, "img_s": rate, "images": len(data), "mb": mb[name]}
+                )
                 print(f"{size}x{size} {name:8s} {n} worker(s): {rate:7.1f} img/s", file=sys.stderr)
     return rows
 
@@ -89,9 +94,11 @@ def table(rows: list[dict], gpu_rate: float) -> str:
     for size in sorted({r["size"] for r in rows}):
         per_core = max(by.get((size, s, 1), 0.0) for s in ("folder", "recordio"))
         if per_core:
-            lines.append(f"{size}x{size}: one core decodes and augments {per_core:.0f} img/s; a GPU step at "
-                         f"{gpu_rate:.0f} img/s needs {gpu_rate:.0f} / {per_core:.0f} = "
-                         f"{math.ceil(gpu_rate / per_core)} cores feeding it")  # fmt: skip
+            lines.append(
+                f"{size}x{size}: one core decodes and augments {per_core:.0f} img/s; a GPU step at "
+                f"{gpu_rate:.0f} img/s needs {gpu_rate:.0f} / {per_core:.0f} = "
+                f"{math.ceil(gpu_rate / per_core)} cores feeding it"
+            )
     return "\n".join(lines)
 
 

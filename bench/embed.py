@@ -49,8 +49,11 @@ class OpenCVReference:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="a facenet checkpoint (.ckpt with its sidecar) or a published "
-                                                      "model's name (facenet pretrained list)")  # fmt: skip
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="a facenet checkpoint (.ckpt with its sidecar) or a published model's name (facenet pretrained list)",
+    )
     parser.add_argument("--images", required=True, help="folder of images (recursively)")
     parser.add_argument("--n", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)

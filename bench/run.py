@@ -171,8 +171,16 @@ def mindspore_case(name: str, overrides: list[str], steps: int, repeats: int, ca
     n = p * k
     # end-to-end input: a generated JPEG folder, read through the training pipeline with the config's augmentation
     root = jpeg_folder(cache, size, max(2 * p, 16), max(2 * k, 8))
-    cfg = _config([f"data_dir={cache}", *overrides, "dataset=folder", f"dataset.root={root}",
-                   f"preprocess.image_size={size}", f"train.steps_per_epoch={steps * repeats + 2}"])  # fmt: skip
+    cfg = _config(
+        [
+            f"data_dir={cache}",
+            *overrides,
+            "dataset=folder",
+            f"dataset.root={root}",
+            f"preprocess.image_size={size}",
+            f"train.steps_per_epoch={steps * repeats + 2}",
+        ]
+    )
     t = build_training(cfg)
     net, step = t.net, t.step
     rng = np.random.default_rng(0)

@@ -67,15 +67,19 @@ def main(argv: list[str] | None = None) -> int:
         embs.append(Embedder.from_pretrained(ckpt, workers=1).embed(paths, desc=ckpt.name))
     d = np.linalg.norm(embs[0][:, None] - embs[0][None], axis=2)
     same, off = labels[:, None] == labels[None], ~np.eye(len(paths), dtype=bool)
-    print(f"{len(paths)} images of {labels.max() + 1} identities; at step {steps[0]}: median positive distance "
-          f"{np.median(d[same & off]):.3f}, median negative distance {np.median(d[~same]):.3f}")  # fmt: skip
+    print(
+        f"{len(paths)} images of {labels.max() + 1} identities; at step {steps[0]}: median positive distance "
+        f"{np.median(d[same & off]):.3f}, median negative distance {np.median(d[~same]):.3f}"
+    )
     pairs = [(i, i + 1) for i in range(len(steps) - 1)] + ([(0, len(steps) - 1)] if len(steps) > 2 else [])
     print("| steps | apart | mean movement | common to all (length of the mean) | the rest (mean) |")
     print("|---|---|---|---|---|")
     for i, j in pairs:
         r = drift(embs[i], embs[j])
-        print(f"| {steps[i]} -> {steps[j]} | {steps[j] - steps[i]} | {r['movement']:.3f} | {r['common']:.3f} "
-              f"| {r['rest']:.3f} |")  # fmt: skip
+        print(
+            f"| {steps[i]} -> {steps[j]} | {steps[j] - steps[i]} | {r['movement']:.3f} | {r['common']:.3f} "
+            f"| {r['rest']:.3f} |"
+        )
     return 0
 
 

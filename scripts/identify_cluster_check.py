@@ -44,24 +44,30 @@ def main() -> int:
                 (Path(tmp) / name / f.name).symlink_to(f.resolve())
             queries += [str(f) for f in fs[args.gallery_per_id :]]
             truth += [name] * (len(fs) - args.gallery_per_id)
-        print(f"{len(files)} identities, gallery {args.gallery_per_id} images each, {len(queries)} queries, "
-              f"threshold {threshold:.4f}{' (aligned)' if args.align else ''}")  # fmt: skip
+        print(
+            f"{len(files)} identities, gallery {args.gallery_per_id} images each, {len(queries)} queries, "
+            f"threshold {threshold:.4f}{' (aligned)' if args.align else ''}"
+        )
         for method in ("mean", "nearest"):
             ranked = model.identify(queries, tmp, k=6, method=method, threshold=threshold, cache_dir=None)
             known = [[m.identity for m in r if m.identity != "unknown"] for r in ranked]
             top1 = np.mean([k[0] == t for k, t in zip(known, truth, strict=True)])
             top5 = np.mean([t in k[:5] for k, t in zip(known, truth, strict=True)])
             unknown = sum(r[0].identity == "unknown" for r in ranked)
-            print(f"identify ({method:7s}): top-1 {top1:.4f}, top-5 {top5:.4f}; beyond the threshold "
-                  f"('unknown'): {unknown}/{len(queries)}")  # fmt: skip
+            print(
+                f"identify ({method:7s}): top-1 {top1:.4f}, top-5 {top5:.4f}; beyond the threshold "
+                f"('unknown'): {unknown}/{len(queries)}"
+            )
     paths = [str(f) for fs in files.values() for f in fs]
     labels_true = [name for name, fs in files.items() for _ in fs]
     emb = model.embed(paths, "cluster")
     for method in ("chinese_whispers", "components"):
         labels = cluster_embeddings(emb, threshold, method)
         ari, pur = adjusted_rand_index(labels_true, labels), purity(labels_true, labels)
-        print(f"cluster ({method}): {labels.max() + 1} clusters for {len(files)} identities, ARI {ari:.4f}, "
-              f"purity {pur:.4f}")  # fmt: skip
+        print(
+            f"cluster ({method}): {labels.max() + 1} clusters for {len(files)} identities, ARI {ari:.4f}, "
+            f"purity {pur:.4f}"
+        )
     return 0
 
 

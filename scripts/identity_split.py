@@ -24,8 +24,9 @@ from pathlib import Path
 from facenet.data.index import IMAGE_EXTENSIONS
 
 
-def split(src: Path, out: Path, test_identities: int, folds: int, per_fold: int, seed: int, all_pairs: bool = False
-          ) -> tuple[int, int, int]:  # fmt: skip
+def split(
+    src: Path, out: Path, test_identities: int, folds: int, per_fold: int, seed: int, all_pairs: bool = False
+) -> tuple[int, int, int]:
     """(training identities, test identities, test pairs)."""
     identities = {
         d.name: sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
@@ -87,10 +88,13 @@ def main() -> None:
     args = parser.parse_args()
     if not args.src.is_dir():
         sys.exit(f"{args.src} is not a folder")
-    n_train, n_test, n_pairs = split(args.src, args.out, args.test_identities, args.folds, args.pairs_per_fold,
-                                     args.seed, args.all_pairs)  # fmt: skip
-    print(f"{n_train} training identities under {args.out / 'train'}; {n_test} test identities under "
-          f"{args.out / 'test'}; {n_pairs} pairs in {args.out / 'test_pairs.txt'}")  # fmt: skip
+    n_train, n_test, n_pairs = split(
+        args.src, args.out, args.test_identities, args.folds, args.pairs_per_fold, args.seed, args.all_pairs
+    )
+    print(
+        f"{n_train} training identities under {args.out / 'train'}; {n_test} test identities under "
+        f"{args.out / 'test'}; {n_pairs} pairs in {args.out / 'test_pairs.txt'}"
+    )
 
 
 if __name__ == "__main__":

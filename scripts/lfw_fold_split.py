@@ -45,8 +45,10 @@ def main() -> None:
     if not (args.lfw / "pairs.txt").is_file():
         sys.exit(f"{args.lfw}/pairs.txt not found")
     identities, pairs = split(args.lfw, args.out, args.test_fold)
-    print(f"{identities} training identities linked under {args.out / 'train'}; {pairs} test pairs in "
-          f"{args.out / 'test_pairs.txt'}")  # fmt: skip
+    print(
+        f"{identities} training identities linked under {args.out / 'train'}; {pairs} test pairs in "
+        f"{args.out / 'test_pairs.txt'}"
+    )
 
 
 if __name__ == "__main__":

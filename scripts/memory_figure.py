@@ -106,10 +106,16 @@ def figure(runs: list[dict], out: Path) -> None:
     left.set_xscale("symlog", linthresh=1)
     left.set_xticks(sorted({max(r["memory"], 1) for r in runs}))
     left.set_xticklabels([str(m) if m > 1 else "0" for m in sorted({max(r["memory"], 1) for r in runs})])
-    left.set(xlabel="memory size M (stored embeddings)", ylabel="LFW fold-10 accuracy (+- fold std)",
-             title="final accuracy, 15 training minutes each")  # fmt: skip
-    right.set(xlabel="minutes since the run started (training + evaluations)", ylabel="LFW fold-10 accuracy",
-              title="accuracy at each evaluation")  # fmt: skip
+    left.set(
+        xlabel="memory size M (stored embeddings)",
+        ylabel="LFW fold-10 accuracy (+- fold std)",
+        title="final accuracy, 15 training minutes each",
+    )
+    right.set(
+        xlabel="minutes since the run started (training + evaluations)",
+        ylabel="LFW fold-10 accuracy",
+        title="accuracy at each evaluation",
+    )
     left.legend(fontsize=8)
     right.legend(fontsize=8)
     _save(fig, (left, right), out)

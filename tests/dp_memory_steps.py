@@ -11,9 +11,19 @@ import numpy as np
 from facenet.training.setup import build_step
 from tests.dp_one_step import start_rank
 
-OVERRIDES = ["experiment=smoke", "hardware=cpu_dp", "hardware.mine_global_batch=true", "optimizer=sgd", "lr=0.05",
-             "lr_schedule=constant", "miner=semi_hard", "margin=0.5", "miner.memory.size=40",
-             "miner.memory.start_step=1", "batch.identities=4"]  # fmt: skip
+OVERRIDES = [
+    "experiment=smoke",
+    "hardware=cpu_dp",
+    "hardware.mine_global_batch=true",
+    "optimizer=sgd",
+    "lr=0.05",
+    "lr_schedule=constant",
+    "miner=semi_hard",
+    "margin=0.5",
+    "miner.memory.size=40",
+    "miner.memory.start_step=1",
+    "batch.identities=4",
+]
 STEPS = 3  # 16 global images a step into 40 slots: the third step wraps round
 
 
@@ -37,9 +47,15 @@ def main(out: Path) -> None:
         fractions.append(float(telemetry.asnumpy()[names.index("memory_negative_fraction")]))
     after = {p.name: p.asnumpy() for p in net.trainable_params()}
     memory = {p.name: p.asnumpy() for p in step.memory.get_parameters()}
-    np.savez(out / f"rank{rank}.npz", losses=np.array(losses), fractions=np.array(fractions), size=size,
-             **{f"start/{k}": v for k, v in start.items()}, **{f"after/{k}": v for k, v in after.items()},
-             **{f"mem/{k}": v for k, v in memory.items()})  # fmt: skip
+    np.savez(
+        out / f"rank{rank}.npz",
+        losses=np.array(losses),
+        fractions=np.array(fractions),
+        size=size,
+        **{f"start/{k}": v for k, v in start.items()},
+        **{f"after/{k}": v for k, v in after.items()},
+        **{f"mem/{k}": v for k, v in memory.items()},
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,16 @@ from facenet.runtime import init_runtime, world
 from facenet.training.setup import build_model, build_step
 
 ROOT = Path(__file__).resolve().parents[1]
-OVERRIDES = ["experiment=smoke", "hardware=cpu_dp", "hardware.mine_global_batch=true", "optimizer=sgd", "lr=0.05",
-             "lr_schedule=constant", "miner=batch_hard", "margin=0.5"]  # fmt: skip
+OVERRIDES = [
+    "experiment=smoke",
+    "hardware=cpu_dp",
+    "hardware.mine_global_batch=true",
+    "optimizer=sgd",
+    "lr=0.05",
+    "lr_schedule=constant",
+    "miner=batch_hard",
+    "margin=0.5",
+]
 
 
 def batch(rank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,8 +55,13 @@ def main(out: Path) -> None:
     images, labels = batch(rank)
     loss, _ = step(ms.Tensor(images), ms.Tensor(labels))
     after = {p.name: p.asnumpy() for p in net.trainable_params()}
-    np.savez(out / f"rank{rank}.npz", loss=float(loss.asnumpy()), size=size,
-             **{f"start/{k}": v for k, v in start.items()}, **{f"after/{k}": v for k, v in after.items()})  # fmt: skip
+    np.savez(
+        out / f"rank{rank}.npz",
+        loss=float(loss.asnumpy()),
+        size=size,
+        **{f"start/{k}": v for k, v in start.items()},
+        **{f"after/{k}": v for k, v in after.items()},
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,15 @@ from facenet.training.setup import build_loss, build_step
 from tests.dp_one_step import start_rank
 
 CLASSES = 7
-OVERRIDES = ["experiment=smoke", "hardware=cpu_dp", "loss=arcface", "loss.s=8", "optimizer=sgd", "lr=0.1",
-             "lr_schedule=constant"]  # fmt: skip
+OVERRIDES = [
+    "experiment=smoke",
+    "hardware=cpu_dp",
+    "loss=arcface",
+    "loss.s=8",
+    "optimizer=sgd",
+    "lr=0.1",
+    "lr_schedule=constant",
+]
 
 
 def batch(rank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,9 +39,17 @@ def main(out: Path) -> None:
     images, labels = batch(rank)
     value, telemetry = step(ms.Tensor(images), ms.Tensor(labels))
     after = {p.name: p.asnumpy() for p in net.trainable_params()}
-    np.savez(out / f"rank{rank}.npz", loss=float(value.asnumpy()), size=size, telemetry=telemetry.asnumpy(),
-             shard_start=shard, shard_after=loss.weight.asnumpy(), offset=loss.offset,
-             **{f"start/{k}": v for k, v in start.items()}, **{f"after/{k}": v for k, v in after.items()})  # fmt: skip
+    np.savez(
+        out / f"rank{rank}.npz",
+        loss=float(value.asnumpy()),
+        size=size,
+        telemetry=telemetry.asnumpy(),
+        shard_start=shard,
+        shard_after=loss.weight.asnumpy(),
+        offset=loss.offset,
+        **{f"start/{k}": v for k, v in start.items()},
+        **{f"after/{k}": v for k, v in after.items()},
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,22 @@ def test_align_att_faces_then_train_on_the_crops(tmp_path, compose_cfg):
         (tmp_path / "raw" / s).symlink_to(att / s, target_is_directory=True)
     (tmp_path / "raw" / "blank").mkdir()
     cv2.imwrite(str(tmp_path / "raw" / "blank" / "wall.png"), np.full((120, 100, 3), 128, np.uint8))
-    proc = subprocess.run([sys.executable, "-m", "facenet.cli", "align", str(tmp_path / "raw"), str(tmp_path / "crops"),
-                           "--workers", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "facenet.cli",
+            "align",
+            str(tmp_path / "raw"),
+            str(tmp_path / "crops"),
+            "--workers",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "aligned 30 of 31 images" in proc.stdout and "no face found in 1" in proc.stdout
     assert "wall.png" in (tmp_path / "crops" / "align_report.txt").read_text()

@@ -28,9 +28,15 @@ def test_onednn_log_gives_the_convolution_kernels_and_their_layout():
 
 
 def test_table_ratios_are_computed_from_the_medians():
-    ms = {"train_compute_img_s": 100.0, "train_e2e_img_s": 90.0, "eval_img_s": 300.0, "first_step_s": 2.5,
-          "peak_rss_gb": 1.25, "miner": "semi_hard",
-          "loss_share": {"batch_all": 0.01, "batch_hard": 0.02, "semi_hard": 0.04}}  # fmt: skip
+    ms = {
+        "train_compute_img_s": 100.0,
+        "train_e2e_img_s": 90.0,
+        "eval_img_s": 300.0,
+        "first_step_s": 2.5,
+        "peak_rss_gb": 1.25,
+        "miner": "semi_hard",
+        "loss_share": {"batch_all": 0.01, "batch_hard": 0.02, "semi_hard": 0.04},
+    }
     pt = {"train_compute_img_s": 80.0, "eval_img_s": 600.0}
     conv = {"mindspore": {"forward_ms": 10.0, "input_grad_ms": 20.0, "weight_grad_ms": 30.0}, "onednn": {}}
     lines = bench._table([{"case": "resnet18_112", "mindspore": ms, "pytorch": pt}], conv).splitlines()
@@ -38,8 +44,20 @@ def test_table_ratios_are_computed_from_the_medians():
     cells = [c.strip() for c in row if c.strip()]
     assert cells[0] == bench.CASES["resnet18_112"][0]
     # train, e2e, e2e/compute, eval, configured miner share, worst share, first step, RSS, PT train, MS/PT, ...
-    assert cells[1:] == ["100.0", "90.0", "0.90", "300.0", "4.0%", "4.0% semi_hard", "2.5", "1.25", "80.0", "1.25",
-                         "600.0", "0.50"]  # fmt: skip
+    assert cells[1:] == [
+        "100.0",
+        "90.0",
+        "0.90",
+        "300.0",
+        "4.0%",
+        "4.0% semi_hard",
+        "2.5",
+        "1.25",
+        "80.0",
+        "1.25",
+        "600.0",
+        "0.50",
+    ]
     assert any(line.startswith("MindSpore") and "10.0" in line and "30.0" in line for line in lines)
 
 
@@ -74,10 +92,25 @@ def test_pytorch_twin_has_the_mindspore_networks_parameter_count():
 def test_bench_command_prints_the_table_and_writes_json(tmp_path):
     out = tmp_path / "results.json"
     proc = subprocess.run(
-        [sys.executable, "bench/run.py", "--quick", "--repeats", "1", "--cases", "default", "--no-torch",
-         "--json", str(out), "--cache", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "bench/run.py",
+            "--quick",
+            "--repeats",
+            "1",
+            "--cases",
+            "default",
+            "--no-torch",
+            "--json",
+            str(out),
+            "--cache",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "default config (resnet_tiny @64, 16x4)" in proc.stdout
     report = json.loads(out.read_text())
@@ -94,10 +127,29 @@ def test_bench_command_prints_the_table_and_writes_json(tmp_path):
 def test_classifier_bench_measures_each_case_in_its_own_process(tmp_path):
     out = tmp_path / "classifier.json"
     proc = subprocess.run(
-        [sys.executable, "bench/classifier.py", "--classes", "400", "--rates", "1,0.25", "--dim", "16", "--batch",
-         "8", "--repeats", "1", "--steps", "2", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "bench/classifier.py",
+            "--classes",
+            "400",
+            "--rates",
+            "1,0.25",
+            "--dim",
+            "16",
+            "--batch",
+            "8",
+            "--repeats",
+            "1",
+            "--steps",
+            "2",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     full, sampled = json.loads(out.read_text())
     assert (full["sampled"], sampled["sampled"]) == (400, 100)  # ceil(0.25 x 400) centres a step

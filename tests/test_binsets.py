@@ -48,13 +48,13 @@ def _py2_pickle(blobs: list[bytes], flags: list[bool]) -> bytes:
         pytest.param(
             lambda: pickle.dumps(([np.frombuffer(b, np.uint8) for b in BLOBS], np.array(FLAGS)), protocol=2),
             id="uint8-arrays+bool-array-p2",
-        ),  # fmt: skip
+        ),
         pytest.param(
             lambda: pickle.dumps(
                 (tuple(np.frombuffer(b, np.uint8) for b in BLOBS), [np.bool_(f) for f in FLAGS]), protocol=5
             ),
             id="arrays+numpy-bools-p5",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bin_files_pickled_the_ways_real_ones_are(tmp_path, make):

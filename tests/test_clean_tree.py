@@ -12,8 +12,9 @@ from tests.conftest import ROOT
 
 
 def _git(*args: str, cwd) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
-                          capture_output=True, text=True).stdout  # fmt: skip
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.mark.slow
@@ -29,8 +30,9 @@ def test_smoke_run_in_the_repository_root_leaves_git_status_clean(tmp_path):
     _git("init", "-q", cwd=repo)
     _git("add", "-A", cwd=repo)
     _git("commit", "-q", "-m", "snapshot", cwd=repo)
-    proc = subprocess.run([sys.executable, "run.py", "experiment=smoke"], cwd=repo, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "run.py", "experiment=smoke"], cwd=repo, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (repo / "outputs" / "mlflow.db").exists()  # the run did write into the root
     assert _git("status", "--porcelain", cwd=repo) == ""

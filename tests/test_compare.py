@@ -27,8 +27,10 @@ def test_mcnemar_p_value_is_the_exact_two_sided_binomial_tail():
     """Oracle: every outcome of n fair coins enumerated; the p-value sums the outcomes at most as likely as the
     observed split (for Binomial(n, 1/2) that is the two tails beyond it)."""
     for n in range(0, 13):
-        pmf = [Fraction(sum(1 for bits in itertools.product((0, 1), repeat=n) if sum(bits) == i), 2**n)
-               for i in range(n + 1)]  # fmt: skip
+        pmf = [
+            Fraction(sum(1 for bits in itertools.product((0, 1), repeat=n) if sum(bits) == i), 2**n)
+            for i in range(n + 1)
+        ]
         for k in range(n + 1):
             expected = float(min(Fraction(1), sum(p for p in pmf if p <= pmf[k])))
             assert binomial_two_sided(k, n) == pytest.approx(expected, rel=1e-10), (k, n)
@@ -50,12 +52,20 @@ def _scores(n_same: int, n_diff: int, seed: int = 0, folds: int = 10) -> pd.Data
     rng = np.random.default_rng(seed)
     same = np.r_[np.ones(n_same, bool), np.zeros(n_diff, bool)]
     d = np.where(same, rng.normal(0.8, 0.2, same.size), rng.normal(1.3, 0.2, same.size))
-    order = np.concatenate([np.r_[np.flatnonzero(same)[f::folds], np.flatnonzero(~same)[f::folds]]
-                            for f in range(folds)])  # fmt: skip
+    order = np.concatenate(
+        [np.r_[np.flatnonzero(same)[f::folds], np.flatnonzero(~same)[f::folds]] for f in range(folds)]
+    )
     fold = np.repeat(np.arange(folds), [len(b) for b in np.array_split(order, folds)])
     names = [f"p{i}/a.png" for i in range(same.size)]
-    return pd.DataFrame({"fold": fold, "same": same[order], "distance": d[order], "left": np.array(names)[order],
-                         "right": [f"q{i}/b.png" for i in order]})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "fold": fold,
+            "same": same[order],
+            "distance": d[order],
+            "left": np.array(names)[order],
+            "right": [f"q{i}/b.png" for i in order],
+        }
+    )
 
 
 def _result(scores: pd.DataFrame, far_targets=(1e-3,), **kw) -> RunResult:
@@ -76,35 +86,53 @@ def test_val_at_far_from_the_report_else_the_same_protocol_and_n_a_below_one_imp
     reported = run_.report["val_at_far"]["0.001"]
     assert val_at(run_, 1e-3) == (reported["val_mean"], reported["val_std"])
     oracle = verification_report(scores["distance"].to_numpy(), scores["same"].to_numpy(), 10, (1e-2,))
-    assert val_at(run_, 1e-2) == pytest.approx((oracle.val_at_far[1e-2]["val_mean"],
-                                                 oracle.val_at_far[1e-2]["val_std"]))  # fmt: skip
+    assert val_at(run_, 1e-2) == pytest.approx(
+        (oracle.val_at_far[1e-2]["val_mean"], oracle.val_at_far[1e-2]["val_std"])
+    )
     assert np.isnan(val_at(run_, 1e-4)).all()  # 2000 impostor pairs cannot measure a rate of 1 in 10,000
 
 
 def _configured(config: dict, choices: dict, overrides=(), name="r") -> RunResult:
-    return RunResult(name=name, source="-", report={}, scores=pd.DataFrame(), config=config, choices=choices,
-                     overrides=list(overrides))  # fmt: skip
+    return RunResult(
+        name=name,
+        source="-",
+        report={},
+        scores=pd.DataFrame(),
+        config=config,
+        choices=choices,
+        overrides=list(overrides),
+    )
 
 
 def test_labels_name_only_what_differs():
-    base = {"margin": "0.2", "loss.margin": "0.2", "lr": "0.002", "miner._target_": "SemiHard",
-            "output_dir": "/a", "tracking.run_name": "x"}  # fmt: skip
+    base = {
+        "margin": "0.2",
+        "loss.margin": "0.2",
+        "lr": "0.002",
+        "miner._target_": "SemiHard",
+        "output_dir": "/a",
+        "tracking.run_name": "x",
+    }
     runs = [
         _configured(base, {"miner": "semi_hard", "backbone": "resnet"}),
         _configured(
             {**base, "margin": "0.5", "loss.margin": "0.5", "output_dir": "/b"},
             {"miner": "semi_hard", "backbone": "resnet"},
             ["margin=0.5"],
-        ),  # fmt: skip
+        ),
         _configured({**base, "miner._target_": "BatchHard"}, {"miner": "batch_hard", "backbone": "resnet"}),
     ]
     assert labels(runs) == ["miner=semi_hard margin=0.2", "miner=semi_hard margin=0.5", "miner=batch_hard margin=0.2"]
-    same = [_configured(base, {"miner": "semi_hard"}, name="05-00-01"), _configured(base, {"miner": "semi_hard"},
-                                                                                    name="05-00-01")]  # fmt: skip
+    same = [
+        _configured(base, {"miner": "semi_hard"}, name="05-00-01"),
+        _configured(base, {"miner": "semi_hard"}, name="05-00-01"),
+    ]
     assert labels(same) == ["05-00-01 #1", "05-00-01 #2"]
     # a run without recorded choices (composed from Python) beside one with them: compared by keys, not "group=-"
-    width = [_configured({**base, "backbone.width": "16"}, {"backbone": "resnet_tiny", "dataset": "synthetic"}),
-             _configured({**base, "backbone.width": "32"}, {})]  # fmt: skip
+    width = [
+        _configured({**base, "backbone.width": "16"}, {"backbone": "resnet_tiny", "dataset": "synthetic"}),
+        _configured({**base, "backbone.width": "32"}, {}),
+    ]
     assert labels(width) == ["backbone.width=16", "backbone.width=32"]
 
 
@@ -132,15 +160,27 @@ def test_the_table_holds_each_runs_own_report_and_scores_reproduce_it(three_runs
         report = json.loads((run_dir / "eval" / "report.json").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert (row.pairs, row.accuracy, row.accuracy_std, row.auc, row.eer, row.threshold) == (
-            report["n_pairs"], report["accuracy_mean"], report["accuracy_std"], report["auc"], report["eer"],
-            report["threshold_mean"])  # fmt: skip
+            report["n_pairs"],
+            report["accuracy_mean"],
+            report["accuracy_std"],
+            report["auc"],
+            report["eer"],
+            report["threshold_mean"],
+        )
         assert (row.train_minutes, row.images_per_sec, row.parameters) == (
-            metrics["train_minutes"], metrics["images_per_sec"], metrics["parameters"])  # fmt: skip
+            metrics["train_minutes"],
+            metrics["images_per_sec"],
+            metrics["parameters"],
+        )
         assert row.run_id == json.loads((run_dir / "run.json").read_text())["run_id"]
         # scores.csv reproduces the whole report: same protocol, same numbers
         scores = pd.read_csv(run_dir / "eval" / "scores.csv")
-        again = verification_report(scores["distance"], scores["same"].astype(bool), report["n_folds"],
-                                    tuple(float(f) for f in report["val_at_far"]))  # fmt: skip
+        again = verification_report(
+            scores["distance"],
+            scores["same"].astype(bool),
+            report["n_folds"],
+            tuple(float(f) for f in report["val_at_far"]),
+        )
         assert again.to_dict() == {k: v for k, v in report.items() if k not in ("preprocess", "pairs_sha1")}
     assert (numbers["val_at_far_0.01"].isna()).all()  # 20 impostor pairs: no FAR below 5% is measurable
     assert "| n/a |" in (folder / "comparison.md").read_text()
@@ -174,8 +214,10 @@ def test_cli_compares_mlflow_ids_and_logs_a_comparison_run(three_runs, tmp_path,
     assert json.loads(logged.data.tags["compared_runs"]) == ids
     assert {a.path for a in client.list_artifacts(logged.info.run_id)} == set(ARTIFACTS)
     best = json.loads((tmp_path / "c" / "comparison.json").read_text())["best"]
-    aucs = {r: json.loads((d / "eval" / "report.json").read_text())["auc"] for r, d in
-            zip(("miner=semi_hard", "miner=batch_hard"), (semi, hard), strict=True)}  # fmt: skip
+    aucs = {
+        r: json.loads((d / "eval" / "report.json").read_text())["auc"]
+        for r, d in zip(("miner=semi_hard", "miner=batch_hard"), (semi, hard), strict=True)
+    }
     assert best == max(aucs, key=aucs.get)
     assert main(["compare", str(semi), "--no-mlflow"]) == 1
     assert "at least two runs" in capsys.readouterr().err

@@ -24,11 +24,24 @@ def _env() -> dict:
 def test_two_runs_started_at_once_on_a_new_store_both_finish_with_every_metric(tmp_path):
     out = tmp_path / "out"
     procs = [
-        subprocess.Popen([sys.executable, "run.py", *TRAIN, f"seed={seed}", f"output_dir={out}",
-                          f"data_dir={tmp_path / 'data'}", f"hydra.run.dir={out / 'runs' / 'x' / str(seed)}"],
-                         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "run.py",
+                *TRAIN,
+                f"seed={seed}",
+                f"output_dir={out}",
+                f"data_dir={tmp_path / 'data'}",
+                f"hydra.run.dir={out / 'runs' / 'x' / str(seed)}",
+            ],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for seed in (0, 1)
-    ]  # fmt: skip
+    ]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     for proc, log in zip(procs, logs, strict=True):
         assert proc.returncode == 0, log[-3000:]
@@ -47,10 +60,27 @@ def test_two_runs_started_at_once_on_a_new_store_both_finish_with_every_metric(t
 @pytest.mark.slow
 def test_a_joblib_sweep_of_two_parallel_jobs_on_sqlite_loses_nothing(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "run.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                           "margin=0.1,0.3,0.5,1.0", *TRAIN[:1], "epochs=1", "train.steps_per_epoch=20",
-                           "tracking.log_every_steps=1", f"output_dir={out}", f"data_dir={tmp_path / 'data'}"],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "margin=0.1,0.3,0.5,1.0",
+            *TRAIN[:1],
+            "epochs=1",
+            "train.steps_per_epoch=20",
+            "tracking.log_every_steps=1",
+            f"output_dir={out}",
+            f"data_dir={tmp_path / 'data'}",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "database is locked" not in log and "does not answer" not in log, log[-3000:]

@@ -39,8 +39,13 @@ def test_gpu_env_writes_an_nvcc_shim_and_orders_library_paths(tmp_path):
     assert "release 11.6" in version  # what MindSpore parses to pick libmindspore_gpu.so.11.6
     paths = env["LD_LIBRARY_PATH"].split(os.pathsep)
     plugin = mindspore_dir() / "lib" / "plugin"
-    assert paths == [str(site / "nvidia/cublas/lib"), str(site / "nvidia/cudnn/lib"), str(plugin / "gpu11.6"),
-                     str(plugin), "/opt/x"]  # fmt: skip
+    assert paths == [
+        str(site / "nvidia/cublas/lib"),
+        str(site / "nvidia/cudnn/lib"),
+        str(plugin / "gpu11.6"),
+        str(plugin),
+        "/opt/x",
+    ]
     toolkit = tmp_path / "cuda"
     (toolkit / "bin").mkdir(parents=True)
     (toolkit / "bin" / "nvcc").write_text("#!/bin/sh\n")
@@ -53,12 +58,18 @@ def test_without_the_extra_the_plugin_misses_the_cuda_libraries():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("FACENET_TEST_GPU_EXTRA"),
-                    reason="downloads about 1.7 GB of CUDA libraries: run with FACENET_TEST_GPU_EXTRA=1")  # fmt: skip
+@pytest.mark.skipif(
+    not os.environ.get("FACENET_TEST_GPU_EXTRA"),
+    reason="downloads about 1.7 GB of CUDA libraries: run with FACENET_TEST_GPU_EXTRA=1",
+)
 def test_gpu_extra_resolves_every_plugin_library_but_the_driver(tmp_path):
     site = tmp_path / "site"
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-                              *GPU_EXTRA], capture_output=True, text=True, timeout=3600)  # fmt: skip
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), *GPU_EXTRA],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     assert install.returncode == 0, install.stderr[-2000:]
     env = gpu_env(tmp_path / "shim", site=site, environ={})
     assert unresolved_libraries(mindspore_dir() / "lib" / "plugin" / PLUGIN, env["LD_LIBRARY_PATH"]) == [DRIVER]

@@ -58,8 +58,14 @@ def test_training_run_is_logged_to_mlflow(trained):
     assert [m.step for m in history] == list(range(1, 10))  # 3 epochs x 3 steps, every step logged
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"config.yaml", "metrics.json", "eval", "checkpoints"} <= artifacts
-    expected = {"eval/roc.png", "eval/report.json", "eval/report.txt", "eval/scores.csv", "eval/distances.png",
-                "eval/hardest_pairs.png"}  # fmt: skip
+    expected = {
+        "eval/roc.png",
+        "eval/report.json",
+        "eval/report.txt",
+        "eval/scores.csv",
+        "eval/distances.png",
+        "eval/hardest_pairs.png",
+    }
     assert {a.path for a in client.list_artifacts(r.info.run_id, "eval")} == expected
     ckpts = {a.path for a in client.list_artifacts(r.info.run_id, "checkpoints")}
     assert ckpts == {"checkpoints/best.ckpt", "checkpoints/best.json"}
@@ -93,8 +99,15 @@ def test_eval_applies_the_checkpoints_preprocessing(trained, compose_cfg, caplog
     the report records what was applied."""
     run_dir, out, metrics = trained
     last = run_dir / "checkpoints" / "facenet-rank0-3_9.ckpt"
-    base = ["task=eval", f"ckpt={last}", "eval=synthetic", "eval.image_size=32", "eval.identities_per_fold=2",
-            "eval.images_per_identity=3", "eval.pairs_per_fold=2"]  # fmt: skip
+    base = [
+        "task=eval",
+        f"ckpt={last}",
+        "eval=synthetic",
+        "eval.image_size=32",
+        "eval.identities_per_fold=2",
+        "eval.images_per_identity=3",
+        "eval.pairs_per_fold=2",
+    ]
     # no experiment: preprocess.image_size inherits the default synthetic dataset's 64; the checkpoint's 32 wins
     got = run(compose_cfg(*base, f"output_dir={out / 'ev_default'}"))
     assert got["accuracy"] == pytest.approx(metrics["accuracy"]) and got["auc"] == pytest.approx(metrics["auc"])
@@ -257,8 +270,15 @@ def test_diverging_loss_stops_clearly_and_keeps_the_best_checkpoint(compose_cfg,
     the run stops at that step, FAILED, and best.ckpt is still epoch 1's."""
     from facenet.errors import TrainingDiverged
 
-    cfg = compose_cfg("experiment=smoke", f"output_dir={tmp_path}", "epochs=3", "optimizer=sgd", "lr_schedule=step",
-                      "lr_schedule.step_epochs=1", "lr_schedule.gamma=1e30")  # fmt: skip
+    cfg = compose_cfg(
+        "experiment=smoke",
+        f"output_dir={tmp_path}",
+        "epochs=3",
+        "optimizer=sgd",
+        "lr_schedule=step",
+        "lr_schedule.step_epochs=1",
+        "lr_schedule.gamma=1e30",
+    )
     with pytest.raises(TrainingDiverged, match=r"(loss|embedding norm) became (nan|inf) at step [4-9]: lower lr"):
         run(cfg)
     (run_dir,) = tmp_path.glob("runs/*/*")

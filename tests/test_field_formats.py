@@ -18,15 +18,25 @@ from tests.conftest import tiny_checkpoint, write_faces
 
 # experiment=smoke without its eval and dataset settings (other options here)
 SMALL_EVAL = ("eval.identities_per_fold=2", "eval.images_per_identity=3", "eval.pairs_per_fold=2", "eval.image_size=32")
-SMALL_TRAIN = ("dataset.identities=16", "dataset.images_per_identity=4", "dataset.image_size=32",
-               "train.steps_per_epoch=3")  # fmt: skip
+SMALL_TRAIN = (
+    "dataset.identities=16",
+    "dataset.images_per_identity=4",
+    "dataset.image_size=32",
+    "train.steps_per_epoch=3",
+)
 
 
 def test_recordio_training_gives_the_folder_batches_and_losses(compose_cfg, tmp_path):
     tree = write_faces(tmp_path / "faces", {f"id{i:02d}": 3 + i % 3 for i in range(16)}, size=(32, 32))
     pack_folder(tree, tmp_path / "packed")
-    common = ("preprocess.image_size=32", "train.steps_per_epoch=3", "seed=5", "batch.identities=4",
-              "batch.images_per_identity=3", *SMALL_EVAL)  # fmt: skip
+    common = (
+        "preprocess.image_size=32",
+        "train.steps_per_epoch=3",
+        "seed=5",
+        "batch.identities=4",
+        "batch.images_per_identity=3",
+        *SMALL_EVAL,
+    )
     runs = {}
     for name, data in (("folder", [f"dataset.root={tree}"]), ("recordio", [f"dataset.path={tmp_path / 'packed'}"])):
         t = build_training(compose_cfg(*common, f"dataset={name}", *data))
@@ -48,8 +58,9 @@ def bench_dir(tmp_path_factory):
     """A folder with lfw.bin and att.bin (two generated sets), and the pairs.txt lfw.bin was packed from."""
     base = tmp_path_factory.mktemp("bench")
     root = generate_eval(base / "a", identities_per_fold=3, images_per_identity=3, pairs_per_fold=3, image_size=32)
-    other = generate_eval(base / "b", identities_per_fold=3, images_per_identity=3, pairs_per_fold=2, image_size=32,
-                          seed=9)  # fmt: skip
+    other = generate_eval(
+        base / "b", identities_per_fold=3, images_per_identity=3, pairs_per_fold=2, image_size=32, seed=9
+    )
     pack_pairs(root, root / "pairs.txt", base / "sets" / "lfw.bin")
     pack_pairs(other, other / "pairs.txt", base / "sets" / "att.bin")
     return base / "sets", root
@@ -101,8 +112,17 @@ def test_training_evaluates_every_benchmark_and_keeps_the_primary_best(compose_c
     import json
 
     sets, _ = bench_dir
-    metrics = run(compose_cfg(*SMALL_TRAIN, "epochs=2", "eval=benchmarks", f"eval.dir={sets}", "eval.primary=att",
-                              "tracking=off", f"output_dir={tmp_path}"))  # fmt: skip
+    metrics = run(
+        compose_cfg(
+            *SMALL_TRAIN,
+            "epochs=2",
+            "eval=benchmarks",
+            f"eval.dir={sets}",
+            "eval.primary=att",
+            "tracking=off",
+            f"output_dir={tmp_path}",
+        )
+    )
     assert metrics["accuracy"] == metrics["att/accuracy"] and "lfw/auc" in metrics
     best = json.loads(next((tmp_path / "runs").glob("*/*/checkpoints/best.json")).read_text())
     assert best["metrics"]["accuracy"] == metrics["best_accuracy"] == best["metrics"]["att/accuracy"]

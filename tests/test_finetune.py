@@ -14,8 +14,12 @@ from facenet.models.build import build_network
 from facenet.training.finetune import apply_finetune
 from facenet.training.setup import build_step
 
-SMALL_EVAL = ["also_eval.syn.identities_per_fold=2", "also_eval.syn.images_per_identity=3",
-              "also_eval.syn.pairs_per_fold=2", "also_eval.syn.image_size=32"]  # fmt: skip
+SMALL_EVAL = [
+    "also_eval.syn.identities_per_fold=2",
+    "also_eval.syn.images_per_identity=3",
+    "also_eval.syn.pairs_per_fold=2",
+    "also_eval.syn.image_size=32",
+]
 
 
 def _net(compose_cfg, *overrides):
@@ -66,12 +70,24 @@ def warm_start(compose_cfg, tmp_path_factory):
 
 def test_finetune_run_keeps_what_it_freezes_and_reports_before_and_after(compose_cfg, warm_start, tmp_path):
     out = tmp_path / "ft"
-    metrics = run(compose_cfg("experiment=smoke", f"output_dir={out}", f"ckpt={warm_start}", "epochs=2",
-                              "finetune.freeze=[stem]", "finetune.bn=frozen", "train.eval_at_start=true",
-                              "+eval@also_eval.syn=synthetic", *SMALL_EVAL))  # fmt: skip
+    metrics = run(
+        compose_cfg(
+            "experiment=smoke",
+            f"output_dir={out}",
+            f"ckpt={warm_start}",
+            "epochs=2",
+            "finetune.freeze=[stem]",
+            "finetune.bn=frozen",
+            "train.eval_at_start=true",
+            "+eval@also_eval.syn=synthetic",
+            *SMALL_EVAL,
+        )
+    )
     (run_dir,) = out.glob("runs/*/*")
-    before, after = ms.load_checkpoint(str(warm_start)), ms.load_checkpoint(str(run_dir / "checkpoints" /
-                                                                               "facenet-rank0-2_6.ckpt"))  # fmt: skip
+    before, after = (
+        ms.load_checkpoint(str(warm_start)),
+        ms.load_checkpoint(str(run_dir / "checkpoints" / "facenet-rank0-2_6.ckpt")),
+    )
     weights = [k for k in before if k.startswith(("backbone.", "head.")) and "moving" not in k]
     changed = {k for k in weights if not np.array_equal(before[k].asnumpy(), after[k].asnumpy())}
     assert not any(k.startswith("backbone.stem.") for k in changed)  # the frozen stage: bit for bit

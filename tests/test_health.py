@@ -19,8 +19,16 @@ NAMES = TripletLoss.TELEMETRY
 
 
 def window(loss=0.15, active=0.6, d_ap=0.6, d_an=0.9, norm=1.0, easy=0.5, semi=0.2, hard=0.3):
-    return {"loss": loss, "active_fraction": active, "d_ap": d_ap, "d_an": d_an, "embedding_norm": norm,
-            "easy_fraction": easy, "semi_hard_fraction": semi, "hard_fraction": hard}  # fmt: skip
+    return {
+        "loss": loss,
+        "active_fraction": active,
+        "d_ap": d_ap,
+        "d_an": d_an,
+        "embedding_norm": norm,
+        "easy_fraction": easy,
+        "semi_hard_fraction": semi,
+        "hard_fraction": hard,
+    }
 
 
 COLLAPSED = window(loss=0.2, active=1.0, d_ap=0.004, d_an=0.005, easy=0.0, semi=0.6, hard=0.4)
@@ -32,8 +40,9 @@ def feed(monitor, windows, every=10):
 
 def test_a_condition_is_reported_once_when_it_has_held_for_n_windows_and_again_after_it_went_away():
     monitor = TripletHealth("warn", 3, 0.2, NAMES)
-    found = feed(monitor, [window(), COLLAPSED, COLLAPSED, COLLAPSED, COLLAPSED, window(), COLLAPSED, COLLAPSED,
-                           COLLAPSED])  # fmt: skip
+    found = feed(
+        monitor, [window(), COLLAPSED, COLLAPSED, COLLAPSED, COLLAPSED, window(), COLLAPSED, COLLAPSED, COLLAPSED]
+    )
     kinds = [(f.kind, f.since_step, f.step) if f else None for f in found]
     assert kinds == [None, None, None, ("collapse", 10, 40), None, None, None, None, ("collapse", 60, 90)]
     assert "lower lr 10x" in found[3].message and "since step 10" in found[3].message
@@ -78,7 +87,11 @@ def test_two_conditions_due_in_one_window_are_both_reported():
     monitor = TripletHealth("warn", 2, 0.2, NAMES)
     found = feed(monitor, [both, both, both, both])
     assert [(f.kind, f.since_step, f.step) if f else None for f in found] == [
-        None, ("dead_miner", 0, 20), ("pinned_at_margin", 0, 30), None]  # fmt: skip
+        None,
+        ("dead_miner", 0, 20),
+        ("pinned_at_margin", 0, 30),
+        None,
+    ]
 
 
 def test_off_and_losses_without_the_telemetry_are_not_watched():
@@ -148,8 +161,11 @@ def test_a_collapsing_run_is_warned_then_stopped(compose_cfg, tmp_path, caplog):
 
     # 100x from the second epoch on: the first epoch's checkpoint is the last good one
     later = ("miner=batch_hard", "lr_schedule=multistep", "lr_schedule.milestones=[1]", "lr_schedule.gamma=100")
-    with pytest.raises(TrainingUnhealthy, match=r"stopped by train.health=stop at step \d+: embeddings collapsed"
-                       r".*; last checkpoint before it: \S+/checkpoints/facenet-rank0-1_10.ckpt$"):  # fmt: skip
+    with pytest.raises(
+        TrainingUnhealthy,
+        match=r"stopped by train.health=stop at step \d+: embeddings collapsed"
+        r".*; last checkpoint before it: \S+/checkpoints/facenet-rank0-1_10.ckpt$",
+    ):
         _run(compose_cfg, tmp_path / "stop", *later, "train.health=stop")
     client, r = _mlflow_run(tmp_path / "stop")
     assert r.info.status == "FAILED"
@@ -187,6 +203,7 @@ def test_warn_tags_the_run_and_stop_says_when_no_checkpoint_was_written(caplog):
         TripletHealth("warn", 1, 0.2, NAMES).react(finding, None, tracker)
     assert "training health at step 30: embeddings collapsed" in caplog.text and "train.health=stop" in caplog.text
     assert tracker.tags["health.collapse"].startswith("step 30: embeddings collapsed") and tracker.metrics == {
-        ("health/collapse", 30): 1.0}  # fmt: skip
+        ("health/collapse", 30): 1.0
+    }
     with pytest.raises(TrainingUnhealthy, match=r"at step 30: embeddings.*; no checkpoint was written before it$"):
         TripletHealth("stop", 1, 0.2, NAMES).react(finding, None, _Tags())

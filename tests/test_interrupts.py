@@ -71,8 +71,11 @@ def test_interrupted_export_leaves_no_half_written_model(tmp_path, monkeypatch, 
     ckpt = tiny_checkpoint(compose_cfg, tmp_path)
     monkeypatch.setattr(ms, "export", export_then_interrupt)
     with pytest.raises(RunInterrupted, match="interrupted by SIGTERM: run .* marked KILLED"):
-        run(compose_cfg("experiment=smoke", "task=export", f"ckpt={ckpt}", f"output_dir={tmp_path / 'o'}",
-                        "tracking=off"))  # fmt: skip
+        run(
+            compose_cfg(
+                "experiment=smoke", "task=export", f"ckpt={ckpt}", f"output_dir={tmp_path / 'o'}", "tracking=off"
+            )
+        )
     (run_dir,) = (tmp_path / "o").glob("runs/*/*")
     assert read_state(run_dir)["status"] == "KILLED"
     export = run_dir / "export"
@@ -116,8 +119,17 @@ def _killed(out: Path) -> None:
 @pytest.mark.slow
 def test_sigint_during_synthetic_generation(tmp_path):
     out, data, log = tmp_path / "out", tmp_path / "data", tmp_path / "log"
-    proc = _start([sys.executable, "run.py", "dataset.identities=4000", "dataset.image_size=112",
-                   f"output_dir={out}", f"data_dir={data}"], log)  # fmt: skip
+    proc = _start(
+        [
+            sys.executable,
+            "run.py",
+            "dataset.identities=4000",
+            "dataset.image_size=112",
+            f"output_dir={out}",
+            f"data_dir={data}",
+        ],
+        log,
+    )
     output = _signal_when(proc, log, "generating synthetic train set", signal.SIGINT)
     _one_line_exit(proc, output, "SIGINT")
     _killed(out)
@@ -128,9 +140,22 @@ def test_sigint_during_synthetic_generation(tmp_path):
 def test_sigterm_during_evaluation(tmp_path, compose_cfg):
     out, log = tmp_path / "out", tmp_path / "log"
     ckpt = tiny_checkpoint(compose_cfg, tmp_path)
-    proc = _start([sys.executable, "run.py", "experiment=smoke", "task=eval", f"ckpt={ckpt}",
-                   "eval.identities_per_fold=150", "eval.pairs_per_fold=300", "eval.image_size=112",
-                   "eval.batch_size=8", f"output_dir={out}", f"data_dir={tmp_path / 'data'}"], log)  # fmt: skip
+    proc = _start(
+        [
+            sys.executable,
+            "run.py",
+            "experiment=smoke",
+            "task=eval",
+            f"ckpt={ckpt}",
+            "eval.identities_per_fold=150",
+            "eval.pairs_per_fold=300",
+            "eval.image_size=112",
+            "eval.batch_size=8",
+            f"output_dir={out}",
+            f"data_dir={tmp_path / 'data'}",
+        ],
+        log,
+    )
     output = _signal_when(proc, log, "eval embeddings:", signal.SIGTERM)
     _one_line_exit(proc, output, "SIGTERM")
     _killed(out)
@@ -141,8 +166,17 @@ def test_sigterm_during_evaluation(tmp_path, compose_cfg):
 @pytest.mark.slow
 def test_sigint_during_training_is_reported_as_sigint(tmp_path):
     out, log = tmp_path / "out", tmp_path / "log"
-    proc = _start([sys.executable, "run.py", "experiment=smoke", "train.steps_per_epoch=400",
-                   f"output_dir={out}", f"data_dir={tmp_path / 'data'}"], log)  # fmt: skip
+    proc = _start(
+        [
+            sys.executable,
+            "run.py",
+            "experiment=smoke",
+            "train.steps_per_epoch=400",
+            f"output_dir={out}",
+            f"data_dir={tmp_path / 'data'}",
+        ],
+        log,
+    )
     output = _signal_when(proc, log, "epoch 1/1:", signal.SIGINT)
     assert proc.returncode == 1 and "Traceback" not in output
     assert "stopped by SIGINT at epoch 1" in output and "SIGTERM" not in output, output[-2000:]
@@ -172,11 +206,19 @@ def test_interrupted_align_names_its_output_partial(tmp_path):
 def test_sigterm_during_embed_writes_no_output(tmp_path):
     from facenet.data.synthetic import generate_eval
 
-    faces = generate_eval(str(tmp_path / "faces"), identities_per_fold=100, images_per_identity=6,
-                          pairs_per_fold=2, image_size=112, seed=1, workers=2)  # fmt: skip
+    faces = generate_eval(
+        str(tmp_path / "faces"),
+        identities_per_fold=100,
+        images_per_identity=6,
+        pairs_per_fold=2,
+        image_size=112,
+        seed=1,
+        workers=2,
+    )
     out, log = tmp_path / "emb.npz", tmp_path / "log"
-    proc = _start([sys.executable, "-m", "facenet.cli", "embed", str(faces), "-o", str(out), "--model",
-                   "casia-webface"], log)  # fmt: skip
+    proc = _start(
+        [sys.executable, "-m", "facenet.cli", "embed", str(faces), "-o", str(out), "--model", "casia-webface"], log
+    )
     output = _signal_when(proc, log, "embedding:", signal.SIGTERM)
     assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
     assert "interrupted by SIGTERM: facenet embed stopped" in output

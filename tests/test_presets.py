@@ -66,14 +66,26 @@ def test_each_preset_composes_with_each_dataset_and_eval_option(compose_cfg, tmp
 
 
 def test_finetune_without_lfw_paths_names_the_key_and_how_to_drop_it(compose_cfg, tmp_path):
-    cfg = compose_cfg("experiment=finetune", f"dataset.root={tmp_path}", f"eval.root={tmp_path}",
-                      f"eval.pairs={tmp_path / 'pairs.txt'}")  # fmt: skip
-    with pytest.raises(ConfigError, match=r"^also_eval.lfw.pairs is mandatory and has no value \(and "
-                                          r"also_eval.lfw.root\): give it \(also_eval.lfw.pairs=...\) or drop "
-                                          r"that protocol with '~also_eval.lfw'$"):  # fmt: skip
+    cfg = compose_cfg(
+        "experiment=finetune",
+        f"dataset.root={tmp_path}",
+        f"eval.root={tmp_path}",
+        f"eval.pairs={tmp_path / 'pairs.txt'}",
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^also_eval.lfw.pairs is mandatory and has no value \(and "
+        r"also_eval.lfw.root\): give it \(also_eval.lfw.pairs=...\) or drop "
+        r"that protocol with '~also_eval.lfw'$",
+    ):
         prepare(cfg, TASKS["train"], [])
-    cfg = compose_cfg("experiment=finetune", f"dataset.root={tmp_path}", f"eval.root={tmp_path}",
-                      f"eval.pairs={tmp_path / 'pairs.txt'}", "~also_eval.lfw")  # fmt: skip
+    cfg = compose_cfg(
+        "experiment=finetune",
+        f"dataset.root={tmp_path}",
+        f"eval.root={tmp_path}",
+        f"eval.pairs={tmp_path / 'pairs.txt'}",
+        "~also_eval.lfw",
+    )
     prepare(cfg, TASKS["train"], [])
 
 
@@ -81,6 +93,9 @@ def test_a_value_the_task_does_not_read_is_not_asked_for(compose_cfg, tmp_path):
     """task=eval reads the eval protocol, not the training set: dataset=folder without a root is fine there."""
     cfg = compose_cfg("task=eval", "ckpt=x.ckpt", "dataset=folder", "tracking=off")
     prepare(cfg, TASKS["eval"], [])
-    with pytest.raises(ConfigError, match=r"^dataset.root is mandatory and has no value: give it on the command "
-                                          r"line: dataset.root=...$"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"^dataset.root is mandatory and has no value: give it on the command "
+        r"line: dataset.root=...$",
+    ):
         prepare(compose_cfg("dataset=folder", "tracking=off"), TASKS["train"], [])

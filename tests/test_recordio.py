@@ -99,8 +99,8 @@ def test_pack_then_unpack_gives_the_same_images_byte_for_byte(tmp_path):
     assert (tmp_path / "rec/property").read_text() == "4,20,18\n"
     assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == ["property", "train.idx", "train.rec"]
     assert unpack(tmp_path / "rec", tmp_path / "out") == 9
-    folder = FolderDataset(str(src), None).load().table
-    back = FolderDataset(str(tmp_path / "out"), None).load().table
+    folder = FolderDataset(str(src), None, None).load().table
+    back = FolderDataset(str(tmp_path / "out"), None, None).load().table
     assert back["class"].tolist() == folder["class"].tolist()
     for a, b in zip(folder["path"], back["path"], strict=True):
         if a.endswith(".pgm"):
@@ -149,8 +149,12 @@ def test_broken_files_give_one_clear_line(packed, tmp_path):
         RecordIODataset(str(packed), None).load()
     with pytest.raises(DataError, match="has no train.rec"):
         RecordIODataset(str(tmp_path / "src"), None).load()
-    out = subprocess.run([sys.executable, "-m", "facenet.cli", "unpack", str(packed), "-o", str(tmp_path / "x")],
-                         cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "facenet.cli", "unpack", str(packed), "-o", str(tmp_path / "x")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "error: " in out.stderr, out.stderr
 
 
@@ -167,7 +171,7 @@ def test_corrupt_records_in_training_are_skipped_counted_and_reported(packed):
     (packed / "train.rec").write_bytes(bytes(data))
     train = RecordIODataset(str(packed), None).load()
     labels = train.table["class"].to_numpy()
-    sampler = PKSampler(labels, 4, 4, steps_per_epoch=2, seed=0)
+    sampler = PKSampler(labels, 4, 4, 0, steps_per_epoch=2, seed=0)
     aug = TrainTransform(16, hflip=False, max_shift=0.0, random_interpolation=False)
     bad = BadImages(limit=5)
     batches = list(train_batches(train.images(), labels, sampler, aug, 2, 0, 1, 0, bad))

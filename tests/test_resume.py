@@ -20,19 +20,41 @@ from facenet.errors import ConfigError
 from facenet.training.resume import find_resume_point
 from tests.conftest import ROOT
 
-TRAIN = ["experiment=smoke", "epochs=2", "train.steps_per_epoch=30", "tracking.log_every_steps=3",
-         "hydra.job_logging.root.level=WARNING"]  # fmt: skip
+TRAIN = [
+    "experiment=smoke",
+    "epochs=2",
+    "train.steps_per_epoch=30",
+    "tracking.log_every_steps=3",
+    "hydra.job_logging.root.level=WARNING",
+]
 COMPARED = {
-    "triplet": ("train/loss", "train/lr", "train/active_fraction", "train/d_ap", "train/d_an", "eval/accuracy",
-                "eval/auc"),
+    "triplet": (
+        "train/loss",
+        "train/lr",
+        "train/active_fraction",
+        "train/d_ap",
+        "train/d_an",
+        "eval/accuracy",
+        "eval/auc",
+    ),
     # Partial FC (8 of 16 class centres a step): the sampled classes must replay too
     "arcface": ("train/loss", "train/lr", "train/train_accuracy", "train/target_cos", "eval/accuracy", "eval/auc"),
     # a cross-batch memory (2 batches, mined from step 5): its content and write position must resume too
-    "memory": ("train/loss", "train/active_fraction", "train/memory_negative_fraction", "train/memory_negative_age",
-               "train/memory_in_use", "eval/accuracy", "eval/auc"),
-}  # fmt: skip
-LOSS = {"triplet": [], "arcface": ["loss=arcface", "loss.sample_rate=0.5", "batch.size=8"],
-        "memory": ["miner.memory.size=128", "miner.memory.start_step=5"]}  # fmt: skip
+    "memory": (
+        "train/loss",
+        "train/active_fraction",
+        "train/memory_negative_fraction",
+        "train/memory_negative_age",
+        "train/memory_in_use",
+        "eval/accuracy",
+        "eval/auc",
+    ),
+}
+LOSS = {
+    "triplet": [],
+    "arcface": ["loss=arcface", "loss.sample_rate=0.5", "batch.size=8"],
+    "memory": ["miner.memory.size=128", "miner.memory.start_step=5"],
+}
 
 
 def _cmd(out: Path, data: Path, *extra: str) -> list[str]:
@@ -56,13 +78,15 @@ def _history(client: MlflowClient, run_id: str, keys) -> dict[str, list[tuple[in
 @pytest.mark.parametrize("loss", list(LOSS))
 def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, loss):
     data = tmp_path / "data"
-    ref = subprocess.run(_cmd(tmp_path / "ref", data, *LOSS[loss]), cwd=ROOT, env=_env(), capture_output=True,
-                         text=True)  # fmt: skip
+    ref = subprocess.run(
+        _cmd(tmp_path / "ref", data, *LOSS[loss]), cwd=ROOT, env=_env(), capture_output=True, text=True
+    )
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     out = tmp_path / "cut"
-    proc = subprocess.Popen(_cmd(out, data, *LOSS[loss]), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        _cmd(out, data, *LOSS[loss]), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:  # wait until epoch 1 is under way
         try:
@@ -84,8 +108,9 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, lo
     assert point.run_id == run.info.run_id and point.state.epoch == 1 and 12 <= point.state.epoch_step < 30
     assert not list(run_dir.glob("checkpoints/.*partial-*"))
 
-    resumed = subprocess.run(_cmd(out, data, *LOSS[loss], "resume=auto"), cwd=ROOT, env=_env(), capture_output=True,
-                             text=True)  # fmt: skip
+    resumed = subprocess.run(
+        _cmd(out, data, *LOSS[loss], "resume=auto"), cwd=ROOT, env=_env(), capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     client, (run,) = _runs(out)  # the same MLflow run, continued
     assert run.info.status == "FINISHED" and run.data.tags["resumes"] == "1"

@@ -47,14 +47,21 @@ def test_runs_whose_process_is_gone_are_closed_in_run_json_and_mlflow(tmp_path, 
     runs = {name: client.create_run(exp).info.run_id for name in ("dead", "alive", "elsewhere", "finished")}
     me = owner()
     dirs = {
-        "dead": _run_dir(out, "dead", {"status": "RUNNING", "run_id": runs["dead"], "tracking_uri": uri,
-                                       **me, "pid": _dead_pid()}),
+        "dead": _run_dir(
+            out, "dead", {"status": "RUNNING", "run_id": runs["dead"], "tracking_uri": uri, **me, "pid": _dead_pid()}
+        ),
         "alive": _run_dir(out, "alive", {"status": "RUNNING", "run_id": runs["alive"], "tracking_uri": uri, **me}),
-        "elsewhere": _run_dir(out, "elsewhere", {"status": "RUNNING", "run_id": runs["elsewhere"],
-                                                 "tracking_uri": uri, **me, "host": "another-host"}),
-        "finished": _run_dir(out, "finished", {"status": "FINISHED", "run_id": runs["finished"],
-                                               "tracking_uri": uri, **me, "pid": _dead_pid()}),
-    }  # fmt: skip
+        "elsewhere": _run_dir(
+            out,
+            "elsewhere",
+            {"status": "RUNNING", "run_id": runs["elsewhere"], "tracking_uri": uri, **me, "host": "another-host"},
+        ),
+        "finished": _run_dir(
+            out,
+            "finished",
+            {"status": "FINISHED", "run_id": runs["finished"], "tracking_uri": uri, **me, "pid": _dead_pid()},
+        ),
+    }
     reused = _run_dir(out, "reused", {"status": "RUNNING", "run_id": None, **me, "pid_start": "1"})  # pid reused
     assert {r.run_dir for r in stale_runs(out)} == {dirs["dead"], reused}
 
@@ -82,8 +89,9 @@ def test_the_next_run_in_the_output_dir_closes_them(compose_cfg, tmp_path):
     out = tmp_path / "out"
     client, uri, exp = _store(out)
     dead_id = client.create_run(exp).info.run_id
-    dead = _run_dir(out, "dead", {"status": "RUNNING", "run_id": dead_id, "tracking_uri": uri, **owner(),
-                                  "pid": _dead_pid()})  # fmt: skip
+    dead = _run_dir(
+        out, "dead", {"status": "RUNNING", "run_id": dead_id, "tracking_uri": uri, **owner(), "pid": _dead_pid()}
+    )
     run(compose_cfg("experiment=smoke", f"output_dir={out}", f"data_dir={tmp_path / 'data'}"))
     assert read_state(dead)["status"] == "FAILED" and client.get_run(dead_id).info.status == "FAILED"
     assert "found" in read_state(dead)["error"] and "by the run in" in read_state(dead)["error"]
@@ -93,16 +101,26 @@ def test_the_next_run_in_the_output_dir_closes_them(compose_cfg, tmp_path):
 
 
 def _train_cmd(out: Path, data: Path, *extra: str) -> list[str]:
-    return [sys.executable, "run.py", "experiment=smoke", "epochs=3", "train.steps_per_epoch=25",
-            "tracking.log_every_steps=5", f"output_dir={out}", f"data_dir={data}", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "run.py",
+        "experiment=smoke",
+        "epochs=3",
+        "train.steps_per_epoch=25",
+        "tracking.log_every_steps=5",
+        f"output_dir={out}",
+        f"data_dir={data}",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 def test_kill_9_mid_epoch_then_the_next_run_closes_it_and_resume_auto_finishes_it(tmp_path):
     out, data = tmp_path / "out", tmp_path / "data"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(_train_cmd(out, data), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        _train_cmd(out, data), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:  # until epoch 2 is under way
         ckpts = list(out.glob("runs/*/*/checkpoints/facenet-rank0-1_25.ckpt"))
@@ -124,9 +142,21 @@ def test_kill_9_mid_epoch_then_the_next_run_closes_it_and_resume_auto_finishes_i
 
     # the next run in this output_dir (here: an evaluation of the killed run's checkpoint) closes it
     ckpt = run_dir / "checkpoints" / "facenet-rank0-1_25.ckpt"
-    ev = subprocess.run([sys.executable, "run.py", "experiment=smoke", "task=eval", f"ckpt={ckpt}",
-                         f"output_dir={out}", f"data_dir={data}"], cwd=ROOT, env=env, capture_output=True,
-                        text=True)  # fmt: skip
+    ev = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "experiment=smoke",
+            "task=eval",
+            f"ckpt={ckpt}",
+            f"output_dir={out}",
+            f"data_dir={data}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert read_state(run_dir)["status"] == "FAILED" and client.get_run(run_id).info.status == "FAILED"
     assert "kill -9" in client.get_run(run_id).data.tags["end_reason"]

@@ -92,6 +92,7 @@ def test_entry_points(tmp_path, command):
     proc = subprocess.run([*command, str(tmp_path / "s.csv")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "accuracy" in proc.stdout and "VAL@FAR=0.001" in proc.stdout
-    bad = subprocess.run([*command, str(tmp_path / "missing.csv")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)  # fmt: skip
+    bad = subprocess.run(
+        [*command, str(tmp_path / "missing.csv")], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 1 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr

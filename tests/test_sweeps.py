@@ -38,10 +38,20 @@ def _job(sweep: Path, num: int, overrides: list[str], state: dict | None, metric
 
 
 def test_summary_has_every_job_in_order_and_never_drops_a_failure(tmp_path):
-    _job(tmp_path, 10, ["margin=1.0", "miner=batch_all"], {"status": "FINISHED", "run_id": "c"},
-         {"accuracy": 0.9, "auc": 0.95, "accuracy_std": 0.01})  # fmt: skip
-    _job(tmp_path, 2, ["margin=0.2", "miner=batch_all"], {"status": "FINISHED", "run_id": "a"},
-         {"accuracy": 0.8, "auc": 0.85, "accuracy_std": 0.02})  # fmt: skip
+    _job(
+        tmp_path,
+        10,
+        ["margin=1.0", "miner=batch_all"],
+        {"status": "FINISHED", "run_id": "c"},
+        {"accuracy": 0.9, "auc": 0.95, "accuracy_std": 0.01},
+    )
+    _job(
+        tmp_path,
+        2,
+        ["margin=0.2", "miner=batch_all"],
+        {"status": "FINISHED", "run_id": "a"},
+        {"accuracy": 0.8, "auc": 0.85, "accuracy_std": 0.02},
+    )
     _job(tmp_path, 3, ["margin=0.5", "miner=batch_all"], {"status": "FAILED", "run_id": "b", "error": "ConfigError: x"})
     _job(tmp_path, 4, ["margin=0.7", "miner=batch_all"], {"status": "RUNNING", "run_id": "d"})  # process died
     _job(tmp_path, 5, ["margin=0.9", "miner=batch_all"], None)  # died before writing run.json
@@ -58,22 +68,33 @@ def test_summary_has_every_job_in_order_and_never_drops_a_failure(tmp_path):
 
 
 def test_sweep_plots_for_numeric_categorical_and_several_parameters(tmp_path):
-    table = pd.DataFrame({"job": range(5), "status": ["FINISHED"] * 4 + ["FAILED"],
-                          "lr": [0.0003, 0.001, 0.003, 0.01, 0.03], "miner": ["a", "b", "a", "c", "b"],
-                          "accuracy": [0.6, 0.7, 0.8, 0.75, float("nan")], "accuracy_std": [0.01] * 5})  # fmt: skip
-    for path in (sweep_plot(table, "lr", tmp_path / "lr.png"), sweep_plot(table, "miner", tmp_path / "miner.png"),
-                 parallel_coordinates(table, ["lr", "miner"], tmp_path / "pc.png")):  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "job": range(5),
+            "status": ["FINISHED"] * 4 + ["FAILED"],
+            "lr": [0.0003, 0.001, 0.003, 0.01, 0.03],
+            "miner": ["a", "b", "a", "c", "b"],
+            "accuracy": [0.6, 0.7, 0.8, 0.75, float("nan")],
+            "accuracy_std": [0.01] * 5,
+        }
+    )
+    for path in (
+        sweep_plot(table, "lr", tmp_path / "lr.png"),
+        sweep_plot(table, "miner", tmp_path / "miner.png"),
+        parallel_coordinates(table, ["lr", "miner"], tmp_path / "pc.png"),
+    ):
         assert path.stat().st_size > 10_000
 
 
 def test_unreachable_tracking_server_fails_fast_or_falls_back(tmp_path):
     port = free_port()
-    tracker = MlflowTracker(f"http://127.0.0.1:{port}", "facenet", None, str(tmp_path), connect_timeout=2)
+    url, out = f"http://127.0.0.1:{port}", str(tmp_path)
+    tracker = MlflowTracker(url, "facenet", None, out, log_every_steps=10, fallback_local=False, connect_timeout=2)
     started = time.monotonic()
     with pytest.raises(TrackingError, match=rf"127.0.0.1:{port} is unreachable .*fallback_local=true"):
         tracker.start({"a": 1}, {})
     assert time.monotonic() - started < 10
-    tracker = MlflowTracker(f"http://127.0.0.1:{port}", "facenet", None, str(tmp_path), fallback_local=True)
+    tracker = MlflowTracker(url, "facenet", None, out, log_every_steps=10, fallback_local=True, connect_timeout=5.0)
     tracker.start({"a": 1}, {"t": "1"})
     tracker.end()
     assert tracker.uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
@@ -122,12 +143,16 @@ def test_margin_multirun_parent_summary_matches_children_and_rerun_reproduces(tm
     best = table.loc[table["accuracy"].idxmax()]
     assert parent.data.metrics["best/accuracy"] == pytest.approx(best["accuracy"])
     assert parent.data.tags["best_run_id"] == best["run_id"] and parent.data.metrics["sweep/failed_jobs"] == 0
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {SUMMARY_CSV, "sweep_accuracy.png",
-                                                                           "comparison"}  # fmt: skip
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {
+        SUMMARY_CSV,
+        "sweep_accuracy.png",
+        "comparison",
+    }
     assert parent.info.status == "FINISHED"
     # the children side by side on the parent (facenet compare), labelled by margin, numbers from their reports
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")} == {
-        f"comparison/{name}" for name in COMPARISON_FILES}  # fmt: skip
+        f"comparison/{name}" for name in COMPARISON_FILES
+    }
     comparison = pd.read_csv(client.download_artifacts(parent.info.run_id, "comparison/comparison.csv", str(tmp_path)))
     assert sorted(comparison["run"]) == ["margin=0.01", "margin=0.05", "margin=1.0"]
     for child in children:
@@ -135,8 +160,19 @@ def test_margin_multirun_parent_summary_matches_children_and_rerun_reproduces(tm
         assert row.run == child.info.run_name and row.accuracy == child.data.metrics["eval/accuracy"]
     # the same comparison from the parent's MLflow id
     uri = f"sqlite:///{out / 'mlflow.db'}"
-    again = _run(["-m", "facenet.cli", "compare", parent.info.run_id, "--tracking-uri", uri, "-o",
-                  str(tmp_path / "again"), "--no-mlflow"])  # fmt: skip
+    again = _run(
+        [
+            "-m",
+            "facenet.cli",
+            "compare",
+            parent.info.run_id,
+            "--tracking-uri",
+            uri,
+            "-o",
+            str(tmp_path / "again"),
+            "--no-mlflow",
+        ]
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert pd.read_csv(tmp_path / "again" / "comparison.csv")["run"].tolist() == comparison["run"].tolist()
 
@@ -166,9 +202,20 @@ def mlflow_server(tmp_path):
     port = free_port()
     store = tmp_path / "server"
     store.mkdir()
-    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
-           f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts"),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(store / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     log = (store / "server.log").open("w")
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
@@ -191,9 +238,20 @@ def mlflow_server(tmp_path):
 @pytest.mark.slow
 def test_parallel_sweep_against_a_real_tracking_server_survives_a_failing_job(tmp_path, mlflow_server):
     out = tmp_path / "out"
-    proc = _run(["run.py", "-m", "batch.identities=16,8,1", *SMOKE, "tracking=mlflow_server",
-                 f"tracking.tracking_uri={mlflow_server}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                 f"output_dir={out}", f"data_dir={tmp_path / 'data'}"])  # fmt: skip
+    proc = _run(
+        [
+            "run.py",
+            "-m",
+            "batch.identities=16,8,1",
+            *SMOKE,
+            "tracking=mlflow_server",
+            f"tracking.tracking_uri={mlflow_server}",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"output_dir={out}",
+            f"data_dir={tmp_path / 'data'}",
+        ]
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output[-3000:]  # one job failed: the sweep finishes, then says so
     assert "1 sweep job(s) failed" in output and "triplets need P >= 2" in output
@@ -213,15 +271,29 @@ def test_parallel_sweep_against_a_real_tracking_server_survives_a_failing_job(tm
         assert row["accuracy"] == pytest.approx(child.data.metrics["eval/accuracy"], abs=1e-12)
         assert {"eval", "checkpoints", "config.yaml"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
     assert parent.data.metrics["sweep/failed_jobs"] == 1 and parent.info.status == "FINISHED"
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {SUMMARY_CSV, "sweep_accuracy.png",
-                                                                           "comparison"}  # fmt: skip
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {
+        SUMMARY_CSV,
+        "sweep_accuracy.png",
+        "comparison",
+    }
 
 
 @pytest.mark.slow
 def test_optuna_sweep_file_records_the_best_trial_on_the_parent(tmp_path):
     out = tmp_path / "out"
-    proc = _run(["run.py", "--config-dir", "multirun_sweeps", "--config-name", "optuna", "hydra.sweeper.n_trials=2",
-                 *SMOKE, f"output_dir={out}", f"data_dir={tmp_path / 'data'}"])  # fmt: skip
+    proc = _run(
+        [
+            "run.py",
+            "--config-dir",
+            "multirun_sweeps",
+            "--config-name",
+            "optuna",
+            "hydra.sweeper.n_trials=2",
+            *SMOKE,
+            f"output_dir={out}",
+            f"data_dir={tmp_path / 'data'}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     (parent,), children = _sweep(client)
@@ -240,7 +312,10 @@ def test_optuna_sweep_file_records_the_best_trial_on_the_parent(tmp_path):
     }
     # trials go to the children with the config the sweep file composes (rest of the default config kept)
     assert {c.data.params["miner._target_"].rsplit(".", 1)[-1] for c in children} <= {
-        "BatchAllMiner", "BatchHardMiner", "SemiHardMiner"}  # fmt: skip
+        "BatchAllMiner",
+        "BatchHardMiner",
+        "SemiHardMiner",
+    }
 
 
 @pytest.mark.parametrize("name", ["margin", "optimizer_lr", "miner", "optuna"])
@@ -260,8 +335,11 @@ def test_sweep_files_compose_and_every_grid_point_is_a_valid_config(name, compos
 
         parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
         kinds = {o.key_or_group: type(create_optuna_distribution_from_override(o)).__name__ for o in parsed}
-        assert kinds == {"lr": "LogUniformDistribution", "margin": "UniformDistribution",
-                         "miner": "CategoricalDistribution"}  # fmt: skip
+        assert kinds == {
+            "lr": "LogUniformDistribution",
+            "margin": "UniformDistribution",
+            "miner": "CategoricalDistribution",
+        }
         assert "targetSweeper" not in proc.stdout and "OptunaSweeper" in proc.stdout
         return
     import itertools
@@ -286,7 +364,8 @@ def test_sweep_files_compose_and_every_grid_point_is_a_valid_config(name, compos
 def test_tracking_store_lost_mid_run_keeps_the_data_and_training(tmp_path, monkeypatch, caplog):
     """log_metrics / log_artifact never raise when the store stops answering: calls are kept in order and sent
     when it answers again; still unsent at the end, they are written to a file and the run is closed if possible."""
-    tracker = MlflowTracker(None, "facenet", None, str(tmp_path))
+    out = str(tmp_path)
+    tracker = MlflowTracker(None, "facenet", None, out, log_every_steps=10, fallback_local=False, connect_timeout=5.0)
     tracker.start({"a": 1}, {})
     client = tracker.client
     real_log_batch = client.log_batch

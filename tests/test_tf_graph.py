@@ -50,16 +50,25 @@ def _node(name: str, op: str, inputs: list[str] = (), attrs: dict[str, bytes] | 
 def test_reads_nodes_constants_and_attributes(tmp_path):
     weights = np.arange(24, dtype=np.float32).reshape(2, 3, 1, 4)
     graph = (
-        _node("w", "Const", attrs={"value": _field(8, _tensor([2, 3, 1, 4], weights.tobytes())),
-                                   "dtype": _field(6, 1, 0)})
+        _node(
+            "w", "Const", attrs={"value": _field(8, _tensor([2, 3, 1, 4], weights.tobytes())), "dtype": _field(6, 1, 0)}
+        )
         + _node("scale", "Const", attrs={"value": _field(8, _tensor([], floats=[0.17]))})
         + _node("ones", "Const", attrs={"value": _field(8, _tensor([3], floats=[1.0]))})  # one value, broadcast
         + _node("ids", "Const", attrs={"value": _field(8, _tensor([2], np.array([7, -1], "<i4").tobytes(), dtype=3))})
-        + _node("conv", "Conv2D", ["input:0", "w"], {"padding": _field(2, b"VALID"),
-                                                     "strides": _field(1, _field(3, _varint(1) + _varint(2)))})
-        + _node("bn", "FusedBatchNorm", ["conv"], {"epsilon": _field(4, struct.pack("<f", 1e-3), wire=5),
-                                                   "is_training": _field(5, 0, wire=0)})
-    )  # fmt: skip
+        + _node(
+            "conv",
+            "Conv2D",
+            ["input:0", "w"],
+            {"padding": _field(2, b"VALID"), "strides": _field(1, _field(3, _varint(1) + _varint(2)))},
+        )
+        + _node(
+            "bn",
+            "FusedBatchNorm",
+            ["conv"],
+            {"epsilon": _field(4, struct.pack("<f", 1e-3), wire=5), "is_training": _field(5, 0, wire=0)},
+        )
+    )
     path = tmp_path / "g.pb"
     path.write_bytes(graph)
     nodes = read_graph(path)

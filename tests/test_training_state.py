@@ -14,8 +14,14 @@ from facenet.training.trainer import check_finite
 
 
 def test_state_survives_a_json_sidecar():
-    state = TrainState(epoch=3, epoch_step=7, global_step=31, best_accuracy=0.75, train_seconds=12.5,
-                       window=[np.array([0.5, 1.0, 0.2, 0.9, 1.0]), np.array([0.25, 0.5, 0.3, 0.8, 1.0])])  # fmt: skip
+    state = TrainState(
+        epoch=3,
+        epoch_step=7,
+        global_step=31,
+        best_accuracy=0.75,
+        train_seconds=12.5,
+        window=[np.array([0.5, 1.0, 0.2, 0.9, 1.0]), np.array([0.25, 0.5, 0.3, 0.8, 1.0])],
+    )
     back = TrainState.from_sidecar(json.loads(json.dumps({"model": {}, **state.to_sidecar()})))
     assert (back.epoch, back.epoch_step, back.global_step) == (3, 7, 31)
     assert (back.best_accuracy, back.train_seconds) == (0.75, 12.5)

@@ -37,8 +37,13 @@ def test_stage_two_replaces_the_loss_groups_and_merges_the_rest(compose_cfg):
     assert first.task == second.task == "train" and first.two_stage is None and second.two_stage is None
     assert first.loss._target_.endswith("CosFaceLoss") and first.miner._target_ == "facenet.mining.none"
     assert first.margin == 0.2
-    assert second.loss == {"_target_": "facenet.losses.TripletLoss", "_partial_": True, "margin": 0.4,
-                           "squared": False, "reduction": "active_mean"}  # fmt: skip
+    assert second.loss == {
+        "_target_": "facenet.losses.TripletLoss",
+        "_partial_": True,
+        "margin": 0.4,
+        "squared": False,
+        "reduction": "active_mean",
+    }
     assert second.miner._target_.endswith("SemiHardMiner") and second.batch._target_.endswith("PKSampler")
     assert (second.lr, second.epochs, second.finetune.bn, second.train.eval_at_start) == (0.0001, 1, "frozen", True)
     assert first.finetune.bn == "train" and first.lr == 0.002

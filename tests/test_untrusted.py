@@ -52,10 +52,25 @@ def test_an_override_the_task_ignores_is_refused(task, override, why):
 
 
 def test_overrides_the_task_reads_pass():
-    check_overrides("eval", ["ckpt=a.ckpt", "eval=lfw", "eval.root=/x", "eval.flip_tta=true", "hardware=cpu",
-                             "hardware.data_workers=2", "tracking=off", "output_dir=o", "data_dir=d",
-                             "max_image_pixels=1e9", "preprocess.image_size=112", "experiment=smoke",
-                             "hydra.verbose=true", "task=eval"])  # fmt: skip
+    check_overrides(
+        "eval",
+        [
+            "ckpt=a.ckpt",
+            "eval=lfw",
+            "eval.root=/x",
+            "eval.flip_tta=true",
+            "hardware=cpu",
+            "hardware.data_workers=2",
+            "tracking=off",
+            "output_dir=o",
+            "data_dir=d",
+            "max_image_pixels=1e9",
+            "preprocess.image_size=112",
+            "experiment=smoke",
+            "hydra.verbose=true",
+            "task=eval",
+        ],
+    )
     check_overrides("export", ["ckpt=a.ckpt", "export.format=ONNX", "export.batch_size=4", "hardware=cpu"])
     check_overrides("train", ["backbone=resnet18", "lr=0.1", "~also_eval.lfw", "eval.root=/x", "finetune.bn=frozen"])
     # a checkpoint without a sidecar: task=eval builds the network from the config, so those keys are read
@@ -68,9 +83,20 @@ def test_run_py_refuses_an_ignored_override_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "run.py", "task=eval", "ckpt=nosuch.ckpt", "backbone=resnet18",
-                           "embedding_size=64", f"output_dir={tmp_path}"], cwd=ROOT, capture_output=True,
-                          text=True)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "task=eval",
+            "ckpt=nosuch.ckpt",
+            "backbone=resnet18",
+            "embedding_size=64",
+            f"output_dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Traceback" not in log
     (line,) = [ln for ln in log.splitlines() if "would change nothing" in ln]
@@ -112,17 +138,24 @@ def _tampered(ckpt, tmp_path, edit) -> str:
 
 
 EDITS = {
-    "os.system": (lambda s: s["model"]["backbone"].update(_target_="os.system", command="touch CANARY"),
-                  "names backbone class 'os.system'"),
-    "through a facenet module": (lambda s: s["model"]["head"].update(_target_="facenet.models.io.os.system"),
-                                 "names head class 'facenet.models.io.os.system'"),
-    "unknown backbone": (lambda s: s["model"]["backbone"].update(_target_="facenet.models.resnet.ResNet1000"),
-                         "not one of this project's"),
-    "nested target": (lambda s: s["model"]["backbone"].update(block={"_target_": "os.system",
-                                                                     "_args_": ["touch CANARY"]}),
-                      "does not fit ResNetConf"),
+    "os.system": (
+        lambda s: s["model"]["backbone"].update(_target_="os.system", command="touch CANARY"),
+        "names backbone class 'os.system'",
+    ),
+    "through a facenet module": (
+        lambda s: s["model"]["head"].update(_target_="facenet.models.io.os.system"),
+        "names head class 'facenet.models.io.os.system'",
+    ),
+    "unknown backbone": (
+        lambda s: s["model"]["backbone"].update(_target_="facenet.models.resnet.ResNet1000"),
+        "not one of this project's",
+    ),
+    "nested target": (
+        lambda s: s["model"]["backbone"].update(block={"_target_": "os.system", "_args_": ["touch CANARY"]}),
+        "does not fit ResNetConf",
+    ),
     "extra argument": (lambda s: s["model"]["head"].update(_args_=["x"]), "does not fit EmbeddingHeadConf"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
@@ -135,8 +168,11 @@ def test_a_sidecar_builds_only_the_projects_classes(tiny_model, compose_cfg, tmp
     bad = _tampered(tiny_model, tmp_path, change)
     for task in ("eval", "export"):
         with pytest.raises(ConfigError, match=message):
-            run(compose_cfg("experiment=smoke", f"task={task}", f"ckpt={bad}", f"output_dir={tmp_path / task}",
-                            "tracking=off"))  # fmt: skip
+            run(
+                compose_cfg(
+                    "experiment=smoke", f"task={task}", f"ckpt={bad}", f"output_dir={tmp_path / task}", "tracking=off"
+                )
+            )
     image = write_faces(tmp_path / "faces", {"a": 1})
     one = str(next(image.rglob("*.png")))
     assert main(["verify", one, one, "--model", bad]) == 1
@@ -152,13 +188,17 @@ def test_a_damaged_checkpoint_is_a_one_line_error(tiny_model, compose_cfg, tmp_p
 
     bad = tmp_path / "bad.ckpt"
     data = tiny_model.read_bytes()
-    bad.write_bytes({"random": np.random.default_rng(0).bytes(len(data)), "truncated": data[: len(data) // 2],
-                     "empty": b""}[damage])  # fmt: skip
+    bad.write_bytes(
+        {"random": np.random.default_rng(0).bytes(len(data)), "truncated": data[: len(data) // 2], "empty": b""}[damage]
+    )
     shutil.copy(tiny_model.with_suffix(".json"), bad.with_suffix(".json"))
     for task in ("eval", "export"):
         with pytest.raises(ConfigError, match=f"cannot read checkpoint {bad}"):
-            run(compose_cfg("experiment=smoke", f"task={task}", f"ckpt={bad}", f"output_dir={tmp_path / task}",
-                            "tracking=off"))  # fmt: skip
+            run(
+                compose_cfg(
+                    "experiment=smoke", f"task={task}", f"ckpt={bad}", f"output_dir={tmp_path / task}", "tracking=off"
+                )
+            )
     img = write_faces(tmp_path / "faces", {"a": 1})
     one = str(next(img.rglob("*.png")))
     assert main(["verify", one, one, "--model", str(bad)]) == 1
@@ -213,8 +253,10 @@ def test_the_pixel_limit_is_configurable_and_stated(tmp_path, monkeypatch, defau
     with pytest.raises(DataError, match=r"1000x1200, above the limit of 1 megapixels.*max_image_pixels="):
         read_image(str(img))
     monkeypatch.setenv(MAX_PIXELS_ENV, str(DEFAULT_MAX_PIXELS))
-    assert main(["--max-image-pixels", "1e5", "embed", str(img), "-o", str(tmp_path / "e.npz"),
-                 "--model", "nosuch.ckpt"]) == 1  # fmt: skip
+    assert (
+        main(["--max-image-pixels", "1e5", "embed", str(img), "-o", str(tmp_path / "e.npz"), "--model", "nosuch.ckpt"])
+        == 1
+    )
     assert os.environ[MAX_PIXELS_ENV] == "100000"  # facenet --max-image-pixels sets it for the command
     capsys.readouterr()
     with pytest.raises(ConfigError, match="max_image_pixels must be >= 1"):
@@ -224,8 +266,16 @@ def test_the_pixel_limit_is_configurable_and_stated(tmp_path, monkeypatch, defau
 def test_header_sizes_agree_with_the_decoder(tmp_path):
     """The header reader against OpenCV's decoded shapes, for every format the index accepts."""
     rng = np.random.default_rng(0)
-    cases = [("a.jpg", []), ("b.jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), ("c.png", []), ("d.bmp", []),
-             ("e.webp", []), ("f.tiff", []), ("g.pgm", []), ("h.ppm", [])]  # fmt: skip
+    cases = [
+        ("a.jpg", []),
+        ("b.jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        ("c.png", []),
+        ("d.bmp", []),
+        ("e.webp", []),
+        ("f.tiff", []),
+        ("g.pgm", []),
+        ("h.ppm", []),
+    ]
     for k, (name, params) in enumerate(cases):
         shape = (17 + 13 * k, 31 + 7 * k) + (() if name.endswith(".pgm") else (3,))
         path = tmp_path / name
