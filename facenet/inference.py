@@ -33,7 +33,7 @@ class _MindSporeNet:
     batch_size = None
 
     def __init__(self, ckpt: Path):
-        from facenet.models.io import load_model
+        from facenet.models.load import load_model
         from facenet.runtime import ensure_runtime
 
         ensure_runtime()
@@ -124,8 +124,16 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 class Embedder:
     """Embeddings and decisions from one model. Distances are L2 between embeddings, as in training."""
 
-    def __init__(self, backend, spec: dict, model_file: Path, batch_size: int = 64, workers: int = 2,
-                 center_crop: int | None = None, align: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        backend,
+        spec: dict,
+        model_file: Path,
+        batch_size: int = 64,
+        workers: int = 2,
+        center_crop: int | None = None,
+        align: bool = False,
+    ):
         self.backend, self.spec, self.model_file = backend, spec, model_file
         self.align = align
         self.image_size = int(spec["preprocess"]["image_size"])
@@ -145,8 +153,14 @@ class Embedder:
         return calibration.get("threshold", evaluated)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, batch_size: int = 64, workers: int = 2,
-                        center_crop: int | None = None, align: bool = False) -> Embedder:  # fmt: skip
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        batch_size: int = 64,
+        workers: int = 2,
+        center_crop: int | None = None,
+        align: bool = False,
+    ) -> Embedder:
         """Load a checkpoint (`.ckpt` + sidecar), MindIR or ONNX file (+ model card). `align`: detect and align the
         face of every image first (MTCNN, as `facenet align`), for raw photos."""
         from facenet.models import pretrained
@@ -160,20 +174,26 @@ class Embedder:
             pretrained.lookup(str(path))  # unknown name: the error lists the known ones
         path = Path(path).expanduser()
         if not path.is_file():
-            raise ConfigError(f"model {str(path)!r} does not exist (a .ckpt, .mindir, .onnx file, or a published "
-                              f"model: {', '.join(pretrained.names())})")  # fmt: skip
+            raise ConfigError(
+                f"model {str(path)!r} does not exist (a .ckpt, .mindir, .onnx file, or a published "
+                f"model: {', '.join(pretrained.names())})"
+            )
         suffix = path.suffix.lower()
         if suffix == ".ckpt":
             backend = _MindSporeNet(path)
             raw = backend.spec
             evaluated = raw.get("metrics", {}).get("threshold")
-            spec = {"preprocess": raw["preprocess"], "threshold": cls._threshold_of(raw, evaluated),
-                    "scale": raw["model"]["head"].get("scale", 1.0)}  # fmt: skip
+            spec = {
+                "preprocess": raw["preprocess"],
+                "threshold": cls._threshold_of(raw, evaluated),
+                "scale": raw["model"]["head"].get("scale", 1.0),
+            }
         elif suffix in (".mindir", ".onnx"):
             card_file = path.with_name(path.name + ".json")
             if not card_file.is_file():
-                raise ConfigError(f"{path} has no model card {card_file.name} (written by task=export): its "
-                                  "preprocessing is unknown")  # fmt: skip
+                raise ConfigError(
+                    f"{path} has no model card {card_file.name} (written by task=export): its preprocessing is unknown"
+                )
             card = json.loads(card_file.read_text())
             batch = card["input"]["batch_size"]
             batch = None if batch == "dynamic" else int(batch)
@@ -181,11 +201,16 @@ class Embedder:
             expected = [batch or -1, 3, card["preprocess"]["image_size"], card["preprocess"]["image_size"]]
             shape = getattr(backend, "shape", None)
             if shape is not None and [d if isinstance(d, int) else -1 for d in shape] != expected:
-                raise ConfigError(f"{path.name} takes inputs of shape {shape} but its model card {card_file.name} "
-                                  f"says {expected}: the card belongs to another export")  # fmt: skip
+                raise ConfigError(
+                    f"{path.name} takes inputs of shape {shape} but its model card {card_file.name} "
+                    f"says {expected}: the card belongs to another export"
+                )
             evaluated = (card.get("threshold") or {}).get("distance")
-            spec = {"preprocess": card["preprocess"], "threshold": cls._threshold_of(card, evaluated),
-                    "scale": card["output"].get("norm", 1.0)}  # fmt: skip
+            spec = {
+                "preprocess": card["preprocess"],
+                "threshold": cls._threshold_of(card, evaluated),
+                "scale": card["output"].get("norm", 1.0),
+            }
         else:
             raise ConfigError(f"model {path.name}: expected a .ckpt, .mindir or .onnx file")
         return cls(backend, spec, path, batch_size, workers, center_crop, align)
@@ -195,8 +220,8 @@ class Embedder:
         """(N, D) embeddings of image files or HxWx3 uint8 RGB arrays, in order."""
         from tqdm import tqdm
 
-        from facenet.data.pipeline import eval_batches
         from facenet.data.sources import ImageFiles
+        from facenet.evaluation.embedding import array_batches, embed_batches, embed_source
 
         if len(images) == 0:
             return np.zeros((0, 0), np.float32)
@@ -205,19 +230,18 @@ class Embedder:
             from facenet.data.images import read_image
 
             style, margin = self.align_style
-            images = [align_image(i if isinstance(i, np.ndarray) else read_image(str(i)), self.image_size, margin,
-                                  name=f"{i}" if not isinstance(i, np.ndarray) else "an array", style=style)
-                      for i in tqdm(images, desc="aligning", unit="img", leave=False)]  # fmt: skip
+
+            def aligned(i: str | np.ndarray) -> np.ndarray:
+                if isinstance(i, np.ndarray):
+                    return align_image(i, self.image_size, margin, name="an array", style=style)
+                return align_image(read_image(str(i)), self.image_size, margin, name=str(i), style=style)
+
+            images = [aligned(i) for i in tqdm(images, desc="aligning", unit="img", leave=False)]
         if all(isinstance(i, np.ndarray) for i in images):
             x = np.stack([self.transform(i) for i in images])
-            return np.concatenate([self._run(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)])
-        paths = [str(i) for i in images]
-        out = []
-        with tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
-            for batch, n in eval_batches(ImageFiles(paths), self.transform, self.batch_size, self.workers):
-                out.append(self._run(batch)[:n])
-                bar.update(n)
-        return np.concatenate(out)
+            return embed_batches(self._run, array_batches(x, self.batch_size), len(x), desc=None)
+        files = ImageFiles([str(i) for i in images])
+        return embed_source(self._run, files, self.transform, self.batch_size, self.workers, desc)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         n = len(x)
@@ -228,8 +252,10 @@ class Embedder:
     def _threshold(self, threshold: float | None) -> float:
         t = threshold if threshold is not None else self.threshold
         if t is None:
-            raise ConfigError(f"{self.model_file.name} records no verification threshold: pass one (--threshold) or "
-                              "choose one on labelled faces of your domain (facenet calibrate)")  # fmt: skip
+            raise ConfigError(
+                f"{self.model_file.name} records no verification threshold: pass one (--threshold) or "
+                "choose one on labelled faces of your domain (facenet calibrate)"
+            )
         return float(t)
 
     # ------------------------------------------------------------------ decisions
@@ -243,8 +269,9 @@ class Embedder:
         d = float(np.linalg.norm(ea - eb))
         return Verdict(d, t, d <= t)
 
-    def gallery_embeddings(self, gallery: str | Path, cache_dir: str | Path | None = CACHE_DIR
-                           ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:  # fmt: skip
+    def gallery_embeddings(
+        self, gallery: str | Path, cache_dir: str | Path | None = CACHE_DIR
+    ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
         """(embeddings, labels, identity names, paths) of an identity-folder tree; cached under `cache_dir`
         keyed by the model file and every gallery file's path, size and modification time."""
         paths, labels, names = gallery_listing(gallery)
@@ -263,9 +290,15 @@ class Embedder:
                 np.savez(tmp, embeddings=emb)
         return emb, labels, names, paths
 
-    def identify(self, queries: Sequence[str | np.ndarray], gallery: str | Path, k: int = 5, method: str = "mean",
-                 threshold: float | None = None, cache_dir: str | Path | None = CACHE_DIR
-                 ) -> list[list[Match]]:  # fmt: skip
+    def identify(
+        self,
+        queries: Sequence[str | np.ndarray],
+        gallery: str | Path,
+        k: int = 5,
+        method: str = "mean",
+        threshold: float | None = None,
+        cache_dir: str | Path | None = CACHE_DIR,
+    ) -> list[list[Match]]:
         """Top-k gallery identities per query, nearest first. method "mean": distance to each identity's mean
         embedding (rescaled to the network's norm); "nearest": to the identity's closest image. A query whose best
         distance exceeds the threshold gets "unknown" ranked first."""
@@ -290,8 +323,13 @@ class Embedder:
             out.append(matches)
         return out
 
-    def cluster(self, images: Sequence[str | np.ndarray], threshold: float | None = None,
-                method: str = "chinese_whispers", seed: int = 0) -> np.ndarray:  # fmt: skip
+    def cluster(
+        self,
+        images: Sequence[str | np.ndarray],
+        threshold: float | None = None,
+        method: str = "chinese_whispers",
+        seed: int = 0,
+    ) -> np.ndarray:
         """Cluster labels (0..C-1, largest cluster first) of unlabelled faces: images closer than the threshold
         are linked; "components" takes the connected components of that graph, "chinese_whispers" (Biemann 2006)
         splits them further by weighted label propagation."""
@@ -300,8 +338,9 @@ class Embedder:
         return cluster_embeddings(emb, t, method, seed)
 
 
-def cluster_embeddings(emb: np.ndarray, threshold: float, method: str = "chinese_whispers", seed: int = 0,
-                       iterations: int = 20) -> np.ndarray:  # fmt: skip
+def cluster_embeddings(
+    emb: np.ndarray, threshold: float, method: str = "chinese_whispers", seed: int = 0, iterations: int = 20
+) -> np.ndarray:
     """Cluster labels for embeddings linked where their L2 distance <= threshold (see Embedder.cluster)."""
     if method not in ("components", "chinese_whispers"):
         raise ConfigError(f"method must be 'components' or 'chinese_whispers', got {method!r}")

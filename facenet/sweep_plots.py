@@ -30,8 +30,14 @@ def sweep_plot(table, param: str, path: str | Path, metric: str = "accuracy") ->
     y = ok[metric].to_numpy(float)
     err = ok[f"{metric}_std"].to_numpy(float) if f"{metric}_std" in ok else None
     order = np.argsort(x, kind="stable")
-    ax.errorbar(x[order], y[order], yerr=None if err is None else err[order], fmt="o-" if labels is None else "o",
-                capsize=3, lw=1.4)  # fmt: skip
+    ax.errorbar(
+        x[order],
+        y[order],
+        yerr=None if err is None else err[order],
+        fmt="o-" if labels is None else "o",
+        capsize=3,
+        lw=1.4,
+    )
     if len(y):
         best = int(np.argmax(y))
         ax.plot([x[best]], [y[best]], "*", ms=14, color="C3", label=f"best {metric} {y[best]:.4f}")

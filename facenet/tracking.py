@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from facenet.errors import ConfigError, TrackingError
 
@@ -27,12 +28,40 @@ def flatten(tree: Mapping, prefix: str = "") -> dict[str, str]:
     return out
 
 
+class Tracker(Protocol):
+    """What the code asks of a tracker: `MlflowTracker` logs one MLflow run, `NullTracker` nothing."""
+
+    run_id: str | None  # set by start or resume
+    run_name: str | None  # may be changed before start
+    log_every_steps: int  # training logs its loss window every this many steps
+    uri: str | None  # where the run is stored (None: nowhere)
+
+    def start(self, params: Mapping, tags: Mapping[str, str], parent: Mapping | None = None) -> None:
+        """Create the run, with the config as params; `parent`: the sweep it is a job of."""
+
+    def resume(self, run_id: str | None, params: Mapping, tags: Mapping[str, str], step: int) -> None:
+        """Continue run `run_id` (metrics go on from `step`), else start a new one."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Scalars at `step`."""
+
+    def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
+        """A file, under `folder` of the run's artifacts."""
+
+    def set_tag(self, key: str, value: str) -> None:
+        """A tag of the run."""
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Close the run as FINISHED, FAILED or KILLED."""
+
+
 class NullTracker:
     """Tracks nothing."""
 
     run_id: str | None = None
     run_name: str | None = None
     log_every_steps = 10
+    uri: str | None = None
 
     def start(self, params: Mapping, tags: Mapping[str, str], parent: Mapping | None = None) -> None:
         pass
@@ -114,9 +143,9 @@ class MlflowTracker(NullTracker):
         experiment: str,
         run_name: str | None,
         output_dir: str,
-        log_every_steps: int = 10,
-        fallback_local: bool = False,
-        connect_timeout: float = 5.0,
+        log_every_steps: int,
+        fallback_local: bool,
+        connect_timeout: float,
     ):
         out = Path(output_dir).expanduser().resolve()
         self.local_uri = f"sqlite:///{out / 'mlflow.db'}"
@@ -150,8 +179,9 @@ class MlflowTracker(NullTracker):
                 f"MLflow tracking server {self.uri} is unreachable ({reason}). Start it (docs/sweeps.md, 'Tracking "
                 f"server'), fix tracking.tracking_uri, or set tracking.fallback_local=true to log to {self.local_uri}"
             )
-        log.warning("MLflow tracking server %s is unreachable (%s): logging to %s instead", self.uri, reason,
-                    self.local_uri)  # fmt: skip
+        log.warning(
+            "MLflow tracking server %s is unreachable (%s): logging to %s instead", self.uri, reason, self.local_uri
+        )
         self.uri = self.local_uri
 
     def start(self, params: Mapping, tags: Mapping[str, str], parent: Mapping | None = None) -> None:
@@ -166,8 +196,9 @@ class MlflowTracker(NullTracker):
             if parent.get("tracking_uri") == self.uri:
                 tags["mlflow.parentRunId"] = parent["parent_run_id"]
             else:
-                log.warning("sweep parent run is in %s, this run in %s: not nested", parent.get("tracking_uri"),
-                            self.uri)  # fmt: skip
+                log.warning(
+                    "sweep parent run is in %s, this run in %s: not nested", parent.get("tracking_uri"), self.uri
+                )
         with store_lock(self.uri):  # one process at a time creates the store (schema migrations) and experiments
             self.client = MlflowClient(self.uri)
             exp = self.client.get_experiment_by_name(self.experiment)
@@ -244,8 +275,12 @@ class MlflowTracker(NullTracker):
                     self.client.log_artifact(self.run_id, *args)
             except Exception as err:  # noqa: BLE001 - any transport or server error: keep the data, keep training
                 if not self._outage:
-                    log.warning("MLflow at %s does not answer (%s): training goes on, %d logging call(s) kept for "
-                                "later", self.uri, str(err).splitlines()[0][:200], len(self.pending))  # fmt: skip
+                    log.warning(
+                        "MLflow at %s does not answer (%s): training goes on, %d logging call(s) kept for later",
+                        self.uri,
+                        str(err).splitlines()[0][:200],
+                        len(self.pending),
+                    )
                 self._outage = True
                 return False
             self.pending.pop(0)
@@ -265,8 +300,13 @@ class MlflowTracker(NullTracker):
             unsent = self.out / f"mlflow-unsent-{self.run_id}.json"
             unsent.parent.mkdir(parents=True, exist_ok=True)
             unsent.write_text(json.dumps([{"kind": k, "args": a} for k, a in self.pending], indent=1, default=str))
-            log.warning("MLflow at %s still does not answer: %d logging call(s) of run %s written to %s",
-                        self.uri, len(self.pending), self.run_id, unsent)  # fmt: skip
+            log.warning(
+                "MLflow at %s still does not answer: %d logging call(s) of run %s written to %s",
+                self.uri,
+                len(self.pending),
+                self.run_id,
+                unsent,
+            )
         try:
             self.client.set_terminated(self.run_id, status)
         except Exception as err:  # noqa: BLE001

@@ -118,7 +118,7 @@ def test_the_classifier_trains_and_is_checkpointed_with_its_moments(arcface_run)
 
 def test_evaluation_and_export_never_need_the_classifier(arcface_run, compose_cfg, tmp_path):
     from facenet.cli import main
-    from facenet.models.io import load_model
+    from facenet.models.load import load_model
 
     run_dir, metrics = arcface_run
     best = run_dir / "checkpoints" / "best.ckpt"

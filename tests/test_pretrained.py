@@ -40,7 +40,7 @@ def test_embeddings_equal_opencv_dnn_on_the_same_graph(converted, kind, tmp_path
     import cv2
     import mindspore as ms
 
-    from facenet.models.io import load_model
+    from facenet.models.load import load_model
 
     paths = _images(kind, tmp_path_factory)
     x = np.stack([EvalTransform(160, None, "fixed")(read_image(p)) for p in paths])

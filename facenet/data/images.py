@@ -108,9 +108,11 @@ def decode_image(data: np.ndarray | bytes, name: str, why: str = "corrupt or not
         data = np.frombuffer(data, dtype=np.uint8)
     header = header_pixels(data) if data.size else None
     if header is not None and header[0] > (limit := max_pixels()):
-        raise DataError(f"image {name} is {header[1]}, above the limit of {limit / 1e6:g} megapixels: refused "
-                        f"before decoding (a decompression bomb?); raise max_image_pixels= in run.py, "
-                        f"facenet --max-image-pixels, or {MAX_PIXELS_ENV} to read it")  # fmt: skip
+        raise DataError(
+            f"image {name} is {header[1]}, above the limit of {limit / 1e6:g} megapixels: refused "
+            f"before decoding (a decompression bomb?); raise max_image_pixels= in run.py, "
+            f"facenet --max-image-pixels, or {MAX_PIXELS_ENV} to read it"
+        )
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
         raise DataError(f"cannot decode image {name} ({why})")

@@ -68,8 +68,10 @@ def index_folder(root: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     """
     root = Path(root).expanduser().resolve()
     if (root / PARTIAL_MARKER).is_file():
-        raise DataError(f"{root} is a partial alignment (facenet align was interrupted: {root / PARTIAL_MARKER}); "
-                        "run facenet align again to finish it")  # fmt: skip
+        raise DataError(
+            f"{root} is a partial alignment (facenet align was interrupted: {root / PARTIAL_MARKER}); "
+            "run facenet align again to finish it"
+        )
     folders = _identity_folders(root)
     cache = None
     if cache_dir is not None and folders:

@@ -59,8 +59,7 @@ class PairSet:
             keep += [*fold[self.issame[fold]][:per], *fold[~self.issame[fold]][:per]]
         keep = np.array(keep)
         used, inverse = np.unique(np.r_[self.left[keep], self.right[keep]], return_inverse=True)
-        return PairSet(self.images.subset(used), inverse[: len(keep)], inverse[len(keep) :],
-                       self.issame[keep], k)  # fmt: skip
+        return PairSet(self.images.subset(used), inverse[: len(keep)], inverse[len(keep) :], self.issame[keep], k)
 
 
 def _folder_name(name: str) -> bool:

@@ -92,8 +92,10 @@ class BadImages:
             n = len(self.paths)
         if n > self.limit:
             listed = ", ".join(sorted(self.paths)[:5])
-            raise DataError(f"{n} unreadable training images, more than train.max_bad_images={self.limit}: {listed}"
-                            + (" ..." if n > 5 else ""))  # fmt: skip
+            raise DataError(
+                f"{n} unreadable training images, more than train.max_bad_images={self.limit}: {listed}"
+                + (" ..." if n > 5 else "")
+            )
 
 
 class _EvalSource:
@@ -139,8 +141,9 @@ def train_batches(
     """One epoch of (images, labels) batches in sampler order (`sampler.epoch_indices(epoch)`, `batch_size` each:
     P identities x K images, or anchors | positives | negatives for offline triplets), from batch `skip_batches`
     on (a resumed epoch gets exactly the batches the uninterrupted one would have)."""
-    source = _EpochSource(images, labels, sampler.epoch_indices(epoch), transform, seed, epoch,
-                          skip_batches * sampler.batch_size, bad)  # fmt: skip
+    source = _EpochSource(
+        images, labels, sampler.epoch_indices(epoch), transform, seed, epoch, skip_batches * sampler.batch_size, bad
+    )
     size = sampler.batch_size
 
     def make(b: int) -> tuple[np.ndarray, np.ndarray]:

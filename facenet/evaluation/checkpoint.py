@@ -18,14 +18,17 @@ from facenet.models.io import (
     model_spec,
     network_from_spec,
     read_spec,
-    resolve_checkpoint,
     sidecar,
 )
+from facenet.models.load import resolve_checkpoint
+from facenet.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, tracker, preprocess_set: bool = False) -> dict[str, float]:
+def evaluate_checkpoint(
+    cfg: DictConfig, run_dir: Path, tracker: Tracker, preprocess_set: bool = False
+) -> dict[str, float]:
     """Rebuild the network from `cfg.ckpt`'s sidecar and score the configured pairs with the checkpoint's
     preprocessing. `preprocess_set`: the config sets `preprocess.image_size` itself (a command-line override or an
     experiment) rather than inheriting the dataset's default; a value other than the checkpoint's is refused."""

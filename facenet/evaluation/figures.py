@@ -13,8 +13,13 @@ import numpy as np  # noqa: E402
 from facenet.metrics import VerificationReport  # noqa: E402
 
 
-def _roc_figure(path: str | Path, title: str, curves: list[tuple[VerificationReport, str]], size=(5, 4.2),
-                marks: VerificationReport | None = None) -> Path:  # fmt: skip
+def _roc_figure(
+    path: str | Path,
+    title: str,
+    curves: list[tuple[VerificationReport, str]],
+    size=(5, 4.2),
+    marks: VerificationReport | None = None,
+) -> Path:
     """ROC curves on log-FAR axes, one per (report, legend label); `marks`: that report's VAL@FAR points."""
     fig, ax = plt.subplots(figsize=size, dpi=120)
     for report, label in curves:
@@ -65,8 +70,9 @@ def distance_histogram(distances: np.ndarray, issame: np.ndarray, threshold: flo
     return Path(path)
 
 
-def hardest_pairs(distances: np.ndarray, issame: np.ndarray, threshold: float, k: int = 8
-                  ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def hardest_pairs(
+    distances: np.ndarray, issame: np.ndarray, threshold: float, k: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the k worst false accepts (different pairs, smallest distances <= threshold) and false rejects
     (same pairs, largest distances > threshold), worst first."""
     fa = np.flatnonzero(~issame & (distances <= threshold))
@@ -74,8 +80,16 @@ def hardest_pairs(distances: np.ndarray, issame: np.ndarray, threshold: float, k
     return fa[np.argsort(distances[fa], kind="stable")][:k], fr[np.argsort(-distances[fr], kind="stable")][:k]
 
 
-def hardest_pairs_grid(images, left: np.ndarray, right: np.ndarray, distances: np.ndarray,
-                       issame: np.ndarray, threshold: float, path: str | Path, k: int = 8) -> Path:  # fmt: skip
+def hardest_pairs_grid(
+    images,
+    left: np.ndarray,
+    right: np.ndarray,
+    distances: np.ndarray,
+    issame: np.ndarray,
+    threshold: float,
+    path: str | Path,
+    k: int = 8,
+) -> Path:
     """Image grid (`images`: an ImageSource): the worst false accepts (left column) and false rejects (right
     column), each with its distance."""
     from facenet.data.images import resize

@@ -50,17 +50,23 @@ def load_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     score = next((columns[c] for c in SCORE_COLUMNS if c in columns), None)
     label = next((columns[c] for c in LABEL_COLUMNS if c in columns), None)
     if score is None or label is None:
-        raise DataError(f"{path} needs a score column ({', '.join(SCORE_COLUMNS)}) and a label column "
-                        f"({', '.join(LABEL_COLUMNS)}); it has {list(frame.columns)}")  # fmt: skip
+        raise DataError(
+            f"{path} needs a score column ({', '.join(SCORE_COLUMNS)}) and a label column "
+            f"({', '.join(LABEL_COLUMNS)}); it has {list(frame.columns)}"
+        )
     scores = pd.to_numeric(frame[score], errors="coerce").to_numpy(dtype=np.float64)
     if np.isnan(scores).any():
         raise DataError(f"{path}: {int(np.isnan(scores).sum())} rows have no numeric {score}")
     return scores, _labels(frame[label])
 
 
-def score_file(path: str | Path, higher_is_closer: bool = False, n_folds: int = 10,
-               far_targets: Sequence[float] = (1e-3,), out: str | Path | None = None
-               ) -> tuple[VerificationReport, Path, Path]:  # fmt: skip
+def score_file(
+    path: str | Path,
+    higher_is_closer: bool = False,
+    n_folds: int = 10,
+    far_targets: Sequence[float] = (1e-3,),
+    out: str | Path | None = None,
+) -> tuple[VerificationReport, Path, Path]:
     """The verification report of a scores file, written as `report.json` and `roc.png` into `out` (default:
     beside the file, as FILE.report.json / FILE.roc.png); returns (report, JSON path, ROC path)."""
     from facenet.evaluation.figures import roc_plot

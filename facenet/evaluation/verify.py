@@ -7,13 +7,12 @@ from collections.abc import Sequence
 import mindspore as ms
 import numpy as np
 from mindspore import nn
-from tqdm import tqdm
 
 from facenet.data.images import EvalTransform
 from facenet.data.pairs import PairSet
-from facenet.data.pipeline import eval_batches
 from facenet.data.sources import ImageSource
 from facenet.errors import DataError, TrainingDiverged
+from facenet.evaluation.embedding import embed_source
 from facenet.metrics import VerificationReport, verification_report
 
 
@@ -26,27 +25,16 @@ def embed_images(
     desc: str = "embedding",
     flip_tta: bool = False,
 ) -> np.ndarray:
-    """(N, D) embeddings of `images`, in order, with BatchNorm in inference mode (restored afterwards).
-
-    `flip_tta`: the embedding of each image and of its horizontal mirror are summed, then rescaled to the
-    network's norm (so distances keep their range and thresholds their meaning).
-    """
+    """(N, D) embeddings of `images`, in order, with BatchNorm in inference mode (restored afterwards); `flip_tta`
+    as `facenet.evaluation.embedding.embed_batches`."""
     was_training = net.training
     net.set_train(False)
-    out = []
     try:
-        with tqdm(total=len(images), desc=desc, unit="img", leave=False) as bar:
-            for batch, n in eval_batches(images, transform, batch_size, workers):
-                emb = net(ms.Tensor(batch)).asnumpy()[:n]
-                if flip_tta:
-                    both = emb + net(ms.Tensor(np.ascontiguousarray(batch[..., ::-1]))).asnumpy()[:n]
-                    norm = np.linalg.norm(emb, axis=1, keepdims=True)
-                    emb = both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12) * norm
-                out.append(emb)
-                bar.update(n)
+        return embed_source(
+            lambda x: net(ms.Tensor(x)).asnumpy(), images, transform, batch_size, workers, desc, flip_tta
+        )
     finally:
         net.set_train(was_training)
-    return np.concatenate(out)
 
 
 def pair_distances(emb: np.ndarray, pairs: PairSet) -> np.ndarray:
@@ -73,8 +61,10 @@ def evaluate_pairs(
     emb = embed_images(net, pairs.images, transform, batch_size, workers, "eval embeddings", flip_tta)
     if not np.isfinite(emb).all():
         n = int((~np.isfinite(emb)).any(axis=1).sum())
-        raise TrainingDiverged(f"the network gives NaN or infinite embeddings for {n} evaluation images: its "
-                               "weights have diverged (lower lr)")  # fmt: skip
+        raise TrainingDiverged(
+            f"the network gives NaN or infinite embeddings for {n} evaluation images: its "
+            "weights have diverged (lower lr)"
+        )
     d = pair_distances(emb, pairs)
     order = pairs.fold_order(n_folds)
     report = verification_report(d[order], pairs.issame[order], n_folds=n_folds, far_targets=tuple(far_targets))

@@ -1,6 +1,7 @@
 """A model on disk: a checkpoint (`x.ckpt`) and its sidecar (`x.json`), which says how to rebuild the network and
-feed it (backbone and head config, input size, normalisation). Everything that reads or loads a model goes through
-here: training's warm start and resume, `task=eval`, export and inference."""
+feed it (backbone and head config, input size, normalisation). Everything that reads or writes a model file goes
+through here: training's checkpoints, warm start and resume, `task=eval`, export, inference and the conversion of
+published weights (`pretrained`); `load` turns what a user names into a network."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from facenet.models.embedding import EmbeddingNet
 def model_classes(group: str) -> dict[str, type]:
     """`_target_` -> schema of the classes a sidecar's `backbone` / `head` may name: the project's own, no other.
     A sidecar is data (it may come from anywhere): what it names is instantiated, so it is checked against these."""
-    from facenet.config.schema import SCHEMAS
+    from facenet.config.schema import schemas
 
-    return {schema._target_: schema for schema in SCHEMAS[group].values()}
+    return {schema._target_: schema for schema in schemas(groups=(group,))[group].values()}
 
 
 def sidecar(path: str | Path) -> Path:
@@ -86,8 +87,10 @@ def _checked(section: Mapping, group: str, path: Path) -> dict:
     classes = model_classes(group)
     target = section.get("_target_")
     if target not in classes:
-        raise ConfigError(f"{path} names {group} class {target!r}, which is not one of this project's "
-                          f"({', '.join(sorted(classes))}); a sidecar builds nothing else")  # fmt: skip
+        raise ConfigError(
+            f"{path} names {group} class {target!r}, which is not one of this project's "
+            f"({', '.join(sorted(classes))}); a sidecar builds nothing else"
+        )
     try:
         node = OmegaConf.merge(OmegaConf.structured(classes[target]), dict(section))
         return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
@@ -133,29 +136,3 @@ def network_from_spec(spec: Mapping) -> EmbeddingNet:
     """A fresh network with the architecture and input size a (checked) sidecar describes."""
     model = spec["model"]
     return build_network(model["backbone"], model["head"], int(spec["preprocess"]["image_size"]))
-
-
-def resolve_checkpoint(ref: str | Path) -> Path:
-    """A checkpoint path from what a user typed: `pretrained:<name>` (converted and cached on first use,
-    `facenet.models.pretrained`) or a file path."""
-    if str(ref).startswith("pretrained:"):
-        from facenet.models import pretrained  # it builds on this module
-
-        return pretrained.resolve(str(ref))
-    return Path(ref).expanduser()
-
-
-def load_model(ckpt: str | Path) -> tuple[EmbeddingNet, dict]:
-    """(network with the checkpoint's weights, in inference mode; its sidecar) of a checkpoint written by facenet,
-    or of `pretrained:<name>`."""
-    ckpt = resolve_checkpoint(ckpt)
-    if not ckpt.is_file():
-        raise ConfigError(f"checkpoint {str(ckpt)!r} does not exist")
-    if not sidecar(ckpt).is_file():
-        raise ConfigError(f"{ckpt} has no sidecar {sidecar(ckpt).name}: its architecture and preprocessing are "
-                          "unknown; use a checkpoint written by facenet")  # fmt: skip
-    spec = read_spec(ckpt)
-    net = network_from_spec(spec)
-    load_network_weights(net, ckpt)
-    net.set_train(False)
-    return net, spec

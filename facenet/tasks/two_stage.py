@@ -22,6 +22,7 @@ from facenet.config.overrides import Reads
 from facenet.errors import ConfigError, RunInterrupted
 from facenet.runs import read_state
 from facenet.tasks.base import Continuation, RunContext, Task
+from facenet.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def stage_configs(cfg: DictConfig) -> tuple[DictConfig, DictConfig]:
     return first, second
 
 
-def run_two_stage(cfg: DictConfig, run_dir: Path, tracker, run_stage: Callable[..., dict]) -> dict[str, float]:
+def run_two_stage(cfg: DictConfig, run_dir: Path, tracker: Tracker, run_stage: Callable[..., dict]) -> dict[str, float]:
     """Both stages under the parent MLflow run `tracker` (already started); `run_stage(cfg, run_dir, parent)` runs
     one training run. Returns stage 2's metrics with `stage1/...` beside them."""
     from facenet.training.setup import validate
@@ -99,7 +100,7 @@ def run_two_stage(cfg: DictConfig, run_dir: Path, tracker, run_stage: Callable[.
     with open_dict(second):
         second.ckpt = None
     validate(second)  # stage 2's settings, before an hour of stage 1
-    parent = {"parent_run_id": tracker.run_id, "tracking_uri": getattr(tracker, "uri", None)}
+    parent = {"parent_run_id": tracker.run_id, "tracking_uri": tracker.uri}
     with open_dict(second):
         second.ckpt = str(run_dir / "stage1" / "checkpoints" / "best.ckpt")
     labels = [stage_label(first), stage_label(second)]

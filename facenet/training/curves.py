@@ -29,8 +29,16 @@ def classifier_figure(table: pd.DataFrame, path: str | Path) -> Path | None:
         ax.plot(step, table["nontarget_cos"], color="C3", lw=1.6, label="largest cosine to another centre")
         ahead = (table["target_cos"] >= table["nontarget_cos"]).to_numpy()
         for where, colour in ((ahead, "C2"), (~ahead, "C3")):  # green: the own centre ahead; red: behind
-            ax.fill_between(step, table["nontarget_cos"], table["target_cos"], where=where, color=colour, alpha=0.15,
-                            lw=0, interpolate=True)  # fmt: skip
+            ax.fill_between(
+                step,
+                table["nontarget_cos"],
+                table["target_cos"],
+                where=where,
+                color=colour,
+                alpha=0.15,
+                lw=0,
+                interpolate=True,
+            )
         ax.set_ylabel("cosine (batch mean)")
     elif "embedding_norm" in table:
         ax.plot(step, table["embedding_norm"], color="grey", lw=1.4, label="feature norm")

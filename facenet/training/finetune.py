@@ -38,8 +38,9 @@ def apply_finetune(net: EmbeddingNet, freeze: list[str], bn: str) -> None:
     cells = dict(net.backbone.cells_and_names())
     unknown = [name for name in freeze if name not in cells or not name]
     if unknown:
-        raise ConfigError(f"finetune.freeze names {unknown}, which this backbone does not have; its stages are "
-                          f"{stage_names(net)}")  # fmt: skip
+        raise ConfigError(
+            f"finetune.freeze names {unknown}, which this backbone does not have; its stages are {stage_names(net)}"
+        )
     frozen = 0
     for name in freeze:
         for param in cells[name].get_parameters():
@@ -51,5 +52,9 @@ def apply_finetune(net: EmbeddingNet, freeze: list[str], bn: str) -> None:
         _freeze_batch_norm(net)
     if freeze or bn == "frozen":
         statistics = "frozen" if bn == "frozen" else "trained outside the fixed stages"
-        log.info("fine-tuning: %s kept fixed (%.2fM parameters); batch norm statistics %s",
-                 ", ".join(freeze) or "nothing", frozen / 1e6, statistics)  # fmt: skip
+        log.info(
+            "fine-tuning: %s kept fixed (%.2fM parameters); batch norm statistics %s",
+            ", ".join(freeze) or "nothing",
+            frozen / 1e6,
+            statistics,
+        )

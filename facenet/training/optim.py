@@ -14,8 +14,9 @@ def _lr(values: np.ndarray) -> float | ms.Tensor:
     return float(values[0]) if values.size == 1 else ms.Tensor(values)
 
 
-def build_optimizer(factory: functools.partial, net: nn.Cell, lr: np.ndarray, backbone_lr_scale: float = 1.0,
-                    extra: list | tuple = ()) -> nn.Optimizer:  # fmt: skip
+def build_optimizer(
+    factory: functools.partial, net: nn.Cell, lr: np.ndarray, backbone_lr_scale: float = 1.0, extra: list | tuple = ()
+) -> nn.Optimizer:
     """Call the partial optimizer (from `optimizer=` config) with parameter groups and per-step learning rates.
 
     The configured `weight_decay` applies to convolution and dense weights only: decaying BatchNorm scales and
