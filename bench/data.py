@@ -48,7 +48,7 @@ def jpeg_copy(src: Path, dst: Path, size: int) -> Path:
 
 def images_per_second(data: TrainSet, size: int, workers: int, steps: int, repeats: int) -> float:
     labels = data.table["class"].to_numpy()
-    sampler = PKSampler(labels, P, K, steps_per_epoch=steps, seed=0)
+    sampler = PKSampler(labels, P, K, singletons=0, steps_per_epoch=steps, seed=0)
     augment = TrainTransform(size, hflip=True, max_shift=0.0625, random_interpolation=False)
     images = data.images()
     rates = []
@@ -67,7 +67,7 @@ def measure(src: Path, sizes: list[int], workers: list[int], steps: int, repeats
         folder = jpeg_copy(src, tmp / f"jpeg{size}", size)
         pack_folder(folder, tmp / f"rec{size}")
         sources = {
-            "folder": FolderDataset(str(folder), None).load(),
+            "folder": FolderDataset(str(folder), cache_dir=None, index_csv=None).load(),
             "recordio": RecordIODataset(str(tmp / f"rec{size}"), None).load(),
         }
         mb = {

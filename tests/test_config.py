@@ -102,11 +102,14 @@ def test_yaml_unknown_key_rejected(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from facenet.config.schema import register
+
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
     (conf / "miner" / "typo.yaml").write_text(
-        "defaults:\n  - miner_schema\n_target_: facenet.mining.BatchAllMiner\nmargn: 0.3\n"
+        "defaults:\n  - typo_schema\n_target_: facenet.mining.BatchAllMiner\nmargn: 0.3\n"
     )
+    register(conf)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)) as info:
@@ -132,13 +135,13 @@ EXPERIMENT_REQUIRED = {
 def test_every_experiment_composes_and_builds(compose_cfg, name):
     """Model and compiled step of every experiment (of each stage of a two-stage one; its data is the user's:
     building it is the e2e tests' job)."""
+    from facenet.tasks.two_stage import stage_configs
     from facenet.training.setup import build_loss, build_model, build_step
-    from facenet.two_stage import stage_configs
 
     cfg = compose_cfg(f"experiment={name}", *EXPERIMENT_REQUIRED.get(name, []))
     for stage in stage_configs(cfg) if cfg.task == "two_stage" else [cfg]:
         step, lr = build_step(stage, build_model(stage), 2, build_loss(stage, num_classes=5))
-        assert lr.shape == (2 * stage.epochs,) and getattr(step.loss, "margin", stage.margin) == stage.margin
+        assert lr.shape == (2 * stage.epochs,) and ("margin" not in stage.loss or step.loss.margin == stage.margin)
         assert callable(instantiate(stage.batch))
 
 
@@ -181,6 +184,20 @@ def test_finetune_experiment_builds_the_published_network_and_feeds_it_as_traine
 WIRING = ("_target_", "_partial_")
 
 
+def _option_yaml(group: str, option: str) -> tuple[str, dict]:
+    """(the schema an option starts from, its values as written): the option's YAML over that of an option of its
+    group it extends (its first default, if not `<option>_schema`), with a group inside it (miner.memory) merged."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))
+    defaults = raw.pop("defaults")
+    schema, base = (defaults[0], {}) if defaults[0] == f"{option}_schema" else _option_yaml(group, defaults[0])
+    for nested in (d for d in defaults if isinstance(d, dict)):
+        for key, choice in ((k, c) for k, c in nested.items() if (CONF / group / k).is_dir()):
+            raw[key] = OmegaConf.merge(OmegaConf.load(CONF / group / key / f"{choice}.yaml"), raw.get(key, {}))
+    return schema, OmegaConf.to_container(OmegaConf.merge(base, raw))
+
+
 def _schema_literals(schema) -> dict[str, object]:
     """A schema's fields that carry a value of their own: anything but MISSING, wiring keys and interpolations."""
     import dataclasses
@@ -199,34 +216,145 @@ def _schema_literals(schema) -> dict[str, object]:
 
 
 def test_schemas_carry_types_not_values():
-    """Every value lives in conf/: a schema default beside it would be a second value, free to drift."""
-    from facenet.config.schema import SCHEMAS, AugmentConf, Config, ExportConf, PreprocessConf, TrainConf
+    """Every value lives in conf/: a schema default beside it would be a second value, free to drift. Checked for
+    every option's schema, derived or written, and every hand-written section."""
+    import dataclasses
+    import inspect
 
-    schemas = [s for nodes in SCHEMAS.values() for s in nodes.values()]
-    schemas += [Config, TrainConf, PreprocessConf, AugmentConf, ExportConf]
-    assert {s.__name__: _schema_literals(s) for s in schemas if _schema_literals(s)} == {}
+    from facenet.config import schema as module
+    from facenet.config.schema import schemas
+
+    written = [c for _, c in inspect.getmembers(module, dataclasses.is_dataclass) if c.__module__ == module.__name__]
+    found = [s for nodes in schemas().values() for s in nodes.values()] + written
+    assert len(written) >= 15 and {s.__name__: _schema_literals(s) for s in found if _schema_literals(s)} == {}
 
 
 def test_schema_defaults_equal_the_yaml_values():
     """Where a schema does give a value (wiring: `_target_`), every option that also writes it agrees."""
-    from omegaconf import OmegaConf
+    from facenet.config.schema import schemas
 
-    from facenet.config.schema import SCHEMAS
-
-    stored = {name: node for nodes in SCHEMAS.values() for name, node in nodes.items()}
+    stored = schemas()
     differ = []
-    for yaml in sorted(CONF.glob("*/*.yaml")):
-        raw = OmegaConf.to_container(OmegaConf.load(yaml))
-        schema = next((stored[d] for d in raw.pop("defaults", []) if isinstance(d, str) and d in stored), None)
-        if schema is None:
-            continue
-        defaults = {f: getattr(schema, f, None) for f in raw}
-        differ += [
-            f"{yaml.relative_to(CONF)}: {k}={v!r}, schema {defaults[k]!r}"
-            for k, v in raw.items()
-            if defaults[k] is not None and not str(defaults[k]).startswith(("${", "???")) and defaults[k] != v
-        ]
+    for group in GROUPS:
+        for option in options(group):
+            name, raw = _option_yaml(group, option)
+            defaults = {f: getattr(stored[group][name], f, None) for f in raw}
+            differ += [
+                f"{group}/{option}: {k}={v!r}, schema {defaults[k]!r}"
+                for k, v in raw.items()
+                if defaults[k] is not None and not str(defaults[k]).startswith(("${", "???")) and defaults[k] != v
+            ]
     assert differ == []
+
+
+THROWAWAY = """
+from __future__ import annotations
+
+
+class Base:
+    def __init__(self, names: list[str], note: str | None, margin: float):
+        self.names, self.note, self.margin = names, note, margin
+
+
+class ThrowawayLoss(Base):
+    def __init__(self, miner: object, num_classes: int, scale: float, sizes: tuple[int, ...], **kw):
+        super().__init__(**kw)
+        self.miner, self.num_classes, self.scale, self.sizes = miner, num_classes, scale, sizes
+"""
+
+
+def test_one_class_plus_one_yaml(tmp_path, monkeypatch):
+    """A new loss option is a class and a YAML file, nothing else: its schema comes from the class's signature
+    (through **kw into its base; types, MISSING values, the run's arguments left out, `margin` tied to the
+    top-level knob), and the option composes, builds, and refuses a misspelt or wrongly typed key."""
+    import dataclasses
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import MISSING
+
+    from facenet.config import derive
+    from facenet.config.schema import SUPPLIED, TIES, register
+
+    (tmp_path / "throwaway_loss.py").write_text(THROWAWAY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    schema = derive.schema("throwaway_loss.ThrowawayLoss", SUPPLIED["loss"], TIES)
+    assert schema.__name__ == "ThrowawayLossConf"
+    assert {f.name: (f.type, f.default) for f in dataclasses.fields(schema)} == {
+        "_target_": (str, "throwaway_loss.ThrowawayLoss"),
+        "_partial_": (bool, True),
+        "scale": (float, MISSING),
+        "sizes": (list[int], MISSING),
+        "names": (list[str], MISSING),
+        "note": (str | None, MISSING),
+        "margin": (float, "${margin}"),
+    }
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "loss" / "throwaway.yaml").write_text(
+        "defaults:\n  - throwaway_schema\n_target_: throwaway_loss.ThrowawayLoss\n"
+        "scale: 2.0\nsizes: [1, 2]\nnames: [a]\nnote: null\n"
+    )
+    register(conf)
+
+    def composed(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            return compose(config_name="config", overrides=["loss=throwaway", *overrides])
+
+    loss = instantiate(composed("margin=0.3").loss)(miner="the run's miner", num_classes=3)
+    assert (loss.scale, list(loss.sizes), list(loss.names), loss.note, loss.margin) == (2.0, [1, 2], ["a"], None, 0.3)
+    assert (loss.miner, loss.num_classes) == ("the run's miner", 3)
+    for bad in ("loss.scal=1", "loss.scale=big", "loss.sizes=[x]", "loss.num_classes=5"):
+        with pytest.raises(ConfigCompositionException) as info:
+            composed(bad)
+        assert bad.split("=")[0].split(".")[1] in str(info.value) + str(info.value.__cause__), bad
+
+
+def test_every_option_schema_lists_its_callables_config_parameters():
+    """Each group option starts from `<option>_schema` (or extends another option of its group); a derived schema
+    has a field for exactly the parameters of its `_target_` that the run does not supply, which are the keys the
+    option's YAML sets (values live there) but for ties to a top-level knob. Built partial exactly when the run
+    supplies arguments; every run-supplied name is a parameter some option of its group takes."""
+    import dataclasses
+
+    from hydra.utils import get_object
+
+    from facenet.config.derive import Derived, parameters
+    from facenet.config.schema import SUPPLIED, TIES, schemas
+
+    stored, taken, differ = schemas(), {}, []
+    for group in GROUPS:
+        for option in options(group):
+            name, raw = _option_yaml(group, option)
+            schema = stored[group][name]
+            if not isinstance(schema, Derived):
+                continue
+            params = set(parameters(get_object(raw["_target_"])))
+            supplied = params & set(SUPPLIED.get(group, ()))
+            taken.setdefault(group, set()).update(supplied)
+            fields = {f.name for f in dataclasses.fields(schema)} - set(WIRING)
+            keys = set(raw) - {"_target_"}
+            if not fields == params - supplied == keys | (fields & set(TIES)):
+                differ.append(f"{group}/{option}: {sorted(fields)} / {sorted(params)} / YAML {sorted(keys)}")
+            assert ("_partial_" in {f.name for f in dataclasses.fields(schema)}) == (group in SUPPLIED), option
+    assert differ == []
+    assert {group: set(names) for group, names in SUPPLIED.items()} == {group: taken[group] for group in SUPPLIED}
+
+
+def test_a_composed_config_pickles_with_its_schemas(compose_cfg):
+    """Derived schemas live in no module: a composed config (a parallel sweep's job is pickled) still pickles,
+    and unpickled it still refuses a wrongly typed value."""
+    import pickle
+
+    from omegaconf.errors import ValidationError as Invalid
+
+    cfg = pickle.loads(pickle.dumps(compose_cfg("loss=arcface")))
+    assert cfg.loss.m == 0.5 and type(cfg.loss._metadata.object_type).__name__ == "Derived"
+    with pytest.raises(Invalid):
+        cfg.loss.m = "big"
 
 
 def _class_defaults(target: str) -> dict[str, object]:
@@ -253,21 +381,16 @@ def _option_values() -> dict[str, dict]:
     YAML over it, interpolations resolved against the primary config (composing each through Hydra takes 10 s)."""
     from omegaconf import OmegaConf
 
-    from facenet.config.schema import SCHEMAS
+    from facenet.config.schema import schemas
 
-    stored = {name: node for nodes in SCHEMAS.values() for name, node in nodes.items()}
+    stored = schemas()
     top = OmegaConf.load(CONF / "config.yaml")
     top = OmegaConf.create({k: v for k, v in top.items() if k not in ("defaults", "hydra")})
     out = {}
     for group in GROUPS:
         for option in options(group):
-            raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))
-            defaults = raw.pop("defaults")
-            schema = next(stored[d] for d in defaults if isinstance(d, str) and d in stored)
-            for nested in (d for d in defaults if isinstance(d, dict)):  # a group inside the option (miner.memory)
-                for key, choice in ((k, c) for k, c in nested.items() if (CONF / group / k).is_dir()):
-                    raw[key] = OmegaConf.merge(OmegaConf.load(CONF / group / key / f"{choice}.yaml"), raw.get(key, {}))
-            node = OmegaConf.merge(OmegaConf.structured(schema), raw)
+            name, raw = _option_yaml(group, option)
+            node = OmegaConf.merge(OmegaConf.structured(stored[group][name]), raw)
             root = OmegaConf.merge(top, {"_option": node})
             out[f"{group}/{option}"] = OmegaConf.to_container(root._option, resolve=True)
     return out

@@ -138,7 +138,7 @@ def test_read_pairs_errors(tmp_path):
 
 def test_pk_sampler_batches():
     labels = np.repeat(np.arange(6), [5, 4, 3, 2, 1, 6])  # identity 4 has a single image
-    sampler = PKSampler(labels, identities=3, images_per_identity=4, steps_per_epoch=5, seed=1)
+    sampler = PKSampler(labels, identities=3, images_per_identity=4, singletons=0, steps_per_epoch=5, seed=1)
     assert sampler.skipped == 1 and len(sampler) == 5 * 3 * 4
     epoch0 = sampler.epoch_indices(0)
     for batch in epoch0.reshape(5, 3, 4):
@@ -148,11 +148,11 @@ def test_pk_sampler_batches():
         for slot, ident in zip(batch, ids[:, 0], strict=True):
             if (labels == ident).sum() >= 4:
                 assert len(set(slot)) == 4  # no repeats when the identity has enough images
-    same_seed = PKSampler(labels, identities=3, images_per_identity=4, steps_per_epoch=5, seed=1)
+    same_seed = PKSampler(labels, identities=3, images_per_identity=4, singletons=0, steps_per_epoch=5, seed=1)
     assert np.array_equal(same_seed.epoch_indices(0), epoch0)  # reproducible from (seed, epoch) alone
     assert not np.array_equal(sampler.epoch_indices(1), epoch0)
     with pytest.raises(DataError, match="only 5 identities"):
-        PKSampler(labels, identities=6, images_per_identity=2, steps_per_epoch=1)
+        PKSampler(labels, identities=6, images_per_identity=2, singletons=0, steps_per_epoch=1)
 
 
 def test_pk_sampler_feeds_single_image_identities_as_negatives_when_asked():
@@ -160,7 +160,7 @@ def test_pk_sampler_feeds_single_image_identities_as_negatives_when_asked():
     batch's P x K draws are those without singletons; later batches differ (the singletons' draws use the same
     random stream), so switching them on reorders a run."""
     labels = np.repeat(np.arange(9), [5, 4, 3, 2, 1, 6, 1, 1, 1])  # identities 4, 6, 7, 8 have one image each
-    plain = PKSampler(labels, identities=3, images_per_identity=4, steps_per_epoch=5, seed=1)
+    plain = PKSampler(labels, identities=3, images_per_identity=4, singletons=0, steps_per_epoch=5, seed=1)
     mixed = PKSampler(labels, identities=3, images_per_identity=4, singletons=2, steps_per_epoch=5, seed=1)
     assert mixed.batch_size == 14 and len(mixed) == 5 * 14 and mixed.skipped == 0 and plain.skipped == 4
     batches = mixed.epoch_indices(0).reshape(5, 14)
@@ -181,7 +181,7 @@ def test_train_batches_reproducible_across_worker_counts(tmp_path):
 
     write_faces(tmp_path, {f"p{i}": 3 for i in range(4)})
     table = index_folder(tmp_path)
-    sampler = PKSampler(table["class"].to_numpy(), 2, 3, steps_per_epoch=3, seed=0)
+    sampler = PKSampler(table["class"].to_numpy(), 2, 3, 0, steps_per_epoch=3, seed=0)
     aug = TrainTransform(16, hflip=True, max_shift=0.2, random_interpolation=False)
 
     def epoch(workers):
@@ -279,10 +279,11 @@ def test_pairs_limit_keeps_every_fold_and_says_so(tmp_path, caplog):
     got = {(small.paths[a], small.paths[b]) for a, b in zip(small.left, small.right, strict=True)}
     want = {(full.paths[full.left[i]], full.paths[full.right[i]]) for i in (0, 4, 8, 12)}
     assert got == want and len(small.paths) == 3  # only the images these pairs use
+    kw = dict(batch_size=128, far_targets=[1e-3], flip_tta=False, center_crop=None, override_image_size=None)
     with caplog.at_level("WARNING"):
-        assert len(LfwPairs(str(tmp_path), str(tmp_path / "p.txt"), max_pairs=8).load()) == 8
+        assert len(LfwPairs(str(tmp_path), str(tmp_path / "p.txt"), max_pairs=8, **kw).load()) == 8
     assert "evaluating 8 of the 16 pairs" in caplog.text
-    assert len(LfwPairs(str(tmp_path), str(tmp_path / "p.txt"), max_pairs=100).load()) == 16
+    assert len(LfwPairs(str(tmp_path), str(tmp_path / "p.txt"), max_pairs=100, **kw).load()) == 16
     with pytest.raises(DataError, match="too small"):
         full.limit(3)
 
@@ -295,7 +296,7 @@ def test_unreadable_training_images_are_replaced_counted_and_limited(tmp_path):
     paths, classes = table["path"].tolist(), table["class"].to_numpy()
     broken = paths[1]  # p0's second image; its replacement is the next image of p0 (the third)
     Path(broken).write_bytes(b"not an image")
-    sampler = PKSampler(classes, 2, 3, steps_per_epoch=3, seed=0)
+    sampler = PKSampler(classes, 2, 3, 0, steps_per_epoch=3, seed=0)
     aug = TrainTransform(16, hflip=True, max_shift=0.2, random_interpolation=False)
 
     def epoch(p, bad):

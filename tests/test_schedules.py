@@ -14,7 +14,7 @@ def test_constant_with_warmup():
 
 
 def test_step():
-    lr = schedules.step(1.0, epochs=5, steps_per_epoch=1, step_epochs=2, gamma=0.5)
+    lr = schedules.step(1.0, epochs=5, steps_per_epoch=1, warmup_epochs=0, step_epochs=2, gamma=0.5)
     assert lr == pytest.approx([1, 1, 0.5, 0.5, 0.25])
 
 
@@ -29,7 +29,7 @@ def test_multistep_with_warmup():
 
 
 def test_cosine():
-    lr = schedules.cosine(1.0, epochs=1, steps_per_epoch=5, min_lr=0.0)
+    lr = schedules.cosine(1.0, epochs=1, steps_per_epoch=5, warmup_epochs=0, min_lr=0.0)
     assert lr == pytest.approx([1.0, 0.853553, 0.5, 0.146447, 0.0], abs=1e-6)  # ends at min_lr
     lr = schedules.cosine(2.0, epochs=2, steps_per_epoch=3, warmup_epochs=1, min_lr=1.0)
     assert lr == pytest.approx([2 / 3, 4 / 3, 2.0, 2.0, 1.5, 1.0])
@@ -37,9 +37,16 @@ def test_cosine():
 
 @pytest.mark.parametrize("fn", [schedules.constant, schedules.step, schedules.multistep, schedules.cosine])
 def test_length_dtype_and_bad_input(fn):
-    lr = fn(0.1, epochs=3, steps_per_epoch=7)
+    """With each option's settings (conf/lr_schedule/<name>.yaml)."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF
+
+    settings = OmegaConf.to_container(OmegaConf.load(CONF / "lr_schedule" / f"{fn.__name__}.yaml"))
+    settings = {k: v for k, v in settings.items() if k not in ("defaults", "_target_")}
+    lr = fn(0.1, epochs=3, steps_per_epoch=7, **settings)
     assert lr.shape == (21,) and lr.dtype == np.float32
     with pytest.raises(ValueError):
-        fn(0.1, epochs=0, steps_per_epoch=7)
+        fn(0.1, epochs=0, steps_per_epoch=7, **settings)
     with pytest.raises(ValueError):
-        fn(0.1, epochs=2, steps_per_epoch=7, warmup_epochs=3)
+        fn(0.1, epochs=2, steps_per_epoch=7, **{**settings, "warmup_epochs": 3})

@@ -1,128 +1,30 @@
-"""Structured-config schemas: every YAML option extends one of these, so a misspelt key or a wrong type fails
-before any work starts. `register()` puts them in Hydra's ConfigStore.
+"""Structured-config schemas: every YAML option extends one, so a misspelt key or a wrong type fails before any
+work starts. `register()` puts them in Hydra's ConfigStore: `base_config` for the primary config and, for each
+group option `conf/<group>/<option>.yaml`, `<group>/<option>_schema`, which that file's defaults list names first.
 
-The schemas give types, not values: every value a run uses is written once, in `conf/` (the primary config and
-the group options). What a schema does set is wiring: the class to build (`_target_`, `_partial_`) and the
-interpolations that tie a field to a top-level knob (`${lr}`, `${margin}`, `${embedding_size}`, `${data_dir}`).
-`tests/test_config.py` fails on any other value here.
+The schemas give types, not values: every value a run uses is written once, in `conf/`. An option that builds one
+of the project's classes (its YAML's `_target_`) gets a schema derived from that class's annotated signature
+(`derive.py`); written here are only the primary config with its sections and the schemas of outside classes
+(MindSpore's optimisers). What a schema does set is wiring: the class to build (`_target_`, `_partial_`) and the
+interpolations that tie a field to a top-level knob (`TIES`). `tests/test_config.py` fails on any other value.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+from facenet.config import derive
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
-# ---------------------------------------------------------------- backbone / head
-@dataclass
-class ResNetConf:
-    _target_: str = "facenet.models.resnet.ResNet"
-    block: str = MISSING
-    layers: list[int] = MISSING
-    base_width: int = MISSING
-    stem_kernel: int = MISSING
-    stem_stride: int = MISSING
-    stem_pool: bool = MISSING
-
-
-@dataclass
-class MobileFaceNetConf:
-    _target_: str = "facenet.models.mobilefacenet.MobileFaceNet"
-    width: int = MISSING
-    out_channels: int = MISSING
-
-
-@dataclass
-class InceptionResNetV1Conf:
-    _target_: str = "facenet.models.inception_resnet_v1.InceptionResNetV1"
-    repeats: list[int] = MISSING
-
-
-@dataclass
-class EmbeddingHeadConf:
-    _target_: str = "facenet.models.head.EmbeddingHead"
-    _partial_: bool = True
-    embedding_size: int = "${embedding_size}"  # type: ignore[assignment]
-    scale: float = MISSING
-    pool: str = MISSING
-    dropout: float = MISSING
-    batch_norm: bool = MISSING
-
-
-# ---------------------------------------------------------------- data
-@dataclass
-class SyntheticDatasetConf:
-    _target_: str = "facenet.data.datasets.SyntheticDataset"
-    identities: int = MISSING
-    images_per_identity: int = MISSING
-    image_size: int = MISSING
-    seed: int = MISSING
-    data_dir: str = "${data_dir}"
-
-
-@dataclass
-class FolderDatasetConf:
-    _target_: str = "facenet.data.datasets.FolderDataset"
-    root: str = MISSING
-    index_csv: str | None = MISSING
-    cache_dir: str | None = MISSING
-
-
-@dataclass
-class RecordIODatasetConf:
-    _target_: str = "facenet.data.datasets.RecordIODataset"
-    path: str = MISSING
-    cache_dir: str | None = MISSING
-
-
-@dataclass
-class EvalProtocolConf:
-    """What every verification protocol has: how to embed and score its pairs."""
-
-    _target_: str = MISSING
-    batch_size: int = MISSING
-    far_targets: list[float] = MISSING
-    flip_tta: bool = MISSING
-    center_crop: int | None = MISSING
-    max_pairs: int | None = MISSING
-    override_image_size: int | None = MISSING
-
-
-@dataclass
-class SyntheticEvalConf(EvalProtocolConf):
-    _target_: str = "facenet.evaluation.protocols.SyntheticPairs"
-    identities_per_fold: int = MISSING
-    images_per_identity: int = MISSING
-    pairs_per_fold: int = MISSING
-    image_size: int = MISSING
-    seed: int = MISSING
-    data_dir: str = "${data_dir}"
-
-
-@dataclass
-class LfwEvalConf(EvalProtocolConf):
-    _target_: str = "facenet.evaluation.protocols.LfwPairs"
-    root: str = MISSING
-    pairs: str = MISSING
-
-
-@dataclass
-class BinEvalConf(EvalProtocolConf):
-    _target_: str = "facenet.evaluation.protocols.BinPairs"
-    path: str = MISSING
-
-
-@dataclass
-class BenchmarksEvalConf(EvalProtocolConf):
-    _target_: str = "facenet.evaluation.protocols.Benchmarks"
-    dir: str = MISSING
-    sets: list[str] | None = MISSING
-    primary: str | None = MISSING
-
-
+# ---------------------------------------------------------------- sections of the primary config
 @dataclass
 class AlignConf:
     style: str | None = MISSING
@@ -143,153 +45,12 @@ class AugmentConf:
     random_interpolation: bool = MISSING
 
 
-# ---------------------------------------------------------------- mining / loss
 @dataclass
 class MemoryConf:
     size: int = MISSING
     start_step: int = MISSING
 
 
-@dataclass
-class MinerConf:
-    _target_: str = MISSING
-    memory: MemoryConf = field(default_factory=MemoryConf)
-
-
-@dataclass
-class LossConf:
-    """Partial: the run completes it with a miner (triplet) or the identity count and embedding size (a classifier
-    loss, `facenet.training.setup.build_loss`)."""
-
-    _target_: str = MISSING
-    _partial_: bool = True
-
-
-@dataclass
-class TripletLossConf(LossConf):
-    _target_: str = "facenet.losses.TripletLoss"
-    margin: float = "${margin}"  # type: ignore[assignment]
-    squared: bool = MISSING
-    reduction: str = MISSING
-
-
-@dataclass
-class SoftmaxLossConf(LossConf):
-    _target_: str = "facenet.losses.SoftmaxLoss"
-    center_weight: float = MISSING
-    center_alpha: float = MISSING
-    prelogits_norm_weight: float = MISSING
-    prelogits_norm_p: float = MISSING
-
-
-@dataclass
-class MarginLossConf(LossConf):
-    s: float = MISSING
-    sample_rate: float = MISSING
-
-
-@dataclass
-class ArcFaceLossConf(MarginLossConf):
-    _target_: str = "facenet.losses.ArcFaceLoss"
-    m: float = MISSING
-    straight_through: bool = MISSING
-
-
-@dataclass
-class CosFaceLossConf(MarginLossConf):
-    _target_: str = "facenet.losses.CosFaceLoss"
-    m: float = MISSING
-
-
-@dataclass
-class CombinedLossConf(MarginLossConf):
-    _target_: str = "facenet.losses.CombinedMarginLoss"
-    m1: float = MISSING
-    m2: float = MISSING
-    m3: float = MISSING
-    straight_through: bool = MISSING
-
-
-# ---------------------------------------------------------------- optimisation
-@dataclass
-class OptimizerConf:
-    _target_: str = MISSING
-    _partial_: bool = True
-    weight_decay: float = MISSING
-
-
-@dataclass
-class AdamConf(OptimizerConf):
-    _target_: str = "mindspore.nn.Adam"
-    beta1: float = MISSING
-    beta2: float = MISSING
-    eps: float = MISSING
-
-
-@dataclass
-class AdamWConf(OptimizerConf):
-    _target_: str = "mindspore.nn.AdamWeightDecay"
-    beta1: float = MISSING
-    beta2: float = MISSING
-    eps: float = MISSING
-
-
-@dataclass
-class SGDConf(OptimizerConf):
-    _target_: str = "mindspore.nn.SGD"
-    momentum: float = MISSING
-    nesterov: bool = MISSING
-
-
-@dataclass
-class AdagradConf(OptimizerConf):
-    _target_: str = "mindspore.nn.Adagrad"
-    accum: float = MISSING
-
-
-@dataclass
-class RMSPropConf(OptimizerConf):
-    _target_: str = "mindspore.nn.RMSProp"
-    decay: float = MISSING
-    momentum: float = MISSING
-    epsilon: float = MISSING
-    centered: bool = MISSING
-
-
-@dataclass
-class ScheduleConf:
-    _target_: str = MISSING
-    _partial_: bool = True
-    base_lr: float = "${lr}"  # type: ignore[assignment]
-    warmup_epochs: float = MISSING
-
-
-@dataclass
-class ConstantScheduleConf(ScheduleConf):
-    _target_: str = "facenet.training.schedules.constant"
-
-
-@dataclass
-class StepScheduleConf(ScheduleConf):
-    _target_: str = "facenet.training.schedules.step"
-    step_epochs: int = MISSING
-    gamma: float = MISSING
-
-
-@dataclass
-class MultiStepScheduleConf(ScheduleConf):
-    _target_: str = "facenet.training.schedules.multistep"
-    milestones: list[int] = MISSING
-    gamma: float = MISSING
-
-
-@dataclass
-class CosineScheduleConf(ScheduleConf):
-    _target_: str = "facenet.training.schedules.cosine"
-    min_lr: float = MISSING
-
-
-# ---------------------------------------------------------------- hardware / tracking
 @dataclass
 class HardwareConf:
     device: str = MISSING
@@ -300,55 +61,6 @@ class HardwareConf:
     cpu_threads: int | None = MISSING
     distributed: bool = MISSING
     mine_global_batch: bool = MISSING
-
-
-@dataclass
-class MlflowTrackingConf:
-    _target_: str = "facenet.tracking.MlflowTracker"
-    tracking_uri: str | None = MISSING
-    experiment: str = MISSING
-    run_name: str | None = MISSING
-    output_dir: str = "${output_dir}"
-    log_every_steps: int = MISSING
-
-
-@dataclass
-class MlflowServerTrackingConf(MlflowTrackingConf):
-    fallback_local: bool = MISSING
-    connect_timeout: float = MISSING
-
-
-@dataclass
-class NoTrackingConf:
-    _target_: str = "facenet.tracking.NullTracker"
-
-
-@dataclass
-class PKBatchConf:
-    _target_: str = "facenet.data.sampler.PKSampler"
-    _partial_: bool = True
-    identities: int = MISSING
-    images_per_identity: int = MISSING
-    singletons: int = MISSING
-
-
-@dataclass
-class ShuffleBatchConf:
-    _target_: str = "facenet.data.sampler.ShuffleSampler"
-    _partial_: bool = True
-    size: int = MISSING
-
-
-@dataclass
-class TripletBatchConf:
-    _target_: str = "facenet.data.triplets.TripletSampler"
-    _partial_: bool = True
-    triplets: int = MISSING
-    triplets_per_epoch: int = MISSING
-    csv: str | None = MISSING
-
-
-# ---------------------------------------------------------------- top level
 
 
 @dataclass
@@ -412,59 +124,98 @@ class Config:
     two_stage: Any = MISSING  # task=two_stage: {finetune: stage 2's settings} (experiment=two_stage)
 
 
-SCHEMAS = {
-    "backbone": {
-        "resnet_schema": ResNetConf,
-        "mobilefacenet_schema": MobileFaceNetConf,
-        "inception_resnet_v1_schema": InceptionResNetV1Conf,
-    },
-    "head": {"embedding_head_schema": EmbeddingHeadConf},
-    "batch": {"pk_schema": PKBatchConf, "shuffle_schema": ShuffleBatchConf, "triplets_schema": TripletBatchConf},
-    "dataset": {
-        "synthetic_schema": SyntheticDatasetConf,
-        "folder_schema": FolderDatasetConf,
-        "recordio_schema": RecordIODatasetConf,
-    },
-    "eval": {
-        "synthetic_eval_schema": SyntheticEvalConf,
-        "lfw_schema": LfwEvalConf,
-        "bin_schema": BinEvalConf,
-        "benchmarks_schema": BenchmarksEvalConf,
-    },
-    "miner": {"miner_schema": MinerConf},
-    "loss": {
-        "triplet_schema": TripletLossConf,
-        "softmax_schema": SoftmaxLossConf,
-        "arcface_schema": ArcFaceLossConf,
-        "cosface_schema": CosFaceLossConf,
-        "combined_schema": CombinedLossConf,
-    },
-    "optimizer": {
-        "adam_schema": AdamConf,
-        "adamw_schema": AdamWConf,
-        "sgd_schema": SGDConf,
-        "adagrad_schema": AdagradConf,
-        "rmsprop_schema": RMSPropConf,
-    },
-    "lr_schedule": {
-        "constant_schema": ConstantScheduleConf,
-        "step_schema": StepScheduleConf,
-        "multistep_schema": MultiStepScheduleConf,
-        "cosine_schema": CosineScheduleConf,
-    },
-    "hardware": {"hardware_schema": HardwareConf},
-    "tracking": {
-        "mlflow_schema": MlflowTrackingConf,
-        "mlflow_server_schema": MlflowServerTrackingConf,
-        "off_schema": NoTrackingConf,
-    },
+# ---------------------------------------------------------------- outside classes: MindSpore's optimisers
+@dataclass
+class OptimizerConf:
+    _target_: str = MISSING
+    _partial_: bool = True  # training.optim.build_optimizer supplies the parameters and learning rates
+    weight_decay: float = MISSING
+
+
+@dataclass
+class AdamConf(OptimizerConf):
+    _target_: str = "mindspore.nn.Adam"
+    beta1: float = MISSING
+    beta2: float = MISSING
+    eps: float = MISSING
+
+
+@dataclass
+class AdamWConf(AdamConf):
+    _target_: str = "mindspore.nn.AdamWeightDecay"
+
+
+@dataclass
+class SGDConf(OptimizerConf):
+    _target_: str = "mindspore.nn.SGD"
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+
+
+@dataclass
+class AdagradConf(OptimizerConf):
+    _target_: str = "mindspore.nn.Adagrad"
+    accum: float = MISSING
+
+
+@dataclass
+class RMSPropConf(OptimizerConf):
+    _target_: str = "mindspore.nn.RMSProp"
+    decay: float = MISSING
+    momentum: float = MISSING
+    epsilon: float = MISSING
+    centered: bool = MISSING
+
+
+# ---------------------------------------------------------------- group options
+OUTSIDE = {c._target_: c for c in (AdamConf, AdamWConf, SGDConf, AdagradConf, RMSPropConf)}
+# What the run passes when it builds any option of a group (the call beside each): these parameters are no config
+# keys, and the group's options are built `_partial_`. Every other parameter of a `_target_` is a config key.
+SUPPLIED = {
+    "head": ("in_channels", "feature_size"),  # models.embedding.EmbeddingNet: the backbone's output
+    "batch": ("labels", "table", "steps_per_epoch", "seed"),  # training.setup.build_data: the index table
+    "loss": ("miner", "num_classes", "embedding_size", "seed", "shard", "positives_per_anchor"),  # setup.build_loss
+    "lr_schedule": ("epochs", "steps_per_epoch"),  # training.setup.build_step
 }
+# A config parameter of one of these names, in any option, defaults to the top-level knob.
+TIES = {
+    "base_lr": "${lr}",
+    "margin": "${margin}",
+    "embedding_size": "${embedding_size}",
+    "data_dir": "${data_dir}",
+    "output_dir": "${output_dir}",
+}
+# Sections the run reads itself, with options of their own (conf/miner/memory/): their hand-written schema.
+SECTIONS = {"miner": {"memory": MemoryConf}}
 
 
-def register() -> None:
-    """Store the schemas: `base_config` for the primary config, `<group>/<name>_schema` for group options."""
+def option_schema(group: str, option: Path) -> type:
+    """The schema of group option `option` (its YAML file): `HardwareConf` for a hardware option (a section of the
+    primary config), else the hand-written schema of an outside `_target_` or the one derived from its signature."""
+    if group == "hardware":
+        return HardwareConf
+    target = OmegaConf.load(option).get("_target_")
+    if not isinstance(target, str):
+        raise TypeError(f"{option}: a group option names the callable it builds in `_target_`")
+    return OUTSIDE.get(target) or derive.schema(target, SUPPLIED.get(group, ()), TIES, SECTIONS.get(group))
+
+
+@functools.cache
+def schemas(conf: Path = CONF, groups: tuple[str, ...] | None = None) -> dict[str, dict[str, type]]:
+    """{group: {"<option>_schema": its schema}} for every option `conf/<group>/<option>.yaml` of `groups` (default:
+    all but the experiments, which override the primary config)."""
+    out: dict[str, dict[str, type]] = {}
+    for option in sorted(conf.glob("*/*.yaml")):
+        group = option.parent.name
+        if group != "experiment" and (groups is None or group in groups):
+            out.setdefault(group, {})[f"{option.stem}_schema"] = option_schema(group, option)
+    return out
+
+
+def register(conf: Path = CONF) -> None:
+    """Store the schemas of the primary config and of every group option in `conf` in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    for group, nodes in SCHEMAS.items():
+    for group, nodes in schemas(conf).items():
         for name, node in nodes.items():
             cs.store(group=group, name=name, node=node)

@@ -43,7 +43,7 @@ class FolderDataset:
     """`root/<identity>/<image>`: VGGFace2, CASIA-WebFace, LFW and similar layouts (jpg, png, pgm, ...), indexed
     by scanning (cached in `cache_dir`) or read from the reference recipe's `index_csv`."""
 
-    def __init__(self, root: str, cache_dir: str | None, index_csv: str | None = None):
+    def __init__(self, root: str, cache_dir: str | None, index_csv: str | None):
         """`cache_dir` None: scan `root` every time."""
         self.root, self.index_csv, self.cache_dir = Path(root).expanduser(), index_csv, cache_dir
 

@@ -24,8 +24,15 @@ class PKSampler:
 
     layout = "pk"
 
-    def __init__(self, labels: np.ndarray | pd.DataFrame, identities: int, images_per_identity: int,
-                 singletons: int = 0, steps_per_epoch: int | None = None, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        labels: np.ndarray | pd.DataFrame,
+        identities: int,
+        images_per_identity: int,
+        singletons: int,
+        steps_per_epoch: int | None = None,
+        seed: int = 0,
+    ):
         """`labels`: one class per image (or the index table); `steps_per_epoch` None: images // batch size."""
         if identities < 2 or images_per_identity < 2:
             raise ConfigError(

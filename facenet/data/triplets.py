@@ -3,7 +3,8 @@
 Rules (the reference's): the anchor and positive are two different images of a class with at least two images,
 the negative any image of another class. Classes are drawn uniformly, then images uniformly within a class. The
 reference scanned its table once per triplet; here every draw is one numpy call over all triplets, so 3,000,000
-triplets over VGGFace2's 3.31M images take seconds (see bench/triplets.py).
+triplets over VGGFace2's 3.31M images take seconds (see bench/triplets.py). `facenet triplets` writes them as
+the reference CSV.
 """
 
 from __future__ import annotations
@@ -96,8 +97,15 @@ class TripletSampler:
 
     layout = "triplets"
 
-    def __init__(self, table: pd.DataFrame, triplets: int, triplets_per_epoch: int, csv: str | None = None,
-                 steps_per_epoch: int | None = None, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        triplets: int,
+        triplets_per_epoch: int,
+        csv: str | None,
+        steps_per_epoch: int | None = None,
+        seed: int = 0,
+    ):
         """`steps_per_epoch` None: triplets_per_epoch // triplets."""
         if triplets < 1 or triplets_per_epoch < 1:
             raise ConfigError(f"batch.triplets and batch.triplets_per_epoch must be >= 1, got {triplets}, "
@@ -124,34 +132,3 @@ class TripletSampler:
     def epoch_indices(self, epoch: int) -> np.ndarray:
         t = self.epoch_triplets(epoch).reshape(self.steps, self.b, 3)
         return t.transpose(0, 2, 1).reshape(-1)  # per step: B anchors, B positives, B negatives
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m facenet.data.triplets --root DIR -n 3000000 -o triplets.csv`: the reference recipe's CSV step."""
-    import argparse
-
-    from facenet.data.index import index_folder, read_index_csv
-
-    parser = argparse.ArgumentParser(description="Draw random triplets (reference rules) into a reference CSV.")
-    parser.add_argument("--root", required=True, help="identity-folder tree")
-    parser.add_argument("--index-csv", help="the reference id,name,class CSV instead of scanning --root")
-    parser.add_argument("-n", "--triplets", type=int, default=3_000_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-o", "--output", required=True)
-    args = parser.parse_args(argv)
-    if args.triplets < 1:
-        raise SystemExit(f"error: -n must be >= 1, got {args.triplets}")
-    try:
-        table = read_index_csv(args.index_csv, args.root) if args.index_csv else index_folder(args.root)
-        triplets = draw_triplets(ClassIndex(table["class"].to_numpy()), args.triplets, np.random.default_rng(args.seed))
-    except DataError as err:
-        raise SystemExit(f"error: {err}") from None
-    try:
-        triplets_frame(table, triplets).to_csv(args.output, index=False)
-    except OSError as err:
-        raise SystemExit(f"error: cannot write {args.output}: {err.strerror}") from None
-    print(f"{len(triplets):,} triplets over {len(table):,} images written to {args.output}")
-
-
-if __name__ == "__main__":
-    main()

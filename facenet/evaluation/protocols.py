@@ -17,9 +17,15 @@ log = logging.getLogger(__name__)
 class VerificationProtocol:
     """Pairs to score, the batch size to embed them with and the FAR targets to report VAL at."""
 
-    def __init__(self, batch_size: int = 128, far_targets: Sequence[float] = (1e-3,), flip_tta: bool = False,
-                 center_crop: int | None = None, max_pairs: int | None = None,
-                 override_image_size: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        batch_size: int,
+        far_targets: Sequence[float],
+        flip_tta: bool,
+        center_crop: int | None,
+        max_pairs: int | None,
+        override_image_size: int | None,
+    ):
         if batch_size < 1:
             raise ConfigError(f"eval.batch_size must be >= 1, got {batch_size}")
         if not all(0 < f < 1 for f in far_targets):
@@ -132,7 +138,7 @@ class Benchmarks(VerificationProtocol):
     `primary`: the set whose accuracy is the run's `accuracy`; null: lfw if present, else the mean over the sets;
     "mean": the mean."""
 
-    def __init__(self, dir: str, sets: Sequence[str] | None = None, primary: str | None = None, **kw):
+    def __init__(self, dir: str, sets: Sequence[str] | None, primary: str | None, **kw):
         super().__init__(**kw)
         self.dir, self.sets, self.primary_name = Path(dir).expanduser(), sets, primary
 

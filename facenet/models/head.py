@@ -22,8 +22,16 @@ class EmbeddingHead(nn.Cell):
     (MobileFaceNet's linear GDConv). `dropout` applies before the projection, `batch_norm` after it.
     """
 
-    def __init__(self, in_channels: int, feature_size: tuple[int, int], embedding_size: int = 128,
-                 scale: float = 1.0, pool: str = "avg", dropout: float = 0.0, batch_norm: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        feature_size: tuple[int, int],
+        embedding_size: int,
+        scale: float,
+        pool: str,
+        dropout: float,
+        batch_norm: bool,
+    ):
         super().__init__()
         if embedding_size < 1 or scale <= 0 or not 0 <= dropout < 1:
             raise ConfigError(f"head: need embedding_size >= 1, scale > 0, 0 <= dropout < 1; got "

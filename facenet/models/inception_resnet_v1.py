@@ -68,7 +68,7 @@ class _Concat(nn.Cell):
 
 
 class InceptionResNetV1(nn.Cell):
-    def __init__(self, repeats: tuple[int, int, int] = (5, 10, 5)):
+    def __init__(self, repeats: tuple[int, int, int]):
         super().__init__()
         a, b, c = repeats
         if min(repeats) < 1:

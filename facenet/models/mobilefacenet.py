@@ -34,7 +34,7 @@ class InvertedResidual(nn.Cell):
 
 
 class MobileFaceNet(nn.Cell):
-    def __init__(self, width: int = 64, out_channels: int = 512):
+    def __init__(self, width: int, out_channels: int):
         super().__init__()
         if width < 8 or out_channels < 8:
             raise ConfigError(f"mobilefacenet: width and out_channels must be >= 8, got {width}, {out_channels}")

@@ -60,14 +60,7 @@ class ResNet(nn.Cell):
     """
 
     def __init__(
-        self,
-        block: str = "basic",
-        layers: Sequence[int] = (2, 2, 2, 2),
-        base_width: int = 64,
-        stem_kernel: int = 7,
-        stem_stride: int = 2,
-        stem_pool: bool = True,
-        in_channels: int = 3,
+        self, block: str, layers: Sequence[int], base_width: int, stem_kernel: int, stem_stride: int, stem_pool: bool
     ):
         super().__init__()
         if block not in _BLOCKS:
@@ -75,7 +68,7 @@ class ResNet(nn.Cell):
         if len(layers) != 4 or min(layers) < 1:
             raise ConfigError(f"backbone.layers needs four positive block counts, got {list(layers)}")
         cls = _BLOCKS[block]
-        stem = [_conv_bn(in_channels, base_width, stem_kernel, stem_stride)]
+        stem = [_conv_bn(3, base_width, stem_kernel, stem_stride)]
         if stem_pool:
             stem.append(nn.MaxPool2d(3, 2, pad_mode="same"))
         blocks, cin = [], base_width

@@ -32,19 +32,14 @@ def _with_warmup(lr: np.ndarray, base_lr: float, warmup: int) -> np.ndarray:
     return lr.astype(np.float32)
 
 
-def constant(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0) -> np.ndarray:
+def constant(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float) -> np.ndarray:
     """base_lr at every step (after warm-up)."""
     s, w = _steps(epochs, steps_per_epoch, warmup_epochs)
     return _with_warmup(np.full(len(s), base_lr), base_lr, w)
 
 
 def step(
-    base_lr: float,
-    epochs: int,
-    steps_per_epoch: int,
-    warmup_epochs: float = 0.0,
-    step_epochs: int = 30,
-    gamma: float = 0.1,
+    base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float, step_epochs: int, gamma: float
 ) -> np.ndarray:
     """base_lr * gamma ** floor(epoch / step_epochs)."""
     if step_epochs < 1:
@@ -54,12 +49,7 @@ def step(
 
 
 def multistep(
-    base_lr: float,
-    epochs: int,
-    steps_per_epoch: int,
-    warmup_epochs: float = 0.0,
-    milestones: Sequence[int] = (30, 60, 90),
-    gamma: float = 0.1,
+    base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float, milestones: Sequence[int], gamma: float
 ) -> np.ndarray:
     """base_lr * gamma ** (number of milestones <= epoch)."""
     s, w = _steps(epochs, steps_per_epoch, warmup_epochs)
@@ -67,9 +57,7 @@ def multistep(
     return _with_warmup(base_lr * gamma**passed, base_lr, w)
 
 
-def cosine(
-    base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0, min_lr: float = 0.0
-) -> np.ndarray:
+def cosine(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float, min_lr: float) -> np.ndarray:
     """min_lr + (base_lr - min_lr) * (1 + cos(pi * t)) / 2, t going from 0 (first step after warm-up) to 1 (last
     step, which therefore runs at min_lr)."""
     s, w = _steps(epochs, steps_per_epoch, warmup_epochs)
