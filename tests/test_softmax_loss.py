@@ -10,6 +10,9 @@ import pytest
 from facenet.errors import ConfigError
 from facenet.losses.softmax import NORM_EPS, SoftmaxLoss
 
+# conf/loss/softmax.yaml's settings: the cross-entropy alone, no center loss, no norm penalty
+PLAIN = {"center_weight": 0.0, "center_alpha": 0.95, "prelogits_norm_weight": 0.0, "prelogits_norm_p": 1.0}
+
 
 def oracle(f, w, b, labels, centers=None, center_weight=0.0, alpha=0.95, norm_weight=0.0, p=1.0):
     """(loss, d/df, d/dW, d/db, centres after the step) in float64."""
@@ -58,14 +61,13 @@ def _close(got, want):
 def test_value_gradients_and_centre_update_equal_the_oracle(kw):
     rng = np.random.default_rng(1)
     f, labels = rng.normal(size=(10, 8)) * 3, np.array([0, 1, 1, 4, 2, 2, 2, 5, 0, 3])  # classes repeat
-    cell = SoftmaxLoss(6, 8, seed=4, **kw)
+    cell = SoftmaxLoss(6, 8, seed=4, **{**PLAIN, **kw})
     cell.bias.set_data(ms.Tensor(rng.normal(size=6).astype(np.float32)))
     centers = None
     if kw.get("center_weight"):
         centers = rng.normal(size=(6, 8)).astype(np.float32)
         cell.centers.set_data(ms.Tensor(centers))
-    settings = [kw.get(k, d) for k, d in (("center_weight", 0.0), ("center_alpha", 0.95),
-                                          ("prelogits_norm_weight", 0.0), ("prelogits_norm_p", 1.0))]  # fmt: skip
+    settings = [{**PLAIN, **kw}[k] for k in PLAIN]  # in the oracle's order
     want = oracle(f, cell.weight.asnumpy(), cell.bias.asnumpy(), labels, centers, *settings)
     value, g_f, g_w, g_b = ours(cell, f, labels)  # fmt: skip
     assert value == pytest.approx(want[0], abs=1e-5 * max(1.0, abs(want[0])))
@@ -78,9 +80,9 @@ def test_value_gradients_and_centre_update_equal_the_oracle(kw):
 def test_telemetry_names_what_is_used_and_is_finite():
     rng = np.random.default_rng(2)
     f, labels = rng.normal(size=(6, 4)).astype(np.float32), np.array([0, 0, 1, 1, 2, 2])
-    plain = SoftmaxLoss(3, 4)
+    plain = SoftmaxLoss(3, 4, **PLAIN)
     assert plain.TELEMETRY == ("train_accuracy", "cross_entropy", "embedding_norm")
-    both = SoftmaxLoss(3, 4, center_weight=1.0, prelogits_norm_weight=1.0)
+    both = SoftmaxLoss(3, 4, **{**PLAIN, "center_weight": 1.0, "prelogits_norm_weight": 1.0})
     assert both.TELEMETRY == ("train_accuracy", "cross_entropy", "center_loss", "prelogits_norm", "embedding_norm")
     loss, telemetry = (x.asnumpy() for x in both(ms.Tensor(f), ms.Tensor(labels, ms.int32)))
     assert telemetry.shape == (5,) and np.isfinite(telemetry).all()
@@ -104,7 +106,7 @@ def test_telemetry_names_what_is_used_and_is_finite():
     ],
 )
 def test_bad_settings_are_one_line(kw, message):
-    args = {"num_classes": 4, "embedding_size": 8, **kw}
+    args = {"num_classes": 4, "embedding_size": 8, **PLAIN, **kw}
     with pytest.raises(ConfigError, match=message) as err:
         SoftmaxLoss(**args)
     assert "\n" not in str(err.value)

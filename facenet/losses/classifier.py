@@ -17,7 +17,7 @@ class ClassifierLoss(EmbeddingLoss):
     SHARDS = False  # True: built with shard=(rank, world) under data parallel, holding its share of the centres
 
     def __init__(self, num_classes: int, embedding_size: int, seed: int = 0):
-        super().__init__()
+        super().__init__(auto_prefix=False)  # parameters keep their checkpoint names in submodules (`classifier`)
         if num_classes < 2:
             raise ConfigError(f"a classification loss needs at least 2 identities; the training set has {num_classes}")
         if embedding_size < 1:

@@ -28,8 +28,16 @@ class SoftmaxLoss(ClassifierLoss):
     prelogits norm where they are used, and the mean feature norm.
     """
 
-    def __init__(self, num_classes: int, embedding_size: int, center_weight: float = 0.0, center_alpha: float = 0.95,
-                 prelogits_norm_weight: float = 0.0, prelogits_norm_p: float = 1.0, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_size: int,
+        center_weight: float,
+        center_alpha: float,
+        prelogits_norm_weight: float,
+        prelogits_norm_p: float,
+        seed: int = 0,
+    ):
         super().__init__(num_classes, embedding_size, seed)
         bad = []
         if center_weight < 0:

@@ -35,8 +35,15 @@ class TripletLoss(EmbeddingLoss):
     TELEMETRY = ("active_fraction", "d_ap", "d_an", "embedding_norm", *DIFFICULTY, *DISTANCE_STATS)
     USES_MINER = True
 
-    def __init__(self, miner: Miner, margin: float, squared: bool = False, reduction: str = "active_mean",
-                 embedding_size: int | None = None, positives_per_anchor: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        miner: Miner,
+        margin: float,
+        squared: bool = False,
+        reduction: str = "active_mean",
+        embedding_size: int | None = None,
+        positives_per_anchor: int | None = None,
+    ):
         """`embedding_size`: the embeddings' dimension, which a memory (`miner.memory.size` > 0) needs."""
         super().__init__()
         if reduction not in REDUCTIONS:
@@ -49,8 +56,10 @@ class TripletLoss(EmbeddingLoss):
         self.memory = None
         if miner.memory.size:
             if miner.layout != "pk":
-                raise ConfigError(f"{type(miner).__name__} trains on offline triplets: it has nothing to mine a "
-                                  "memory for (miner.memory.size must be 0)")  # fmt: skip
+                raise ConfigError(
+                    f"{type(miner).__name__} trains on offline triplets: it has nothing to mine a memory for "
+                    "(miner.memory.size must be 0)"
+                )
             if embedding_size is None:
                 raise ConfigError("a cross-batch memory needs the embedding size")
             self.memory = CrossBatchMemory(miner.memory, embedding_size)
@@ -65,8 +74,7 @@ class TripletLoss(EmbeddingLoss):
         d_ap = ops.gather_elements(squares, 1, columns)  # (B, k): each anchor's listed positives, for mining
         ap = pair_distances(emb, ops.gather(emb, columns, 0), self.squared)  # the same, with gradient
         if self.miner.one_negative:
-            index, valid = self.miner.negatives(negative_dist, d_ap, listed)
-            index, valid = ops.stop_gradient(index), ops.stop_gradient(valid)
+            index, valid = self.miner(negative_dist, d_ap, listed)
             an = self._pushed(pair_distances(emb, self._references(emb, index), self.squared), index >= b)
             hinge = ops.relu(ap - an + self.margin) * valid
             active = (hinge > 0).astype(ms.float32)
@@ -89,8 +97,14 @@ class TripletLoss(EmbeddingLoss):
                 ops.sqrt((emb * emb).sum(axis=1)).mean(),
             ]
         )
-        telemetry = ops.concat([means, triplet_difficulty(within, pos, neg, self.margin),
-                                masked_percentiles(within, pos), masked_percentiles(within, neg)])  # fmt: skip
+        telemetry = ops.concat(
+            [
+                means,
+                triplet_difficulty(within, pos, neg, self.margin),
+                masked_percentiles(within, pos),
+                masked_percentiles(within, neg),
+            ]
+        )
         if self.memory is not None:
             n_stored = stored_active.sum()
             stats = ops.stack(
@@ -100,7 +114,7 @@ class TripletLoss(EmbeddingLoss):
                     self.memory.in_use().astype(ms.float32).mean(),
                 ]
             )
-            telemetry = ops.concat([telemetry, stats])  # fmt: skip
+            telemetry = ops.concat([telemetry, stats])
         return loss, ops.stop_gradient(telemetry)
 
     def select(self, emb, labels):
@@ -114,7 +128,7 @@ class TripletLoss(EmbeddingLoss):
         negatives = negative_dist < BIG
         if not self.miner.one_negative:
             return columns, listed, ops.full_like(columns, -1), listed, negatives
-        index, valid = self.miner.negatives(negative_dist, ops.gather_elements(squares, 1, columns), listed)
+        index, valid = self.miner(negative_dist, ops.gather_elements(squares, 1, columns), listed)
         return columns, listed, index, valid, negatives
 
     def _candidates(self, emb, labels, pos, neg):
@@ -187,8 +201,8 @@ class TripletLoss(EmbeddingLoss):
         d = ops.select(counted, d, ops.zeros_like(d))
         coef = 4.0 * per_stored if self.squared else 2.0 * per_stored / ops.select(counted, d, ops.ones_like(d))
         value = (per_stored * d).sum()
-        surrogate = (0.5 * coef.sum(axis=1) * (emb * emb).sum(axis=1)).sum() - (
-            emb * ops.matmul(coef, self.memory.embeddings())).sum()  # fmt: skip
+        quadratic = (0.5 * coef.sum(axis=1) * (emb * emb).sum(axis=1)).sum()
+        surrogate = quadratic - (emb * ops.matmul(coef, self.memory.embeddings())).sum()
         return ops.stop_gradient(value - surrogate) + surrogate
 
     def _stored_active(self, per_stored):

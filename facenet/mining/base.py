@@ -71,10 +71,8 @@ class Miner(nn.Cell):
       (`within`, `pos`: the batch's (B, B) distances and positive mask), 1 in `listed` where the column is one.
       The default lists the first k of them by column; k is at least the positives an anchor can have (P x K:
       K - 1), so every one is listed.
-    - one-negative miners (`one_negative`): `negatives(negative_dist, d_ap, listed)` -> (index, valid), both
-      (B, k): the reference chosen as the negative of each listed (anchor, positive), and 1 where that triplet is
-      selected. `negative_dist` (B, R) are the anchors x references distances, at least BIG where the reference
-      is not a negative of the anchor; `d_ap` (B, k) the listed positives' distances.
+    - one-negative miners (`OneNegativeMiner`): called on (negative_dist, d_ap, listed), the negative of each
+      listed (anchor, positive).
     Batch all (not `one_negative`) selects every (anchor, listed positive, negative); the loss counts them instead
     of listing them (`facenet.losses.triplet.all_triplets`).
 
@@ -97,10 +95,25 @@ class Miner(nn.Cell):
         top, columns = ops.topk(key, k)
         return columns.astype(ms.int32), (top > 0).astype(ms.float32)
 
+
+class OneNegativeMiner(Miner):
+    """A miner that takes one negative per listed (anchor, positive); a subclass writes `negatives`.
+
+    construct(negative_dist (B, R), d_ap (B, k), listed (B, k)) -> (index, valid), both (B, k), without gradient:
+    the reference `negatives` chooses for each listed (anchor, positive), and 1 in `valid` where that triplet is
+    selected: its positive is listed and the chosen reference is a negative of the anchor (so an anchor without a
+    negative selects nothing). `negative_dist` are the anchors x references distances, at least BIG where the
+    reference is not a negative of the anchor; `d_ap` the listed positives' distances.
+    """
+
+    one_negative = True
+
     def negatives(self, negative_dist, d_ap, listed):
+        """(B, k) integers: the reference taken as the negative of each listed (anchor, positive); any where the
+        anchor has no negative."""
         raise NotImplementedError
 
-
-def has_negative(negative_dist):
-    """(B, 1): 1 where the anchor has a negative among the references."""
-    return (negative_dist.min(axis=1, keepdims=True) < BIG).astype(ms.float32)
+    def construct(self, negative_dist, d_ap, listed):
+        index = self.negatives(negative_dist, d_ap, listed).astype(ms.int32)
+        is_negative = (ops.gather_elements(negative_dist, 1, index) < BIG).astype(ms.float32)
+        return ops.stop_gradient(index), ops.stop_gradient(listed * is_negative)

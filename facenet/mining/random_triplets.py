@@ -3,15 +3,14 @@
 import mindspore as ms
 from mindspore import ops
 
-from facenet.mining.base import BIG, Miner
+from facenet.mining.base import OneNegativeMiner
 
 
-class RandomTripletsMiner(Miner):
+class RandomTripletsMiner(OneNegativeMiner):
     """Selects (i, B + i, 2B + i) for i < B in a batch of 3B images laid out by `batch=triplets`; a triplet whose
     labels are not (same, same, other) is dropped rather than trained on. Nothing to mine: no memory."""
 
     layout = "triplets"
-    one_negative = True
 
     def positives(self, within, pos, k: int):
         n = pos.shape[0]
@@ -21,5 +20,4 @@ class RandomTripletsMiner(Miner):
 
     def negatives(self, negative_dist, d_ap, listed):
         n = negative_dist.shape[0]
-        column = ops.minimum(ops.arange(n, dtype=ms.int32).reshape(-1, 1) + 2 * (n // 3), n - 1)
-        return column, listed * (ops.gather_elements(negative_dist, 1, column) < BIG).astype(ms.float32)
+        return ops.minimum(ops.arange(n, dtype=ms.int32).reshape(-1, 1) + 2 * (n // 3), n - 1)
