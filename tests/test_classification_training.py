@@ -40,9 +40,16 @@ def test_the_classification_figure_draws_what_the_telemetry_has(tmp_path):
     from facenet.training.curves import classifier_figure
 
     steps = np.arange(1, 6)
-    softmax = pd.DataFrame({"step": steps, "loss": 3 - 0.4 * steps, "train_accuracy": 0.1 * steps,
-                            "cross_entropy": 2.5 - 0.4 * steps, "center_loss": 0.5 + 0 * steps,
-                            "embedding_norm": 10 + steps})  # fmt: skip
+    softmax = pd.DataFrame(
+        {
+            "step": steps,
+            "loss": 3 - 0.4 * steps,
+            "train_accuracy": 0.1 * steps,
+            "cross_entropy": 2.5 - 0.4 * steps,
+            "center_loss": 0.5 + 0 * steps,
+            "embedding_norm": 10 + steps,
+        }
+    )
     assert classifier_figure(softmax, tmp_path / "a.png").stat().st_size > 10_000
     triplet = pd.DataFrame({"step": steps, "loss": 0.2 + 0 * steps, "active_fraction": 0.5 + 0 * steps})
     assert classifier_figure(triplet, tmp_path / "b.png") is None and not (tmp_path / "b.png").exists()
@@ -84,9 +91,18 @@ def test_impossible_settings_are_one_line_errors_before_any_data_is_read(compose
 
 def test_a_dataset_of_one_identity_is_refused(compose_cfg, tmp_path):
     faces = write_faces(tmp_path / "faces", {"alice": 4})
-    cfg = compose_cfg("tracking=off", f"output_dir={tmp_path}", "loss=arcface", "dataset=folder",
-                      f"dataset.root={faces}", "batch.size=2", "preprocess.image_size=32", "eval.identities_per_fold=2",
-                      "eval.images_per_identity=2", "eval.pairs_per_fold=1")  # fmt: skip
+    cfg = compose_cfg(
+        "tracking=off",
+        f"output_dir={tmp_path}",
+        "loss=arcface",
+        "dataset=folder",
+        f"dataset.root={faces}",
+        "batch.size=2",
+        "preprocess.image_size=32",
+        "eval.identities_per_fold=2",
+        "eval.images_per_identity=2",
+        "eval.pairs_per_fold=1",
+    )
     with pytest.raises(UserError, match="needs at least 2 identities; the training set has 1"):
         run(cfg)
 
@@ -108,8 +124,14 @@ def test_the_classifier_trains_and_is_checkpointed_with_its_moments(arcface_run)
         assert a[name].shape == (16, 128), name  # 16 identities, 128-d
     assert not np.array_equal(a["classifier"].asnumpy(), b["classifier"].asnumpy())  # trained between epochs
     spec = json.loads(last.with_suffix(".json").read_text())
-    assert spec["loss"] == {"name": "ArcFaceLoss", "s": 64.0, "sample_rate": 1.0, "m": 0.5,
-                            "straight_through": False, "identities": 16}  # fmt: skip
+    assert spec["loss"] == {
+        "name": "ArcFaceLoss",
+        "s": 64.0,
+        "sample_rate": 1.0,
+        "m": 0.5,
+        "straight_through": False,
+        "identities": 16,
+    }
     telemetry = pd.read_csv(run_dir / "telemetry.csv")
     assert {"loss", "train_accuracy", "target_cos", "nontarget_cos", "embedding_norm"} <= set(telemetry.columns)
     assert (run_dir / "classifier_training.png").stat().st_size > 10_000
@@ -128,8 +150,17 @@ def test_evaluation_and_export_never_need_the_classifier(arcface_run, compose_cf
     assert again["accuracy"] == pytest.approx(json.loads(best.with_suffix(".json").read_text())["metrics"]["accuracy"])
     images = sorted(str(p) for p in write_faces(tmp_path / "faces", {"a": 2}, size=(32, 32)).rglob("*.png"))
     for fmt in ("MINDIR", "ONNX"):
-        run(compose_cfg("experiment=smoke", "tracking=off", f"output_dir={tmp_path}", "task=export", f"ckpt={best}",
-                        f"export.format={fmt}", f"export.dir={tmp_path / fmt}"))  # fmt: skip
+        run(
+            compose_cfg(
+                "experiment=smoke",
+                "tracking=off",
+                f"output_dir={tmp_path}",
+                "task=export",
+                f"ckpt={best}",
+                f"export.format={fmt}",
+                f"export.dir={tmp_path / fmt}",
+            )
+        )
         (model,) = (tmp_path / fmt).glob(f"*.{fmt.lower()}")
         card = json.loads(model.with_name(model.name + ".json").read_text())
         assert card["trained_with"]["name"] == "ArcFaceLoss" and card["output"]["embedding_size"] == 128, fmt

@@ -11,8 +11,18 @@ from facenet.models.build import build_network
 from tests.conftest import CONF
 
 GROUPS = [
-    "backbone", "head", "batch", "dataset", "eval", "miner", "loss", "optimizer", "lr_schedule", "hardware", "tracking"
-]  # fmt: skip
+    "backbone",
+    "head",
+    "batch",
+    "dataset",
+    "eval",
+    "miner",
+    "loss",
+    "optimizer",
+    "lr_schedule",
+    "hardware",
+    "tracking",
+]
 REQUIRED = {
     "dataset=folder": ["dataset.root=/x"],
     "dataset=recordio": ["dataset.path=/x"],
@@ -175,8 +185,9 @@ def test_finetune_experiment_builds_the_published_network_and_feeds_it_as_traine
     model = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("backbone", "head")}
     assert model == entry.model and cfg.embedding_size == entry.embedding_size
     preprocess = OmegaConf.to_container(cfg.preprocess, resolve=True)
-    assert {k: preprocess[k] for k in ("image_size", "normalize", "align")} == \
-        {k: entry.preprocess[k] for k in ("image_size", "normalize", "align")}  # fmt: skip
+    assert {k: preprocess[k] for k in ("image_size", "normalize", "align")} == {
+        k: entry.preprocess[k] for k in ("image_size", "normalize", "align")
+    }
     assert cfg.train.eval_at_start and cfg.finetune.bn == "frozen" and "lfw" in cfg.also_eval
 
 

@@ -21,9 +21,17 @@ def _on_two_ranks(logs: Path, *args: str) -> dict[int, str]:
     logs' ends, unless every rank exits cleanly."""
     bin_dir = Path(sys.executable).parent  # msrun starts `python` from PATH: the environment's own
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT)}
-    cmd = [str(bin_dir / "msrun"), "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", f"--log_dir={logs}", "--join=True", "--cluster_time_out=120",
-           *args]  # fmt: skip
+    cmd = [
+        str(bin_dir / "msrun"),
+        "--worker_num=2",
+        "--local_worker_num=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        f"--log_dir={logs}",
+        "--join=True",
+        "--cluster_time_out=120",
+        *args,
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     worker = {r: (logs / f"worker_{r}.log").read_text(errors="replace") for r in (0, 1)}
     assert proc.returncode == 0, (proc.stderr[-2000:], worker[0][-2000:], worker[1][-2000:])
@@ -32,9 +40,18 @@ def _on_two_ranks(logs: Path, *args: str) -> dict[int, str]:
 
 def _msrun(tmp_path, *extra: str, batch: str = "batch.identities=4"):
     out = tmp_path / "out"
-    worker = _on_two_ranks(tmp_path / "logs", "run.py", "hardware=cpu_dp", "experiment=smoke", "epochs=2",
-                           batch, f"output_dir={out}", f"data_dir={tmp_path / 'data'}",
-                           f"hydra.run.dir={out / 'runs' / 'dp' / 'run'}", *extra)  # fmt: skip
+    worker = _on_two_ranks(
+        tmp_path / "logs",
+        "run.py",
+        "hardware=cpu_dp",
+        "experiment=smoke",
+        "epochs=2",
+        batch,
+        f"output_dir={out}",
+        f"data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={out / 'runs' / 'dp' / 'run'}",
+        *extra,
+    )
     digests = {r: re.findall(rf"rank {r} of 2: final weights sha1 (\w+)", worker[r]) for r in (0, 1)}
     assert len(digests[0]) == 1 and digests[0] == digests[1]  # gradients averaged: the same update on both ranks
     return out, worker, digests[0][0]
@@ -67,8 +84,10 @@ def test_a_sharded_classifier_trains_in_lockstep_and_every_rank_keeps_its_centre
 
     out, _, _ = _msrun(tmp_path, "loss=arcface", batch="batch.size=8")
     run_dir = out / "runs" / "dp" / "run"
-    mine = {r: sorted((run_dir / ("" if r == 0 else f"rank_{r}") / "checkpoints").glob(f"facenet-rank{r}-*.ckpt"))
-            for r in (0, 1)}  # fmt: skip
+    mine = {
+        r: sorted((run_dir / ("" if r == 0 else f"rank_{r}") / "checkpoints").glob(f"facenet-rank{r}-*.ckpt"))
+        for r in (0, 1)
+    }
     assert [p.name for p in mine[1]] == [p.name.replace("rank0", "rank1") for p in mine[0]] and mine[0]
     assert [own_file(p, run_dir, 1) for p in mine[0]] == mine[1]  # what resume= loads on rank 1
     shards = [ms.load_checkpoint(str(mine[r][-1]))["classifier"].asnumpy() for r in (0, 1)]
@@ -177,8 +196,9 @@ def test_a_sharded_classifier_equals_one_process_holding_every_centre(tmp_path, 
     loss_fn = ArcFaceLoss(CLASSES, cfg.embedding_size, s=cfg.loss.s, m=cfg.loss.m, seed=cfg.seed)
     full = np.concatenate([ranks[0]["shard_start"], ranks[1]["shard_start"]])[:CLASSES]
     np.testing.assert_array_equal(loss_fn.weight.asnumpy(), full)  # the shards are the one-process centres
-    optimizer = build_optimizer(instantiate(cfg.optimizer), net, np.array([cfg.lr], np.float32), 1.0,
-                                loss_fn.trainable_params())  # fmt: skip
+    optimizer = build_optimizer(
+        instantiate(cfg.optimizer), net, np.array([cfg.lr], np.float32), 1.0, loss_fn.trainable_params()
+    )
     (x0, y0), (x1, y1) = batch(0), batch(1)
 
     def global_loss(a, b, labels):
@@ -247,7 +267,8 @@ def test_a_memory_under_data_parallel_equals_one_process_fed_the_global_batches(
 
 @pytest.mark.slow
 def test_msrun_with_a_memory_ends_with_identical_memories_on_both_ranks(tmp_path):
-    _, worker, _ = _msrun(tmp_path, "hardware.mine_global_batch=true", "miner.memory.size=160",
-                          "miner.memory.start_step=2")  # fmt: skip
+    _, worker, _ = _msrun(
+        tmp_path, "hardware.mine_global_batch=true", "miner.memory.size=160", "miner.memory.start_step=2"
+    )
     digests = {r: re.findall(rf"rank {r} of 2: final memory sha1 (\w+)", worker[r]) for r in (0, 1)}
     assert len(digests[0]) == 1 and digests[0] == digests[1]

@@ -28,8 +28,15 @@ def faces(tmp_path_factory):
     """A small identity-folder tree of generated faces (6 identities x 4 images, 32x32)."""
     from facenet.data.synthetic import generate_eval
 
-    root = generate_eval(str(tmp_path_factory.mktemp("faces")), identities_per_fold=3, images_per_identity=4,
-                         pairs_per_fold=2, image_size=32, seed=7, workers=1)  # fmt: skip
+    root = generate_eval(
+        str(tmp_path_factory.mktemp("faces")),
+        identities_per_fold=3,
+        images_per_identity=4,
+        pairs_per_fold=2,
+        image_size=32,
+        seed=7,
+        workers=1,
+    )
     return root
 
 
@@ -38,8 +45,16 @@ def exported(trained_ckpt, compose_cfg):
     ckpt, out = trained_ckpt
     files = {}
     for fmt, extra in (("MINDIR", []), ("ONNX", ["export.batch_size=4"])):
-        run(compose_cfg("experiment=smoke", f"output_dir={out / fmt}", "task=export", f"ckpt={ckpt}",
-                        f"export.format={fmt}", *extra))  # fmt: skip
+        run(
+            compose_cfg(
+                "experiment=smoke",
+                f"output_dir={out / fmt}",
+                "task=export",
+                f"ckpt={ckpt}",
+                f"export.format={fmt}",
+                *extra,
+            )
+        )
         (files[fmt],) = (out / fmt).glob(f"runs/*/*/export/best.{fmt.lower()}")
     return files
 
@@ -81,8 +96,11 @@ def test_mindir_loads_back_as_a_graph_cell(trained_ckpt, exported):
 def test_export_refuses_what_it_cannot_do(trained_ckpt, compose_cfg, tmp_path):
     ckpt, _ = trained_ckpt
     with pytest.raises(UserError, match="AIR needs an Ascend device"):
-        run(compose_cfg("experiment=smoke", f"output_dir={tmp_path}", "task=export", f"ckpt={ckpt}",
-                        "export.format=AIR"))  # fmt: skip
+        run(
+            compose_cfg(
+                "experiment=smoke", f"output_dir={tmp_path}", "task=export", f"ckpt={ckpt}", "export.format=AIR"
+            )
+        )
     with pytest.raises(UserError, match="needs a checkpoint"):
         run(compose_cfg("experiment=smoke", f"output_dir={tmp_path}", "task=export"))
     (tmp_path / "bare.ckpt").write_bytes(ckpt.read_bytes())
@@ -206,8 +224,26 @@ def test_cli_embed_verify_identify_cluster(trained_ckpt, exported, faces, tmp_pa
     capsys.readouterr()
     assert main(["verify", images[0], images[1], "--model", str(exported["MINDIR"]), "--threshold", "10"]) == 0
     assert "same person" in capsys.readouterr().out
-    assert main(["identify", images[0], "--gallery", str(faces), "--model", str(ckpt), "-k", "2", "--no-cache",
-                 "--threshold", "10", "--method", "nearest"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "identify",
+                images[0],
+                "--gallery",
+                str(faces),
+                "--model",
+                str(ckpt),
+                "-k",
+                "2",
+                "--no-cache",
+                "--threshold",
+                "10",
+                "--method",
+                "nearest",
+            ]
+        )
+        == 0
+    )
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{images[0]}: {ids[0].name} 0.000")  # the query itself is in the gallery
     out_csv = tmp_path / "clusters.csv"

@@ -58,8 +58,12 @@ def ours(loss_cell, emb, labels, *inputs):
 
     value, (g_emb, g_weight) = ms.value_and_grad(f, grad_position=0, weights=[loss_cell.weight])(ms.Tensor(emb))
     telemetry = loss_cell(ms.Tensor(emb), ms.Tensor(labels, ms.int32), *inputs)[1].asnumpy()
-    return float(value.asnumpy()), g_emb.asnumpy(), g_weight[0].asnumpy() if isinstance(g_weight, tuple) else \
-        g_weight.asnumpy(), telemetry  # fmt: skip
+    return (
+        float(value.asnumpy()),
+        g_emb.asnumpy(),
+        g_weight[0].asnumpy() if isinstance(g_weight, tuple) else g_weight.asnumpy(),
+        telemetry,
+    )
 
 
 CASES = {
@@ -68,7 +72,7 @@ CASES = {
     "combined": (
         lambda c, d, **k: CombinedMarginLoss(c, d, s=32.0, m1=0.9, m2=0.4, m3=0.15, **k),
         dict(s=32.0, m1=0.9, m2=0.4, m3=0.15),
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -121,8 +125,9 @@ def test_margined_angle_past_pi_falls_back_linearly(name):
     emb = -weight[[0, 1, 2]] + 0.05 * rng.normal(size=(3, 16))
     labels = np.array([0, 1, 2])
     cell, _ = _check(name, emb, labels, weight)
-    cos = (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ (weight / np.linalg.norm(weight, axis=1,
-                                                                                          keepdims=True)).T  # fmt: skip
+    cos = (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ (
+        weight / np.linalg.norm(weight, axis=1, keepdims=True)
+    ).T
     assert (cos[np.arange(3), labels] < cell.th).all()  # the fallback branch was the one tested
 
 

@@ -138,8 +138,14 @@ def test_the_training_step_stores_its_batch_after_mining(compose_cfg):
     sees an empty memory; afterwards the memory holds that step's embeddings (computed before the update)."""
     from facenet.training.setup import build_model, build_step
 
-    cfg = compose_cfg("experiment=smoke", "miner.memory.size=128", "miner.memory.start_step=0", "batch.identities=8",
-                      "optimizer=sgd", "lr=0.05")  # fmt: skip
+    cfg = compose_cfg(
+        "experiment=smoke",
+        "miner.memory.size=128",
+        "miner.memory.start_step=0",
+        "batch.identities=8",
+        "optimizer=sgd",
+        "lr=0.05",
+    )
     ms.set_seed(0)
     net = build_model(cfg)
     step, _ = build_step(cfg, net, steps_per_epoch=3)
@@ -251,8 +257,11 @@ def test_a_memory_run_resumes_with_its_memory_or_not_at_all(compose_cfg, tmp_pat
         cfg = compose_cfg("experiment=smoke", *overrides)
         return build_step(cfg, build_model(cfg), steps_per_epoch=3)[0]
 
-    with pytest.raises(ConfigError, match=r"trained with a cross-batch memory \(size 64, start_step 0\); resume with "
-                       r"miner.memory.size=64 miner.memory.start_step=0"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"trained with a cross-batch memory \(size 64, start_step 0\); resume with "
+        r"miner.memory.size=64 miner.memory.start_step=0",
+    ):
         load_training_state(step_of(), ckpt)
     with pytest.raises(ConfigError, match=r"resume with miner.memory.start_step=0"):
         load_training_state(step_of("miner.memory.size=64", "miner.memory.start_step=5"), ckpt)

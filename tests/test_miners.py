@@ -68,8 +68,11 @@ def mined(loss: TripletLoss, e, y) -> set[tuple[int, int, int]]:
     columns, listed, index, valid, negatives = (t.asnumpy() for t in loss.select(ms.Tensor(e), ms.Tensor(y)))
     if (index >= 0).all():
         return {(a, int(columns[a, j]), int(index[a, j])) for a, j in zip(*np.nonzero(valid > 0), strict=True)}
-    return {(a, int(columns[a, j]), int(n)) for a, j in zip(*np.nonzero(listed > 0), strict=True)
-            for n in np.flatnonzero(negatives[a])}  # batch all: every negative  # fmt: skip
+    return {
+        (a, int(columns[a, j]), int(n))
+        for a, j in zip(*np.nonzero(listed > 0), strict=True)
+        for n in np.flatnonzero(negatives[a])
+    }  # batch all: every negative
 
 
 CASES = [  # labels, dim, seed

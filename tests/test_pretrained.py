@@ -29,8 +29,15 @@ def _images(kind: str, tmp_path_factory) -> list[str]:
         return sorted(str(p) for p in root.glob("*/*.jpg"))[:32]
     from facenet.data.synthetic import generate_eval
 
-    root = generate_eval(str(tmp_path_factory.mktemp("gen")), identities_per_fold=2, images_per_identity=4,
-                         pairs_per_fold=2, image_size=112, seed=3, workers=1)  # fmt: skip
+    root = generate_eval(
+        str(tmp_path_factory.mktemp("gen")),
+        identities_per_fold=2,
+        images_per_identity=4,
+        pairs_per_fold=2,
+        image_size=112,
+        seed=3,
+        workers=1,
+    )
     return sorted(str(p) for p in root.rglob("*.png"))[:32]
 
 
@@ -69,8 +76,13 @@ def test_conversion_is_cached_by_source_hash_and_records_where_it_came_from(conv
     assert spec["pretrained"]["source_sha256"] == sha and spec["pretrained"]["published"]["lfw_accuracy"] == 0.9905
     assert "MIT" in spec["pretrained"]["licence"] and "20180408-102900" in spec["pretrained"]["source"]
     assert spec["metrics"]["threshold"] == pytest.approx(1.0638, abs=1e-3)  # from its LFW evaluation (test below)
-    assert spec["preprocess"] == {"image_size": 160, "channel_order": "RGB", "normalize": "fixed", "layout": "NCHW",
-                                  "align": {"style": "box", "margin": 32.0}}  # fmt: skip
+    assert spec["preprocess"] == {
+        "image_size": 160,
+        "channel_order": "RGB",
+        "normalize": "fixed",
+        "layout": "NCHW",
+        "align": {"style": "box", "margin": 32.0},
+    }
 
 
 @pytest.mark.slow
@@ -88,9 +100,18 @@ def test_one_name_everywhere(converted, compose_cfg, tmp_path, tmp_path_factory,
     assert main(["pretrained", "export", "casia-webface", "-o", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "casia-webface.ckpt").read_bytes() == converted.read_bytes()
     assert json.loads((tmp_path / "out" / "casia-webface.json").read_text())["pretrained"]["name"] == "casia-webface"
-    metrics = run(compose_cfg("task=eval", "ckpt=pretrained:casia-webface", f"output_dir={tmp_path}", "tracking=off",
-                              "eval.identities_per_fold=2", "eval.images_per_identity=3", "eval.pairs_per_fold=4",
-                              "eval.image_size=48"))  # fmt: skip
+    metrics = run(
+        compose_cfg(
+            "task=eval",
+            "ckpt=pretrained:casia-webface",
+            f"output_dir={tmp_path}",
+            "tracking=off",
+            "eval.identities_per_fold=2",
+            "eval.images_per_identity=3",
+            "eval.pairs_per_fold=4",
+            "eval.image_size=48",
+        )
+    )
     assert 0.5 <= metrics["accuracy"] <= 1.0
     (report,) = tmp_path.glob("runs/*/*/eval/report.json")
     applied = json.loads(report.read_text())["preprocess"]
@@ -125,8 +146,17 @@ def test_recorded_lfw_evaluation_is_what_this_pipeline_gives(converted, compose_
     root = SHARED_DATA / "lfw112"
     if not root.is_dir():
         pytest.skip(f"real face data {root} is absent")
-    got = run(compose_cfg("task=eval", "ckpt=pretrained:casia-webface", "eval=lfw", f"eval.root={root}",
-                          f"eval.pairs={root / 'pairs.txt'}", f"output_dir={tmp_path}", "tracking=off"))  # fmt: skip
+    got = run(
+        compose_cfg(
+            "task=eval",
+            "ckpt=pretrained:casia-webface",
+            "eval=lfw",
+            f"eval.root={root}",
+            f"eval.pairs={root / 'pairs.txt'}",
+            f"output_dir={tmp_path}",
+            "tracking=off",
+        )
+    )
     recorded = pretrained.lookup("casia-webface").metrics
     for key in ("accuracy", "threshold", "auc", "eer", "val_at_far_0.001"):
         assert got[key] == pytest.approx(recorded[key], abs=2e-3), key  # a few pairs, on another CPU

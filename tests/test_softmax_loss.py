@@ -55,9 +55,13 @@ def _close(got, want):
 
 @pytest.mark.parametrize(
     "kw",
-    [{}, {"center_weight": 0.5}, {"prelogits_norm_weight": 0.2, "prelogits_norm_p": 1.0},
-     {"center_weight": 0.1, "center_alpha": 0.6, "prelogits_norm_weight": 0.05, "prelogits_norm_p": 2.0}],
-)  # fmt: skip
+    [
+        {},
+        {"center_weight": 0.5},
+        {"prelogits_norm_weight": 0.2, "prelogits_norm_p": 1.0},
+        {"center_weight": 0.1, "center_alpha": 0.6, "prelogits_norm_weight": 0.05, "prelogits_norm_p": 2.0},
+    ],
+)
 def test_value_gradients_and_centre_update_equal_the_oracle(kw):
     rng = np.random.default_rng(1)
     f, labels = rng.normal(size=(10, 8)) * 3, np.array([0, 1, 1, 4, 2, 2, 2, 5, 0, 3])  # classes repeat
@@ -69,7 +73,7 @@ def test_value_gradients_and_centre_update_equal_the_oracle(kw):
         cell.centers.set_data(ms.Tensor(centers))
     settings = [{**PLAIN, **kw}[k] for k in PLAIN]  # in the oracle's order
     want = oracle(f, cell.weight.asnumpy(), cell.bias.asnumpy(), labels, centers, *settings)
-    value, g_f, g_w, g_b = ours(cell, f, labels)  # fmt: skip
+    value, g_f, g_w, g_b = ours(cell, f, labels)
     assert value == pytest.approx(want[0], abs=1e-5 * max(1.0, abs(want[0])))
     for got, expected in zip((g_f, g_w, g_b), want[1:4], strict=True):
         _close(got, expected)

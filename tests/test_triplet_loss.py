@@ -174,16 +174,28 @@ def _brute_force_telemetry(e, y, margin, squared):
 @pytest.mark.parametrize("labels", ["pk", "uneven", "singletons"])
 def test_difficulty_fractions_and_distance_percentiles_equal_brute_force(squared, labels, pynative):
     rng = np.random.default_rng(7)
-    y = {"pk": np.repeat(np.arange(5), 3), "uneven": np.array([0, 0, 0, 0, 1, 1, 2, 3, 3, 3, 4]),
-         "singletons": np.arange(6)}[labels].astype(np.int32)  # fmt: skip
+    y = {
+        "pk": np.repeat(np.arange(5), 3),
+        "uneven": np.array([0, 0, 0, 0, 1, 1, 2, 3, 3, 3, 4]),
+        "singletons": np.arange(6),
+    }[labels].astype(np.int32)
     e = rng.normal(size=(len(y), 6)).astype(np.float32) * 0.4
     e[1] = e[0]  # a tie: d_ap = 0
     margin = 0.3
     _, tel = loss_of(BatchHardMiner(), margin, squared, e=e, y=y)
     names = TripletLoss.TELEMETRY
     got = tel[names.index("easy_fraction") :]
-    assert names[names.index("easy_fraction") :] == ("easy_fraction", "semi_hard_fraction", "hard_fraction",
-        "d_ap_p10", "d_ap_p50", "d_ap_p90", "d_an_p10", "d_an_p50", "d_an_p90")  # fmt: skip
+    assert names[names.index("easy_fraction") :] == (
+        "easy_fraction",
+        "semi_hard_fraction",
+        "hard_fraction",
+        "d_ap_p10",
+        "d_ap_p50",
+        "d_ap_p90",
+        "d_an_p10",
+        "d_an_p50",
+        "d_an_p90",
+    )
     np.testing.assert_allclose(got, _brute_force_telemetry(e, y, margin, squared), atol=2e-5)
     if labels == "singletons":  # no positive pair: no valid triplet, no positive distance
         assert got[:6].tolist() == [0.0] * 6

@@ -86,6 +86,11 @@ class RecordIODataset:
         identities = int(table["class"].nunique())
         if declared is not None and declared[0] != identities:
             log.warning("%s declares %d identities; %s holds images of %d", prop, declared[0], rec.name, identities)
-        log.info("%s: %d image records of %d identities%s", rec, len(table), identities,
-                 f", {declared[1]}x{declared[2]} (property)" if declared else "")  # fmt: skip
+        log.info(
+            "%s: %d image records of %d identities%s",
+            rec,
+            len(table),
+            identities,
+            f", {declared[1]}x{declared[2]} (property)" if declared else "",
+        )
         return TrainSet(table, rec.parent, lambda rows: RecordImages(file, rows["record"].to_numpy()))

@@ -46,14 +46,18 @@ class PKSampler:
         usable = classes[counts >= 2]
         self.skipped = int((counts < 2).sum()) if not singletons else 0
         if self.skipped:
-            log.warning("%d identities have a single image and cannot give a positive pair; not sampled "
-                        "(batch.singletons=N puts N of them in every batch, as negatives)", self.skipped)  # fmt: skip
+            log.warning(
+                "%d identities have a single image and cannot give a positive pair; not sampled "
+                "(batch.singletons=N puts N of them in every batch, as negatives)",
+                self.skipped,
+            )
         if len(usable) < identities:
             raise DataError(f"batch.identities={identities} but only {len(usable)} identities have at least 2 images")
         self._singles = np.flatnonzero(np.isin(labels, classes[counts == 1]))
         if singletons > len(self._singles):
-            raise DataError(f"batch.singletons={singletons} but only {len(self._singles)} identities have a single "
-                            "image")  # fmt: skip
+            raise DataError(
+                f"batch.singletons={singletons} but only {len(self._singles)} identities have a single image"
+            )
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], usable)
         self._members = [order[b : b + c] for b, c in zip(bounds, counts[counts >= 2], strict=True)]
@@ -92,8 +96,7 @@ class ShuffleSampler:
 
     layout = "shuffle"
 
-    def __init__(self, labels: np.ndarray | pd.DataFrame, size: int, steps_per_epoch: int | None = None,
-                 seed: int = 0):  # fmt: skip
+    def __init__(self, labels: np.ndarray | pd.DataFrame, size: int, steps_per_epoch: int | None = None, seed: int = 0):
         if size < 1:
             raise ConfigError(f"batch.size must be >= 1, got {size}")
         self.images = len(labels)

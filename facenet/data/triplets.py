@@ -50,8 +50,10 @@ def _image_key(table: pd.DataFrame) -> pd.MultiIndex:
     key = pd.MultiIndex.from_arrays([table["name"], table["id"]])
     if not key.is_unique:
         dup = key[key.duplicated()][:3].tolist()
-        raise DataError(f"image ids are not unique within identities (e.g. {dup}: same file name, other extension); "
-                        "triplet CSVs name images by (name, id)")  # fmt: skip
+        raise DataError(
+            f"image ids are not unique within identities (e.g. {dup}: same file name, other extension); "
+            "triplet CSVs name images by (name, id)"
+        )
     return key
 
 
@@ -60,8 +62,17 @@ def triplets_frame(table: pd.DataFrame, triplets: np.ndarray) -> pd.DataFrame:
     _image_key(table)
     ids, classes, names = table["id"].to_numpy(), table["class"].to_numpy(), table["name"].to_numpy()
     a, p, n = triplets.T
-    return pd.DataFrame({"anc_id": ids[a], "pos_id": ids[p], "neg_id": ids[n], "pos_class": classes[a],
-                         "neg_class": classes[n], "pos_name": names[a], "neg_name": names[n]})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "anc_id": ids[a],
+            "pos_id": ids[p],
+            "neg_id": ids[n],
+            "pos_class": classes[a],
+            "neg_class": classes[n],
+            "pos_name": names[a],
+            "neg_name": names[n],
+        }
+    )
 
 
 def read_triplets_csv(path: str | os.PathLike, table: pd.DataFrame) -> np.ndarray:
@@ -70,8 +81,12 @@ def read_triplets_csv(path: str | os.PathLike, table: pd.DataFrame) -> np.ndarra
     if not path.is_file():
         raise DataError(f"triplet CSV {str(path)!r} does not exist")
     try:
-        frame = pd.read_csv(path, dtype={c: str for c in ("anc_id", "pos_id", "neg_id", "pos_name", "neg_name")},
-                            keep_default_na=False, na_filter=False)  # fmt: skip
+        frame = pd.read_csv(
+            path,
+            dtype={c: str for c in ("anc_id", "pos_id", "neg_id", "pos_name", "neg_name")},
+            keep_default_na=False,
+            na_filter=False,
+        )
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read triplet CSV {path}: {err}") from None
     missing = set(CSV_COLUMNS) - set(frame.columns)
@@ -108,8 +123,9 @@ class TripletSampler:
     ):
         """`steps_per_epoch` None: triplets_per_epoch // triplets."""
         if triplets < 1 or triplets_per_epoch < 1:
-            raise ConfigError(f"batch.triplets and batch.triplets_per_epoch must be >= 1, got {triplets}, "
-                              f"{triplets_per_epoch}")  # fmt: skip
+            raise ConfigError(
+                f"batch.triplets and batch.triplets_per_epoch must be >= 1, got {triplets}, {triplets_per_epoch}"
+            )
         self.index = ClassIndex(table["class"].to_numpy())
         self.b, self.seed = triplets, seed
         self.steps = steps_per_epoch or max(1, triplets_per_epoch // triplets)

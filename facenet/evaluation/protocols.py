@@ -47,8 +47,15 @@ class VerificationProtocol:
         if size is None or size == trained:
             return trained
         net.check_input_size(size)
-        log.warning("eval.override_image_size=%d: evaluating a network trained on %dx%d inputs at %dx%d; these "
-                    "figures do not describe the model as trained", size, trained, trained, size, size)  # fmt: skip
+        log.warning(
+            "eval.override_image_size=%d: evaluating a network trained on %dx%d inputs at %dx%d; these "
+            "figures do not describe the model as trained",
+            size,
+            trained,
+            trained,
+            size,
+            size,
+        )
         return size
 
     def load(self, workers: int = 2) -> PairSet:
@@ -59,9 +66,15 @@ class VerificationProtocol:
         if self.max_pairs is None or len(pairs) <= self.max_pairs:
             return pairs
         limited = pairs.limit(self.max_pairs)
-        log.warning("eval.max_pairs=%d: evaluating %d of the %d pairs%s (the first same and different pairs of each "
-                    "of %d folds); remove it for the full protocol", self.max_pairs, len(limited), len(pairs),
-                    f" of {name}" if name else "", limited.n_folds)  # fmt: skip
+        log.warning(
+            "eval.max_pairs=%d: evaluating %d of the %d pairs%s (the first same and different pairs of each "
+            "of %d folds); remove it for the full protocol",
+            self.max_pairs,
+            len(limited),
+            len(pairs),
+            f" of {name}" if name else "",
+            limited.n_folds,
+        )
         return limited
 
     def _load(self, workers: int) -> PairSet:
@@ -152,12 +165,16 @@ class Benchmarks(VerificationProtocol):
         if self.sets is not None:
             missing = [name for name in self.sets if name not in found]
             if missing:
-                raise DataError(f"eval.sets names {missing}, not found in {self.dir} as <name>.bin (it has: "
-                                f"{', '.join(sorted(found)) or 'no .bin file'})")  # fmt: skip
+                raise DataError(
+                    f"eval.sets names {missing}, not found in {self.dir} as <name>.bin (it has: "
+                    f"{', '.join(sorted(found)) or 'no .bin file'})"
+                )
             return {name: found[name] for name in self.sets}
         if not found:
-            raise DataError(f"no .bin verification set in {self.dir} (InsightFace's lfw.bin, cfp_fp.bin, "
-                            "agedb_30.bin, ...; facenet pack-pairs makes one from a pairs.txt)")  # fmt: skip
+            raise DataError(
+                f"no .bin verification set in {self.dir} (InsightFace's lfw.bin, cfp_fp.bin, "
+                "agedb_30.bin, ...; facenet pack-pairs makes one from a pairs.txt)"
+            )
         rank = {name: i for i, name in enumerate(KNOWN_BENCHMARKS)}
         return {name: found[name] for name in sorted(found, key=lambda n: (rank.get(n, len(rank)), n))}
 
@@ -173,6 +190,7 @@ class Benchmarks(VerificationProtocol):
         if self.primary_name is None:
             return "lfw" if "lfw" in names else MEAN
         if self.primary_name not in (*names, MEAN):
-            raise ConfigError(f"eval.primary={self.primary_name}: no such set in {self.dir} (it has "
-                              f"{', '.join(names)}; or {MEAN!r})")  # fmt: skip
+            raise ConfigError(
+                f"eval.primary={self.primary_name}: no such set in {self.dir} (it has {', '.join(names)}; or {MEAN!r})"
+            )
         return self.primary_name

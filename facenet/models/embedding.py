@@ -18,8 +18,10 @@ class EmbeddingNet(nn.Cell):
     def __init__(self, backbone: Backbone, head: Callable[..., nn.Cell], image_size: int):
         super().__init__()
         if not isinstance(backbone, Backbone):
-            raise ConfigError(f"{type(backbone).__name__} is not a backbone: it needs `out_channels` and "
-                              "`feature_size(image_size)` (facenet/models/backbone.py)")  # fmt: skip
+            raise ConfigError(
+                f"{type(backbone).__name__} is not a backbone: it needs `out_channels` and "
+                "`feature_size(image_size)` (facenet/models/backbone.py)"
+            )
         self.backbone = backbone
         self.image_size = image_size
         self.head = head(backbone.out_channels, backbone.feature_size(image_size))

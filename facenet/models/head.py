@@ -34,17 +34,20 @@ class EmbeddingHead(nn.Cell):
     ):
         super().__init__()
         if embedding_size < 1 or scale <= 0 or not 0 <= dropout < 1:
-            raise ConfigError(f"head: need embedding_size >= 1, scale > 0, 0 <= dropout < 1; got "
-                              f"{embedding_size}, {scale}, {dropout}")  # fmt: skip
+            raise ConfigError(
+                f"head: need embedding_size >= 1, scale > 0, 0 <= dropout < 1; got {embedding_size}, {scale}, {dropout}"
+            )
         if pool not in POOLS:
             raise ConfigError(f"head.pool must be one of {POOLS}, got {pool!r}")
         h, w = feature_size
         self.pool = pool
         if pool == "gdc":
-            self.gdc = nn.SequentialCell([
-                nn.Conv2d(in_channels, in_channels, (h, w), pad_mode="valid", group=in_channels, has_bias=False),
-                nn.BatchNorm2d(in_channels),
-            ])  # fmt: skip
+            self.gdc = nn.SequentialCell(
+                [
+                    nn.Conv2d(in_channels, in_channels, (h, w), pad_mode="valid", group=in_channels, has_bias=False),
+                    nn.BatchNorm2d(in_channels),
+                ]
+            )
         features = in_channels * h * w if pool == "flatten" else in_channels
         self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
         self.proj = nn.Dense(features, embedding_size)

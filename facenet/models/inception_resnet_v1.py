@@ -41,21 +41,35 @@ class _Block(nn.Cell):
 
 
 def block35(c: int = 256) -> _Block:
-    return _Block([_conv(c, 32, 1),
-                   nn.SequentialCell([_conv(c, 32, 1), _conv(32, 32, 3)]),
-                   nn.SequentialCell([_conv(c, 32, 1), _conv(32, 32, 3), _conv(32, 32, 3)])], 96, c, 0.17)  # fmt: skip
+    return _Block(
+        [
+            _conv(c, 32, 1),
+            nn.SequentialCell([_conv(c, 32, 1), _conv(32, 32, 3)]),
+            nn.SequentialCell([_conv(c, 32, 1), _conv(32, 32, 3), _conv(32, 32, 3)]),
+        ],
+        96,
+        c,
+        0.17,
+    )
 
 
 def block17(c: int = 896) -> _Block:
-    return _Block([_conv(c, 128, 1),
-                   nn.SequentialCell([_conv(c, 128, 1), _conv(128, 128, (1, 7)), _conv(128, 128, (7, 1))])],
-                  256, c, 0.10)  # fmt: skip
+    return _Block(
+        [_conv(c, 128, 1), nn.SequentialCell([_conv(c, 128, 1), _conv(128, 128, (1, 7)), _conv(128, 128, (7, 1))])],
+        256,
+        c,
+        0.10,
+    )
 
 
 def block8(c: int = 1792, relu: bool = True) -> _Block:
-    return _Block([_conv(c, 192, 1),
-                   nn.SequentialCell([_conv(c, 192, 1), _conv(192, 192, (1, 3)), _conv(192, 192, (3, 1))])],
-                  384, c, 0.20 if relu else 1.0, relu)  # fmt: skip
+    return _Block(
+        [_conv(c, 192, 1), nn.SequentialCell([_conv(c, 192, 1), _conv(192, 192, (1, 3)), _conv(192, 192, (3, 1))])],
+        384,
+        c,
+        0.20 if relu else 1.0,
+        relu,
+    )
 
 
 class _Concat(nn.Cell):
@@ -73,24 +87,34 @@ class InceptionResNetV1(nn.Cell):
         a, b, c = repeats
         if min(repeats) < 1:
             raise ConfigError(f"inception_resnet_v1: repeats must be >= 1, got {list(repeats)}")
-        self.stem = nn.SequentialCell([
-            _conv(3, 32, 3, 2, valid=True), _conv(32, 32, 3, valid=True), _conv(32, 64, 3),
-            nn.MaxPool2d(3, 2, pad_mode="valid"), _conv(64, 80, 1), _conv(80, 192, 3, valid=True),
-            _conv(192, 256, 3, 2, valid=True),
-        ])  # fmt: skip
+        self.stem = nn.SequentialCell(
+            [
+                _conv(3, 32, 3, 2, valid=True),
+                _conv(32, 32, 3, valid=True),
+                _conv(32, 64, 3),
+                nn.MaxPool2d(3, 2, pad_mode="valid"),
+                _conv(64, 80, 1),
+                _conv(80, 192, 3, valid=True),
+                _conv(192, 256, 3, 2, valid=True),
+            ]
+        )
         self.block35 = nn.SequentialCell([block35() for _ in range(a)])
-        self.mixed_6a = _Concat([
-            _conv(256, 384, 3, 2, valid=True),
-            nn.SequentialCell([_conv(256, 192, 1), _conv(192, 192, 3), _conv(192, 256, 3, 2, valid=True)]),
-            nn.MaxPool2d(3, 2, pad_mode="valid"),
-        ])  # fmt: skip
+        self.mixed_6a = _Concat(
+            [
+                _conv(256, 384, 3, 2, valid=True),
+                nn.SequentialCell([_conv(256, 192, 1), _conv(192, 192, 3), _conv(192, 256, 3, 2, valid=True)]),
+                nn.MaxPool2d(3, 2, pad_mode="valid"),
+            ]
+        )
         self.block17 = nn.SequentialCell([block17() for _ in range(b)])
-        self.mixed_7a = _Concat([
-            nn.SequentialCell([_conv(896, 256, 1), _conv(256, 384, 3, 2, valid=True)]),
-            nn.SequentialCell([_conv(896, 256, 1), _conv(256, 256, 3, 2, valid=True)]),
-            nn.SequentialCell([_conv(896, 256, 1), _conv(256, 256, 3), _conv(256, 256, 3, 2, valid=True)]),
-            nn.MaxPool2d(3, 2, pad_mode="valid"),
-        ])  # fmt: skip
+        self.mixed_7a = _Concat(
+            [
+                nn.SequentialCell([_conv(896, 256, 1), _conv(256, 384, 3, 2, valid=True)]),
+                nn.SequentialCell([_conv(896, 256, 1), _conv(256, 256, 3, 2, valid=True)]),
+                nn.SequentialCell([_conv(896, 256, 1), _conv(256, 256, 3), _conv(256, 256, 3, 2, valid=True)]),
+                nn.MaxPool2d(3, 2, pad_mode="valid"),
+            ]
+        )
         self.block8 = nn.SequentialCell([block8() for _ in range(c)])
         self.block8_last = block8(relu=False)
         self.out_channels = 1792

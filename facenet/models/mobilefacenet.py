@@ -14,8 +14,10 @@ SETTINGS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 1
 
 
 def _conv(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Cell:
-    layers = [nn.Conv2d(cin, cout, kernel, stride, pad_mode="pad", padding=kernel // 2, group=groups, has_bias=False),
-              nn.BatchNorm2d(cout)]  # fmt: skip
+    layers = [
+        nn.Conv2d(cin, cout, kernel, stride, pad_mode="pad", padding=kernel // 2, group=groups, has_bias=False),
+        nn.BatchNorm2d(cout),
+    ]
     if act:
         layers.append(nn.PReLU(cout))
     return nn.SequentialCell(layers)
@@ -25,8 +27,9 @@ class InvertedResidual(nn.Cell):
     def __init__(self, cin: int, cout: int, stride: int, expansion: int):
         super().__init__()
         mid = cin * expansion
-        self.body = nn.SequentialCell([_conv(cin, mid), _conv(mid, mid, 3, stride, groups=mid),
-                                       _conv(mid, cout, act=False)])  # fmt: skip
+        self.body = nn.SequentialCell(
+            [_conv(cin, mid), _conv(mid, mid, 3, stride, groups=mid), _conv(mid, cout, act=False)]
+        )
         self.residual = stride == 1 and cin == cout
 
     def construct(self, x):
