@@ -151,7 +151,7 @@ def test_every_experiment_composes_and_builds(compose_cfg, name):
     cfg = compose_cfg(f"experiment={name}", *EXPERIMENT_REQUIRED.get(name, []))
     for stage in stage_configs(cfg) if cfg.task == "two_stage" else [cfg]:
         step, lr = build_step(stage, build_model(stage), 2, build_loss(stage, num_classes=5))
-        assert lr.shape == (2 * stage.epochs,) and ("margin" not in stage.loss or step.loss.margin == stage.margin)
+        assert lr.shape == (2 * stage.epochs,) and getattr(step.loss, "margin", stage.margin) == stage.margin
         assert callable(instantiate(stage.batch))
 
 

@@ -72,9 +72,10 @@ class MarginLoss(ClassifierLoss):
         shard: tuple[int, int],
     ):
         super().__init__(num_classes, embedding_size, seed)
-        self.margin = margin
+        self.transform = margin  # the margin transform (facenet.losses.margins)
         self.centres = ClassCentres(self.num_classes, self.embedding_size, sample_rate, self.seed, shard)
-        self.world, self.local, self.offset = self.centres.world, self.centres.local, self.centres.offset
+        self.rank, self.world = self.centres.rank, self.centres.world
+        self.local, self.offset = self.centres.local, self.centres.offset
         self.cross_entropy = CrossEntropy(self.world)
         self.telemetry = MarginTelemetry(self.world)
 
@@ -84,7 +85,7 @@ class MarginLoss(ClassifierLoss):
     def construct(self, features, labels, keys=None):
         features, labels = self.centres.batch(features, labels)
         cos, onehot, ids = self.centres(features, labels, keys)
-        logits = self.centres.mask_padding(self.margin(cos, onehot), ids, PADDING_LOGIT)
+        logits = self.centres.mask_padding(self.transform(cos, onehot), ids, PADDING_LOGIT)
         others = self.centres.mask_padding(ops.stop_gradient(cos) - PUSHED * onehot, ids, -PUSHED)
         loss = self.cross_entropy(logits, onehot)
         return loss, self.telemetry(features, ops.depend(cos, loss), onehot, ops.depend(others, loss))
@@ -97,11 +98,11 @@ class MarginLoss(ClassifierLoss):
     @property
     def th(self):
         """The margin's cosine below which its linear fallback applies."""
-        return self.margin.th
+        return self.transform.th
 
     def target_logit(self, t):
         """The margin's target logit of plain own-class cosines `t`."""
-        return self.margin.target_logit(t)
+        return self.transform.target_logit(t)
 
 
 class MarginSoftmaxLoss(MarginLoss):
