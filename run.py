@@ -16,7 +16,11 @@ from facenet import sweeps
 from facenet.config.schema import register
 from facenet.errors import RunInterrupted, TrainingInterrupted, UserError
 
-register()
+try:
+    register()  # the schemas of the primary config and of every group option (facenet/config/schema.py)
+except UserError as err:  # an option whose class cannot give a schema: one line, not a traceback
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(1)
 log = logging.getLogger("facenet")
 
 

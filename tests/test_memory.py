@@ -166,6 +166,7 @@ def test_the_training_step_stores_its_batch_after_mining(compose_cfg):
 
 # ------------------------------------------------------------------ settings refused before any data is read
 
+# (fmt: skip: each bad setting beside the message it must give, one row each, reads as the table it is.)
 BAD = [
     (["miner.memory.size=32"], r"miner.memory.size=32 is smaller than a batch \(64 images\)"),
     (["miner.memory.size=-1"], r"miner.memory.size=-1: must be >= 0"),

@@ -28,6 +28,18 @@ def test_every_backbone_is_listed():
     assert sorted(p.stem for p in (CONF / "backbone").glob("*.yaml")) == sorted(DEFAULTS)
 
 
+@pytest.mark.parametrize("group", ["backbone", "head"])
+def test_a_sidecar_may_name_the_class_of_every_option_and_no_other(group):
+    """The classes a checkpoint's sidecar may name are written in the code (an installed package has no conf/):
+    every option's class, and nothing else."""
+    from omegaconf import OmegaConf
+
+    from facenet.models.io import MODEL_CLASSES, model_classes
+
+    targets = {OmegaConf.load(p)._target_ for p in (CONF / group).glob("*.yaml")}
+    assert set(MODEL_CLASSES[group]) == targets == set(model_classes(group))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(DEFAULTS))
 def test_backbone_forward_shape_at_default_size(compose_cfg, name):

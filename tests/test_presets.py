@@ -99,3 +99,19 @@ def test_a_value_the_task_does_not_read_is_not_asked_for(compose_cfg, tmp_path):
         r"line: dataset.root=...$",
     ):
         prepare(compose_cfg("dataset=folder", "tracking=off"), TASKS["train"], [])
+
+
+def test_a_value_pointing_at_an_empty_one_names_both_in_one_line(compose_cfg, tmp_path):
+    cfg = compose_cfg(
+        "experiment=finetune",
+        f"dataset.root={tmp_path}",
+        f"eval.root={tmp_path}",
+        f"also_eval.lfw.root={tmp_path}",
+        "also_eval.lfw.pairs=${eval.pairs}",
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^also_eval.lfw.pairs points at eval.pairs, which is mandatory and has no "
+        r"value: give it on the command line: eval.pairs=...$",
+    ):
+        prepare(cfg, TASKS["train"], [])

@@ -75,10 +75,10 @@ def test_a_registered_toy_task_runs_in_the_run_context(compose_cfg, tmp_path, mo
 def test_a_toy_task_refuses_an_override_it_does_not_read():
     from facenet.config.overrides import check_overrides
 
-    check_overrides("toy", Toy.reads, ["seed=1", "tracking=off", "experiment=smoke"])
+    check_overrides("toy", Toy.reads, ["seed=1", "tracking=off", "experiment=smoke", "hardware=cpu"])
     with pytest.raises(
         ConfigError,
         match=r"task=toy does not read lr=0.1; drop it \(lr=0.1\). task=toy reads: "
-        r"output_dir, seed, tracking",
+        r"hardware, output_dir, seed, tracking",
     ):
         check_overrides("toy", Toy.reads, ["seed=1", "lr=0.1"])

@@ -17,16 +17,20 @@ from typing import Any
 from hydra.utils import get_object
 from omegaconf import MISSING
 
+from facenet.errors import ConfigError
+
 SCALARS = (int, float, str, bool)
 
 
 def parameters(target: Callable) -> dict[str, Any]:
     """name -> annotation (`inspect.Parameter.empty` if none) of what calling `target` takes: a function's
-    parameters, or a class's `__init__`'s followed through `**kwargs` into the next base class that defines one."""
+    parameters, or a class's `__init__`'s followed through `**kwargs` into the next base class that defines one
+    (of the target's own package or this one: not into MindSpore's `nn.Cell`, whose own arguments no config sets)."""
     if not inspect.isclass(target):
         chain = [target]
     else:
-        chain = [c.__init__ for c in target.__mro__ if "__init__" in vars(c) and c is not object]
+        ours = {target.__module__.split(".")[0], __name__.split(".")[0]}
+        chain = [c.__init__ for c in target.__mro__ if "__init__" in vars(c) and c.__module__.split(".")[0] in ours]
     out: dict[str, Any] = {}
     for fn in chain:
         params = list(inspect.signature(fn).parameters.values())[1 if inspect.isclass(target) else 0 :]
@@ -105,7 +109,7 @@ def _schema(target: str, supplied: tuple[str, ...], tie_items: tuple, section_it
                 tp = config_type(annotation)
             except TypeError as err:
                 why = f"{target}: parameter {name!r}: {err}"
-                raise TypeError(f"{why} (annotate it with a config type, or the run supplies it: SUPPLIED)") from None
+                raise ConfigError(f"{why} (annotate it with a config type, or the run supplies it: SUPPLIED)") from None
             fields.append((name, tp, dataclasses.field(default=ties.get(name, MISSING))))
     short = target.rsplit(".", 1)[-1]
     cls = dataclasses.make_dataclass(short[:1].upper() + short[1:] + "Conf", fields, bases=(_Base,))

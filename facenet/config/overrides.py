@@ -12,10 +12,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationToMissingValueError
 
 from facenet.errors import ConfigError
 
 ALWAYS = frozenset({"task", "hydra", "experiment"})  # experiment: a preset; its keys are the run's defaults
+CONTEXT = frozenset({"hardware", "tracking", "output_dir"})  # read by the run context for every task
 FROM_SIDECAR = frozenset({"backbone", "head", "embedding_size", "init_std", "preprocess"})  # a checkpoint decides these
 
 
@@ -32,7 +34,7 @@ class Reads:
 
     def covers(self, key: str) -> bool:
         top = key.split(".")[0]
-        if top in ALWAYS:
+        if top in ALWAYS or top in CONTEXT:
             return True
         if self.everything_but is not None:
             return top not in self.everything_but
@@ -68,14 +70,21 @@ def check_overrides(task: str, reads: Reads, overrides: Iterable[str]) -> None:
         )
     else:
         why = f"task={task} does not read {lines}"
-    listed = ", ".join(sorted(reads.keys - reads.unlisted))
+    listed = ", ".join(sorted((reads.keys | CONTEXT) - reads.unlisted))
     raise ConfigError(f"{why}; drop {'it' if len(ignored) == 1 else 'them'} ({lines}). task={task} reads: {listed}")
 
 
 def check_mandatory(cfg: DictConfig, task: str, reads: Reads) -> None:
     """ConfigError naming the first mandatory value (`???`) still empty in what `task` reads, and how to give it
     (or, for an extra protocol of `also_eval`, how to drop it)."""
-    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if reads.covers(k))
+    try:
+        missing = sorted(k for k in OmegaConf.missing_keys(cfg) if reads.covers(k))
+    except InterpolationToMissingValueError as err:  # `b: ${a}` with `a: ???`: the value b points at
+        pointed = str(err).splitlines()[0].rsplit(": ", 1)[-1]
+        raise ConfigError(
+            f"{err.full_key} points at {pointed}, which is mandatory and has no value: give it on the command "
+            f"line: {pointed}=..."
+        ) from None
     if not missing:
         return
     key = missing[0]

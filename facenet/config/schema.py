@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from facenet.config import derive
+from facenet.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -194,9 +195,17 @@ def option_schema(group: str, option: Path) -> type:
     primary config), else the hand-written schema of an outside `_target_` or the one derived from its signature."""
     if group == "hardware":
         return HardwareConf
-    target = OmegaConf.load(option).get("_target_")
+    node = OmegaConf.load(option)
+    target = node.get("_target_")
+    if target is None:  # an option that starts from another of its group (`defaults: [synthetic]`) builds its class
+        base = [d for d in node.get("defaults", []) if isinstance(d, str) and (option.parent / f"{d}.yaml").is_file()]
+        if base:
+            return option_schema(group, option.parent / f"{base[0]}.yaml")
     if not isinstance(target, str):
-        raise TypeError(f"{option}: a group option names the callable it builds in `_target_`")
+        raise ConfigError(
+            f"{option}: a group option names the callable it builds in `_target_` (or starts from "
+            "another option of its group in its defaults list)"
+        )
     return OUTSIDE.get(target) or derive.schema(target, SUPPLIED.get(group, ()), TIES, SECTIONS.get(group))
 
 

@@ -76,6 +76,7 @@ class MarginLoss(ClassifierLoss):
         self.centres = ClassCentres(self.num_classes, self.embedding_size, sample_rate, self.seed, shard)
         self.rank, self.world = self.centres.rank, self.centres.world
         self.local, self.offset = self.centres.local, self.centres.offset
+        self.sample_rate = self.centres.sample_rate
         self.cross_entropy = CrossEntropy(self.world)
         self.telemetry = MarginTelemetry(self.world)
 

@@ -19,13 +19,26 @@ from facenet.interrupts import partial_file
 from facenet.models.build import build_network
 from facenet.models.embedding import EmbeddingNet
 
+# The classes a sidecar's `backbone` / `head` may name: the project's own, no other. A sidecar is data (it may come
+# from anywhere) and what it names is instantiated, so the list is written here, not read from conf/ (an installed
+# package has no conf/). A new backbone adds its class here; tests/test_models.py checks every option is listed.
+MODEL_CLASSES = {
+    "backbone": (
+        "facenet.models.resnet.ResNet",
+        "facenet.models.mobilefacenet.MobileFaceNet",
+        "facenet.models.inception_resnet_v1.InceptionResNetV1",
+    ),
+    "head": ("facenet.models.head.EmbeddingHead",),
+}
+
 
 def model_classes(group: str) -> dict[str, type]:
-    """`_target_` -> schema of the classes a sidecar's `backbone` / `head` may name: the project's own, no other.
-    A sidecar is data (it may come from anywhere): what it names is instantiated, so it is checked against these."""
-    from facenet.config.schema import schemas
+    """`_target_` -> schema (derived from its signature, as for a config option) of the classes of `group` a
+    sidecar may name."""
+    from facenet.config import derive
+    from facenet.config.schema import SUPPLIED, TIES
 
-    return {schema._target_: schema for schema in schemas(groups=(group,))[group].values()}
+    return {target: derive.schema(target, SUPPLIED.get(group, ()), TIES) for target in MODEL_CLASSES[group]}
 
 
 def sidecar(path: str | Path) -> Path:
