@@ -40,6 +40,22 @@ def _py2_pickle(blobs: list[bytes], flags: list[bool]) -> bytes:
     return b"".join(out)
 
 
+def test_images_stored_as_2d_uint8_arrays_are_read_as_their_bytes(tmp_path):
+    """Some packers store each encoded image as a (N, 1) uint8 array: the same set as the bytes one."""
+    path = tmp_path / "column.bin"
+    column = [np.frombuffer(b, np.uint8).reshape(-1, 1) for b in BLOBS]
+    path.write_bytes(pickle.dumps((column, np.array(FLAGS)), protocol=2))
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(pickle.dumps((BLOBS, FLAGS), protocol=2))
+    got, want = read_bin(path), read_bin(plain)
+    assert got.images.blobs == want.images.blobs and got.issame.tolist() == FLAGS
+    assert got.left.tolist() == want.left.tolist() and got.right.tolist() == want.right.tolist()
+    assert got.images.read(0).shape == (12, 10, 3)
+    row = tmp_path / "row.bin"  # (1, N) too
+    row.write_bytes(pickle.dumps(([np.frombuffer(b, np.uint8)[None] for b in BLOBS], FLAGS), protocol=2))
+    assert read_bin(row).images.blobs == want.images.blobs
+
+
 @pytest.mark.parametrize(
     "make",
     [

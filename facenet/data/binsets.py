@@ -189,15 +189,23 @@ def safe_load(data: bytes, where: str):
         raise DataError(f"{where}: not a pickled verification set ({type(err).__name__}: {err})") from None
 
 
+# how the encodings a .bin holds begin (JPEG, PNG, BMP, GIF, TIFF both byte orders, WebP's RIFF container)
+SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF8", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
 def _image_bytes(entry, i: int, where: str) -> bytes:
+    """The encoded image of entry `i`: bytes, a 1-D uint8 array, or a uint8 array of any shape whose bytes are one
+    encoded image (some packers store each as (N, 1)); decoded pixels (H, W, 3) are not."""
     if isinstance(entry, bytes | bytearray):
         return bytes(entry)
-    if isinstance(entry, np.ndarray) and entry.dtype == np.uint8 and entry.ndim == 1:
-        return entry.tobytes()
+    if isinstance(entry, np.ndarray) and entry.dtype == np.uint8:
+        blob = entry.tobytes()
+        if entry.ndim == 1 or blob.startswith(SIGNATURES):
+            return blob
     shape = f" of shape {entry.shape}, dtype {entry.dtype}" if isinstance(entry, np.ndarray) else ""
     raise DataError(
-        f"{where}: image {i} is a {type(entry).__name__}{shape}; expected encoded image bytes (bytes or "
-        "a 1-D uint8 array)"
+        f"{where}: image {i} is a {type(entry).__name__}{shape}; expected encoded image bytes (bytes, or a uint8 "
+        "array holding one encoded image)"
     )
 
 
