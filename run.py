@@ -1,4 +1,5 @@
-"""Hydra entry point: `python run.py [group=option ...] [key=value ...]`; returns the final LFW-style accuracy.
+"""Hydra entry point: `python run.py [group=option ...] [key=value ...]`; returns the run's headline metric
+(its protocol's: LFW-style accuracy, rank-1, ...).
 
 Sweeps: `python run.py -m margin=0.2,0.5,1.0` or `python run.py --config-dir multirun_sweeps --config-name margin`.
 A job of a sweep that fails is logged and recorded FAILED (MLflow, sweep summary) and the sweep goes on; the
@@ -27,6 +28,7 @@ log = logging.getLogger("facenet")
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from facenet.app import run
+    from facenet.evaluation.base import objective
 
     try:
         metrics = run(cfg)
@@ -44,7 +46,7 @@ def main(cfg: DictConfig) -> float | None:
             raise
         log.exception("job failed")
         return None
-    return float(metrics.get("accuracy", float("nan")))
+    return objective(metrics)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`task=eval`: a checkpoint scored on the configured verification protocol, with the checkpoint's own
+"""`task=eval`: a checkpoint scored on the configured protocol, with the checkpoint's own
 architecture and preprocessing (from its sidecar)."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from omegaconf import DictConfig
 
 from facenet.data.images import EvalTransform
 from facenet.errors import ConfigError
-from facenet.evaluation.report import evaluate_sets
 from facenet.models.io import (
     load_network_weights,
     model_spec,
@@ -52,9 +51,10 @@ def evaluate_checkpoint(
     net = network_from_spec(spec)
     load_network_weights(net, ckpt)
     protocol = instantiate(cfg.eval)
-    sets = protocol.load_sets(os.cpu_count() or 1)  # generation (once, cached) uses every core
+    data = protocol.prepare(os.cpu_count() or 1)  # generation (once, cached) uses every core
+    log.info("evaluation: %s", protocol.describe(data))
     transform = EvalTransform(protocol.input_size(net), protocol.center_crop, spec["preprocess"]["normalize"])
-    metrics = evaluate_sets(net, sets, protocol, transform, cfg.hardware.data_workers, tracker, 0, run_dir / "eval")
-    if list(sets) == [""]:
-        log.info("verification report for %s:\n%s", ckpt, (run_dir / "eval" / "report.txt").read_text().rstrip())
+    metrics = protocol.evaluate(net, data, transform, cfg.hardware.data_workers, tracker, 0, run_dir / "eval")
+    if (run_dir / "eval" / "report.txt").is_file():
+        log.info("report for %s:\n%s", ckpt, (run_dir / "eval" / "report.txt").read_text().rstrip())
     return metrics

@@ -1,4 +1,4 @@
-"""Verification protocols from config: where the pairs come from, plus how to score them."""
+"""Verification protocols from config: where the pairs come from; `facenet.evaluation.report` scores them."""
 
 from __future__ import annotations
 
@@ -10,53 +10,36 @@ from facenet.data.binsets import read_bin
 from facenet.data.pairs import PairSet, read_pairs
 from facenet.data.synthetic import generate_eval
 from facenet.errors import ConfigError, DataError
+from facenet.evaluation.base import Protocol
+from facenet.evaluation.report import MEAN, evaluate_sets
 
 log = logging.getLogger(__name__)
 
 
-class VerificationProtocol:
+class VerificationProtocol(Protocol):
     """Pairs to score, the batch size to embed them with and the FAR targets to report VAL at."""
 
-    def __init__(
-        self,
-        batch_size: int,
-        far_targets: Sequence[float],
-        flip_tta: bool,
-        center_crop: int | None,
-        max_pairs: int | None,
-        override_image_size: int | None,
-    ):
-        if batch_size < 1:
-            raise ConfigError(f"eval.batch_size must be >= 1, got {batch_size}")
+    def __init__(self, far_targets: Sequence[float], max_pairs: int | None, **kw):
+        super().__init__(**kw)
         if not all(0 < f < 1 for f in far_targets):
             raise ConfigError(f"eval.far_targets must lie in (0, 1), got {list(far_targets)}")
-        self.batch_size, self.far_targets = batch_size, tuple(float(f) for f in far_targets)
-        if center_crop is not None and center_crop < 1:
-            raise ConfigError(f"eval.center_crop must be >= 1 or null, got {center_crop}")
+        self.far_targets = tuple(float(f) for f in far_targets)
         if max_pairs is not None and max_pairs < 2:
             raise ConfigError(f"eval.max_pairs must be >= 2 or null, got {max_pairs}")
-        self.flip_tta, self.center_crop, self.max_pairs = flip_tta, center_crop, max_pairs
-        if override_image_size is not None and override_image_size < 8:
-            raise ConfigError(f"eval.override_image_size must be >= 8 or null, got {override_image_size}")
-        self.override_image_size = override_image_size
+        self.max_pairs = max_pairs
 
-    def input_size(self, net) -> int:
-        """The input size to evaluate `net` (an EmbeddingNet) at: the size it was trained at, unless
-        `eval.override_image_size` deliberately says otherwise (warned about; refused if the network cannot)."""
-        size, trained = self.override_image_size, net.image_size
-        if size is None or size == trained:
-            return trained
-        net.check_input_size(size)
-        log.warning(
-            "eval.override_image_size=%d: evaluating a network trained on %dx%d inputs at %dx%d; these "
-            "figures do not describe the model as trained",
-            size,
-            trained,
-            trained,
-            size,
-            size,
-        )
-        return size
+    def prepare(self, workers: int = 2) -> dict[str, PairSet]:
+        return self.load_sets(workers)
+
+    def describe(self, data: dict[str, PairSet]) -> str:
+        n = self.size(data)
+        return f"{n} verification pairs" + (f" in {len(data)} sets" if list(data) != [""] else "")
+
+    def size(self, data: dict[str, PairSet]) -> int:
+        return sum(len(p) for p in data.values())
+
+    def evaluate(self, net, data, transform, workers, tracker, step, out_dir, prefix="eval") -> dict[str, float]:
+        return evaluate_sets(net, data, self, transform, workers, tracker, step, out_dir, prefix)
 
     def load(self, workers: int = 2) -> PairSet:
         """The protocol's pairs, limited to `max_pairs` (said in the log and recorded as eval/pairs) if set."""
@@ -142,7 +125,6 @@ class BinPairs(VerificationProtocol):
 
 # InsightFace's verification sets, in the order papers tabulate them
 KNOWN_BENCHMARKS = ("lfw", "cfp_fp", "cfp_ff", "agedb_30", "calfw", "cplfw", "vgg2_fp")
-MEAN = "mean"
 
 
 class Benchmarks(VerificationProtocol):

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mindspore as ms
@@ -18,10 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from facenet.align import STYLES
 from facenet.data.datasets import TrainSet
 from facenet.data.images import NORMALIZATIONS, EvalTransform, TrainTransform, normalization
-from facenet.data.pairs import PairSet
 from facenet.data.pipeline import BadImages, train_batches
 from facenet.errors import ConfigError
-from facenet.evaluation.protocols import VerificationProtocol
+from facenet.evaluation.base import Protocol
 from facenet.losses.base import EmbeddingLoss
 from facenet.losses.classifier import sharded
 from facenet.mining.base import MemorySettings
@@ -30,6 +30,7 @@ from facenet.models.embedding import EmbeddingNet, count_parameters
 from facenet.models.io import load_network_weights, read_checkpoint, read_spec, sidecar
 from facenet.models.load import resolve_checkpoint
 from facenet.runtime import mixed_precision, world
+from facenet.tracking import Tracker
 from facenet.training.finetune import apply_finetune
 from facenet.training.optim import build_optimizer
 from facenet.training.step import TrainStep
@@ -41,13 +42,17 @@ ALIGN_STYLES = (None, *STYLES)
 
 @dataclass
 class Evaluation:
-    protocol: VerificationProtocol
-    sets: dict[str, PairSet]  # protocol.load_sets(): one unnamed set, or a benchmark suite's named sets
+    protocol: Protocol
+    data: Any  # protocol.prepare(): pair sets, open-set trials, templates
     transform: EvalTransform
 
     @property
-    def pairs(self) -> int:
-        return sum(len(p) for p in self.sets.values())
+    def size(self) -> int:
+        """The comparisons it makes (pairs, probes)."""
+        return self.protocol.size(self.data)
+
+    def run(self, net, workers: int, tracker: Tracker, step: int, out_dir: Path, prefix: str) -> dict[str, float]:
+        return self.protocol.evaluate(net, self.data, self.transform, workers, tracker, step, out_dir, prefix)
 
 
 @dataclass
@@ -194,15 +199,15 @@ def check_memory(cfg: DictConfig) -> None:
         )
 
 
-def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, VerificationProtocol, dict[str, PairSet]]:
-    """(training set, this rank's share of it, its batch sampler, evaluation protocol, its pair sets).
+def build_data(cfg: DictConfig) -> tuple[TrainSet, pd.DataFrame, Any, Protocol, Any]:
+    """(training set, this rank's share of it, its batch sampler, evaluation protocol, its data).
 
     Data parallel: each rank samples its own identities (class % ranks == rank) with the same step count.
     """
     # generating a synthetic set (once, cached) is a process pool: all cores, whatever the pipeline's thread count
     data = instantiate(cfg.dataset).load(os.cpu_count() or 1)
     protocol = instantiate(cfg.eval)
-    sets = protocol.load_sets(os.cpu_count() or 1)
+    sets = protocol.prepare(os.cpu_count() or 1)
     rank, size = world()
     classes = data.table["class"].to_numpy()
     if len(classes) and (classes.min() < 0 or classes.max() >= data.num_identities):  # a classifier needs 0..C-1
@@ -379,11 +384,11 @@ def build_training(cfg: DictConfig) -> Training:
     ms.set_seed(cfg.seed)
     data, table, sampler, protocol, sets = build_data(cfg)
     log.info(
-        "training set: %d images of %d identities from %s; %d verification pairs; %d steps/epoch of %d images (%s)",
+        "training set: %d images of %d identities from %s; evaluation: %s; %d steps/epoch of %d images (%s)",
         len(data),
         data.num_identities,
         data.root,
-        sum(len(p) for p in sets.values()),
+        protocol.describe(sets),
         sampler.steps,
         sampler.batch_size,
         sampler.layout,
@@ -420,6 +425,6 @@ def build_evaluation(node: DictConfig, net: EmbeddingNet, normalize: str) -> Eva
     protocol = instantiate(node)
     return Evaluation(
         protocol,
-        protocol.load_sets(os.cpu_count() or 1),
+        protocol.prepare(os.cpu_count() or 1),
         EvalTransform(protocol.input_size(net), protocol.center_crop, normalize),
     )

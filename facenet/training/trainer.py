@@ -14,7 +14,6 @@ from tqdm import tqdm
 
 from facenet.data.pipeline import BadImages
 from facenet.errors import ConfigError, TrainingDiverged, TrainingInterrupted
-from facenet.evaluation.report import evaluate_sets
 from facenet.losses.classifier import sharded
 from facenet.models.embedding import count_parameters
 from facenet.models.io import model_spec, sidecar
@@ -49,7 +48,7 @@ def train(cfg: DictConfig, run_dir: Path, tracker: Tracker, resume: ResumePoint 
         tracker.log_artifact(sidecar(parent), "parent_model")
     if resume is None:
         state = TrainState()
-        sizes = {"images": len(t.data), "identities": t.data.num_identities, "eval_pairs": t.evaluation.pairs}
+        sizes = {"images": len(t.data), "identities": t.data.num_identities, "eval_comparisons": t.evaluation.size}
         tracker.log_metrics(
             {"model/parameters": count_parameters(t.net), **{f"data/{k}": v for k, v in sizes.items()}}, 0
         )
@@ -274,16 +273,15 @@ def evaluate(
     suite's primary) above every earlier one is saved as `best.ckpt` (epoch 0: the starting weights). `also`: the
     `also_eval` protocols too, under `<name>/`."""
     workers, step, own = t.cfg.hardware.data_workers, state.global_step, t.evaluation
-    metrics = evaluate_sets(
-        t.net, own.sets, own.protocol, own.transform, workers, tracker, step, run_dir / "eval", "eval"
-    )
+    metrics = own.run(t.net, workers, tracker, step, run_dir / "eval", "eval")
     metrics["epoch"] = epoch
-    if metrics["accuracy"] > state.best_accuracy:
-        state.best_accuracy = metrics["accuracy"]
+    headline = own.protocol.headline
+    if metrics[headline] > state.best_accuracy:  # the state keeps its name: checkpoints of earlier runs resume
+        state.best_accuracy = metrics[headline]
         ckpts.save_best(t.step, state, metrics, epoch)
-        log.info("new best accuracy %.4f at epoch %d", metrics["accuracy"], epoch)
+        log.info("new best %s %.4f at epoch %d", headline, metrics[headline], epoch)
     for name, e in t.also_eval.items() if also else ():
-        scalars = evaluate_sets(t.net, e.sets, e.protocol, e.transform, workers, tracker, step, run_dir / name, name)
+        scalars = e.run(t.net, workers, tracker, step, run_dir / name, name)
         metrics.update({f"{name}/{k}": v for k, v in scalars.items()})
     return metrics
 
