@@ -29,6 +29,7 @@ REQUIRED = {
     "eval=lfw": ["eval.root=/x", "eval.pairs=/x/pairs.txt"],
     "eval=bin": ["eval.path=/x/lfw.bin"],
     "eval=benchmarks": ["eval.dir=/x"],
+    "eval=openset": ["eval.root=/x"],
 }
 
 

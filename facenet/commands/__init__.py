@@ -27,6 +27,7 @@ _MODULES = (  # in the order `facenet --help` lists them
     "unpack",
     "pack_pairs",
     "triplets",
+    "openset_protocol",
     "compare",
     "rerun",
     "embed",
