@@ -6,6 +6,9 @@ downloaded). Two styles:
   ArcFace 112x112 template (the layout of `lfw112`), scaled to `size`; `margin` (a fraction) adds context.
 - "box": davidsandberg's `align_dataset_mtcnn.py`: the detector's box grown by `margin` pixels in all (half on
   each side), clipped to the image, resized to `size` x `size` (his models: margin 32 at 160).
+
+An image where no face is found is listed (`align_report.txt`, `align_misses.csv`) and either not written
+(`on_miss="skip"`) or written as InsightFace's fallback for LFW (`"centre"`, `centre_crop`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from facenet.data.images import read_image
@@ -34,6 +38,8 @@ TEMPLATE_112 = np.array(
 _KEYS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 PICKS = ("largest", "central")
 STYLES = ("five_point", "box")
+ON_MISS = ("skip", "centre")  # an image with no face: not written, or its centre crop written; listed either way
+CENTRE_MARGIN = 44  # pixels around the centre box (InsightFace's face_preprocess default)
 _detector = None
 
 
@@ -80,6 +86,16 @@ def box_crop(img: np.ndarray, box, size: int = 160, margin: float = 32.0) -> np.
     return cv2.resize(img[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_LINEAR)
 
 
+def centre_crop(img: np.ndarray, size: int, margin: float = CENTRE_MARGIN) -> np.ndarray:
+    """The fallback when no face is found, as InsightFace's `align_lfw.py` writes it (`face_preprocess.preprocess`
+    without box or landmarks): the box inset by int(width / 16) and int(height / 16) on each side, grown by
+    `margin` pixels in all (half on each side), clipped to the image, resized to `size` x `size` (bilinear). On
+    LFW's 250 x 250 photos the box is the whole photo; on a 640 x 480 one, x 18..622, y 8..472."""
+    height, width = img.shape[:2]
+    dx, dy = int(width * 0.0625), int(height * 0.0625)
+    return box_crop(img, (dx, dy, width - 2 * dx, height - 2 * dy), size, margin)
+
+
 def crop_face(img: np.ndarray, face: dict, size: int, margin: float, style: str = "five_point") -> np.ndarray:
     """One detected face (MTCNN's dict) as a `size` x `size` crop in `style`."""
     if style == "box":
@@ -113,35 +129,51 @@ def align_image(
     return crop_face(img, pick_face(faces, img.shape, pick), size, margin, style)
 
 
-def _align_one(job: tuple[str, str, int, float, str, float, str]) -> tuple[str, str]:
-    """Returns (status, source path): status "ok", "no_face" or "unreadable: ..."."""
-    src, dst, size, margin, pick, min_conf, style = job
+def _align_one(job: tuple[str, str, int, float, str, float, str, str]) -> tuple[str, str]:
+    """Returns (status, source path): status "ok", "no_face" (nothing written), "centre" (no face, the centre crop
+    written) or "unreadable: ..."."""
+    src, dst, size, margin, pick, min_conf, style, on_miss = job
+    Path(dst).unlink(missing_ok=True)  # an earlier run's crop of this image: the tree must match this run's report
     try:
         img = read_image(src)
     except DataError as err:
         return f"unreadable: {err}", src
     faces = [f for f in _detect(img) if f["confidence"] >= min_conf]
-    if not faces:
-        return "no_face", src
-    try:
-        crop = crop_face(img, pick_face(faces, img.shape, pick), size, margin, style)
-    except DataError:
-        return "no_face", src
+    crop, status = None, "ok"
+    if faces:
+        try:
+            crop = crop_face(img, pick_face(faces, img.shape, pick), size, margin, style)
+        except DataError:  # degenerate landmarks, a box outside the image: no usable face
+            crop = None
+    if crop is None:
+        if on_miss == "skip":
+            return "no_face", src
+        crop, status = centre_crop(img, size), "centre"
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     with partial_file(dst) as tmp:  # a crop is in place whole or not at all
         cv2.imwrite(str(tmp), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-    return "ok", src
+    return status, src
 
 
 @dataclass
 class AlignReport:
+    """What `align_folder` did: faces aligned; images without a face (their centre crop written when `on_miss` is
+    "centre", else not written); unreadable images (never written)."""
+
     aligned: int = 0
     no_face: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # unreadable path -> why
+    on_miss: str = "skip"
 
     @property
     def total(self) -> int:
         return self.aligned + len(self.no_face) + len(self.unreadable)
+
+    @property
+    def written(self) -> int:
+        """Images written into the output tree: aligned faces, and centre crops."""
+        return self.aligned + (len(self.no_face) if self.on_miss == "centre" else 0)
 
 
 def align_folder(
@@ -153,37 +185,42 @@ def align_folder(
     workers: int = 2,
     min_confidence: float = 0.9,
     style: str = "five_point",
+    on_miss: str = "skip",
 ) -> AlignReport:
-    """Align every image of the identity-folder tree `src` into `dst/<identity>/<stem>.png`; images without a face
-    (or unreadable) are listed in the report and in `dst/align_report.txt`, never dropped silently."""
+    """Align every image of the identity-folder tree `src` into `dst/<identity>/<stem>.png`. An image without a face
+    is not written (`on_miss="skip"`) or written as its centre crop (`"centre"`); those and unreadable images are
+    listed in the report, in `dst/align_report.txt` and in `dst/align_misses.csv`, never dropped silently."""
     check_style(style, margin)
-    if pick not in PICKS or size < 16 or not 0 <= min_confidence <= 1:
+    if pick not in PICKS or size < 16 or not 0 <= min_confidence <= 1 or on_miss not in ON_MISS:
         raise ConfigError(
-            f"align: pick in {PICKS}, size >= 16, 0 <= min_confidence <= 1; got {pick!r}, {size}, {min_confidence}"
+            f"align: pick in {PICKS}, size >= 16, 0 <= min_confidence <= 1, on_miss in {ON_MISS}; got {pick!r}, "
+            f"{size}, {min_confidence}, {on_miss!r}"
         )
     table = index_folder(src)
     dst = Path(dst).expanduser().resolve()
     jobs = [
-        (p, str(dst / n / f"{Path(p).stem}.png"), size, margin, pick, min_confidence, style)
+        (p, str(dst / n / f"{Path(p).stem}.png"), size, margin, pick, min_confidence, style, on_miss)
         for p, n in zip(table["path"], table["name"], strict=True)
     ]
-    report = AlignReport()
+    outputs = {job[0]: job[1] for job in jobs}
+    report = AlignReport(on_miss=on_miss)
     try:
         with worker_pool(workers) as pool:
             for status, path in tqdm(pool_map(pool, _align_one, jobs), total=len(jobs), desc="aligning", unit="img"):
                 if status == "ok":
                     report.aligned += 1
-                elif status == "no_face":
+                elif status in ("no_face", "centre"):
                     report.no_face.append(path)
                 else:
-                    report.unreadable.append(f"{path}: {status}")
+                    report.unreadable.append(path)
+                    report.errors[path] = status.removeprefix("unreadable: ")
     except KeyboardInterrupt:
-        _write_report(dst, report, src, style, size, margin, interrupted_of=len(jobs))
+        _write_report(dst, report, src, style, size, margin, outputs, interrupted_of=len(jobs))
         raise AlignInterrupted(
             f"interrupted: {dst} is partial ({report.total} of {len(jobs)} images done, "
             f"{report.aligned} aligned; {PARTIAL} says so); run again to align them all"
         ) from None
-    _write_report(dst, report, src, style, size, margin)
+    _write_report(dst, report, src, style, size, margin, outputs)
     return report
 
 
@@ -191,15 +228,37 @@ class AlignInterrupted(UserError):
     """`facenet align` stopped by SIGINT / SIGTERM: the output folder is partial and marked so."""
 
 
+MISSES_FILE = "align_misses.csv"  # path, problem (no_face | unreadable), action (skipped | centre_crop), output, detail
+
+
 def _write_report(
-    dst: Path, report: AlignReport, src, style: str, size: int, margin: float, interrupted_of: int | None = None
+    dst: Path,
+    report: AlignReport,
+    src,
+    style: str,
+    size: int,
+    margin: float,
+    outputs: dict[str, str],
+    interrupted_of: int | None = None,
 ) -> None:
     dst.mkdir(parents=True, exist_ok=True)
-    lines = [f"aligned {report.aligned} of {report.total} images from {src} ({style}, size {size}, margin {margin})"]
+    centre = report.on_miss == "centre"
+    lines = [
+        f"aligned {report.aligned} of {report.total} images from {src} ({style}, size {size}, margin {margin}); "
+        f"no face in {len(report.no_face)}: "
+        + (f"centre crops written (on_miss=centre, margin {CENTRE_MARGIN})" if centre else "not written (on_miss=skip)")
+    ]
     if interrupted_of is not None:
         lines.insert(0, f"INTERRUPTED after {report.total} of {interrupted_of} images: this folder is partial")
-    lines += [f"no face: {p}" for p in report.no_face] + [f"unreadable {p}" for p in report.unreadable]
+    done = "centre crop written" if centre else "not written"
+    lines += [f"no face ({done}): {p}" for p in report.no_face]
+    lines += [f"unreadable (not written): {p}: {report.errors[p]}" for p in report.unreadable]
     (dst / "align_report.txt").write_text("\n".join(lines) + "\n")
+    action, output = ("centre_crop", outputs) if centre else ("skipped", {})
+    rows = [(p, "no_face", action, output.get(p, ""), "") for p in report.no_face]
+    rows += [(p, "unreadable", "skipped", "", report.errors[p]) for p in report.unreadable]
+    table = pd.DataFrame(rows, columns=["path", "problem", "action", "output", "detail"])
+    table.to_csv(dst / MISSES_FILE, index=False)
     marker = dst / PARTIAL
     if interrupted_of is not None:
         marker.write_text(lines[0] + "\n")

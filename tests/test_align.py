@@ -7,9 +7,10 @@ import sys
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
-from facenet.align import TEMPLATE_112, align_face, box_crop, check_style, pick_face
+from facenet.align import TEMPLATE_112, align_face, box_crop, centre_crop, check_style, pick_face
 from facenet.errors import ConfigError, DataError
 from tests.conftest import ROOT, shared_data
 
@@ -106,3 +107,65 @@ def test_align_att_faces_then_train_on_the_crops(tmp_path, compose_cfg):
     crops_root = f"dataset.root={tmp_path / 'crops'}"
     metrics = run(compose_cfg(f"output_dir={tmp_path / 'out'}", "dataset=folder", crops_root, "tracking=off", *small))
     assert 0 <= metrics["accuracy"] <= 1
+
+
+def _gradient(height: int, width: int) -> np.ndarray:
+    """A smooth colour ramp (no face in it), each pixel telling where it came from."""
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:, :, 0] = (np.arange(width) * 255 // (width - 1)).astype(np.uint8)[None, :]
+    img[:, :, 1] = (np.arange(height) * 255 // (height - 1)).astype(np.uint8)[:, None]
+    img[:, :, 2] = 90
+    return img
+
+
+def test_centre_crop_is_insightfaces_lfw_fallback():
+    """InsightFace's `face_preprocess.preprocess` without box or landmarks: the box inset by 1/16 of each side,
+    grown by 22 px on each side, clipped, resized. 640x480: x 40-22 .. 600+22, y 30-22 .. 450+22."""
+    img = _gradient(480, 640)
+    want = cv2.resize(img[8:472, 18:622], (112, 112), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(centre_crop(img, 112), want)
+    lfw = _gradient(250, 250)  # LFW's photos: the inset (15 px) is smaller than the margin, so the whole photo
+    assert np.array_equal(centre_crop(lfw, 112), cv2.resize(lfw, (112, 112), interpolation=cv2.INTER_LINEAR))
+
+
+@pytest.mark.real_data
+def test_on_miss_centre_writes_the_centre_crop_skip_writes_nothing_both_list_it(tmp_path):
+    face = shared_data("att_faces") / "s1" / "1.pgm"
+    raw = tmp_path / "raw"
+    (raw / "s1").mkdir(parents=True)
+    (raw / "s1" / "face.pgm").write_bytes(face.read_bytes())
+    (raw / "wall").mkdir()
+    cv2.imwrite(str(raw / "wall" / "ramp.png"), _gradient(480, 640))
+    out = tmp_path / "crops"
+
+    def align(*extra: str) -> str:
+        cmd = [sys.executable, "-m", "facenet.cli", "align", str(raw), str(out), "--workers", "1", *extra]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    printed = align("--on-miss", "centre")
+    assert "aligned 1 of 2 images" in printed and "(2 written)" in printed
+    assert "no face found in 1 (centre crops written, --on-miss centre)" in printed and "align_misses.csv" in printed
+    ramp = cv2.imread(str(raw / "wall" / "ramp.png"))  # BGR on disk, as the crop is written
+    want = cv2.resize(ramp[8:472, 18:622], (112, 112), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(cv2.imread(str(out / "wall" / "ramp.png")), want)
+    assert cv2.imread(str(out / "s1" / "face.png")).shape == (112, 112, 3)
+    misses = pd.read_csv(out / "align_misses.csv", keep_default_na=False)
+    assert misses.to_dict("records") == [
+        {
+            "path": str(raw / "wall" / "ramp.png"),
+            "problem": "no_face",
+            "action": "centre_crop",
+            "output": str(out / "wall" / "ramp.png"),
+            "detail": "",
+        }
+    ]
+    assert f"no face (centre crop written): {raw / 'wall' / 'ramp.png'}" in (out / "align_report.txt").read_text()
+
+    printed = align()  # the default, --on-miss skip, into the same folder: the earlier centre crop goes
+    assert "aligned 1 of 2 images" in printed and "(1 written)" in printed
+    assert "no face found in 1 (not written, --on-miss skip)" in printed
+    assert not (out / "wall" / "ramp.png").exists() and (out / "s1" / "face.png").is_file()
+    misses = pd.read_csv(out / "align_misses.csv", keep_default_na=False)
+    assert misses[["problem", "action", "output"]].values.tolist() == [["no_face", "skipped", ""]]

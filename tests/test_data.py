@@ -279,7 +279,9 @@ def test_pairs_limit_keeps_every_fold_and_says_so(tmp_path, caplog):
     got = {(small.paths[a], small.paths[b]) for a, b in zip(small.left, small.right, strict=True)}
     want = {(full.paths[full.left[i]], full.paths[full.right[i]]) for i in (0, 4, 8, 12)}
     assert got == want and len(small.paths) == 3  # only the images these pairs use
-    kw = dict(batch_size=128, far_targets=[1e-3], flip_tta=False, center_crop=None, override_image_size=None)
+    kw = dict(
+        batch_size=128, far_targets=[1e-3], flip_tta=False, center_crop=None, override_image_size=None, missing="fail"
+    )
     with caplog.at_level("WARNING"):
         assert len(LfwPairs(str(tmp_path), str(tmp_path / "p.txt"), max_pairs=8, **kw).load()) == 8
     assert "evaluating 8 of the 16 pairs" in caplog.text

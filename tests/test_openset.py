@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facenet.comparison.runs import ComparisonError
 from facenet.data.openset import make_trials, read_protocol, write_protocol
 from facenet.errors import ConfigError, DataError
 from facenet.evaluation.openset import cosine_to_distance, person_scores, score_trials, unit
@@ -210,6 +211,20 @@ def test_openset_in_task_eval_training_and_also_eval(compose_cfg, tmp_path):
 
     train = run(compose_cfg("experiment=smoke", *eval_args, "epochs=1", f"output_dir={tmp_path / 't'}"))
     assert train["best_accuracy"] == pytest.approx(train["rank1"])  # best.ckpt ranked by the headline
+
+    # facenet compare: the two runs on the same trials, side by side; other trials refused
+    from facenet.comparison import compare, resolve
+
+    trained = next((tmp_path / "t").rglob("eval/report.json")).parent.parent
+    table, folder = compare(resolve([str(out.parent), str(trained)]), tmp_path / "cmp")
+    assert len(table) == 2 and {"rank-1", "rank-5", "DIR@FPIR=0.2"} <= set(table.columns)
+    assert {p.name for p in folder.iterdir()} >= {"comparison.md", "table.png", "cmc.png", "det.png"}
+    ranked = pd.read_csv(folder / "comparison.csv")
+    assert sorted(ranked["rank1"]) == sorted([metrics["rank1"], train["rank1"]])
+    other = run(compose_cfg("task=eval", f"ckpt={ckpt}", *eval_args, "eval.seed=1", f"output_dir={tmp_path / 'o'}"))
+    assert other["rank1"] >= 0
+    with pytest.raises(ComparisonError, match="^runs were evaluated on different open-set trials"):
+        compare(resolve([str(out.parent), str(next((tmp_path / "o").rglob("eval")).parent)]), tmp_path / "c2")
     also = run(
         compose_cfg(
             "experiment=smoke",

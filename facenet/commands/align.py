@@ -9,7 +9,8 @@ HELP = "detect, align and crop faces of an identity-folder tree (MTCNN)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """SRC DST and the crop's size, style, margin; which face; detector confidence; workers."""
+    """SRC DST and the crop's size, style, margin; which face; detector confidence; workers; what to do without a
+    face."""
     parser.add_argument("src", help="identity folders of raw photos")
     parser.add_argument("dst", help="output identity folders of aligned crops")
     parser.add_argument("--size", type=int, default=112, help="crop size in pixels (default 112)")
@@ -29,20 +30,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pick", choices=("largest", "central"), default="largest", help="face to keep per image")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes")
     parser.add_argument("--min-confidence", type=float, default=0.9, help="detector score to accept a face")
+    parser.add_argument(
+        "--on-miss",
+        choices=("skip", "centre"),
+        default="skip",
+        help="an image with no face: skip (not written) or centre (InsightFace's LFW fallback: the centre crop, "
+        "inset by 1/16 and grown by 44 px, resized); listed in DST/align_misses.csv either way (default skip)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Align the tree, then say how many faces were found and where the misses are listed."""
-    from facenet.align import align_folder
+    from facenet.align import MISSES_FILE, align_folder
 
     margin = args.margin if args.margin is not None else (32.0 if args.style == "box" else 0.0)
     report = align_folder(
-        args.src, args.dst, args.size, margin, args.pick, args.workers, args.min_confidence, args.style
+        args.src, args.dst, args.size, margin, args.pick, args.workers, args.min_confidence, args.style, args.on_miss
     )
-    print(f"aligned {report.aligned} of {report.total} images into {args.dst}")
+    done = "centre crops written" if args.on_miss == "centre" else "not written"
+    print(f"aligned {report.aligned} of {report.total} images into {args.dst} ({report.written} written)")
     print(
-        f"no face found in {len(report.no_face)}, unreadable {len(report.unreadable)} "
-        f"(listed in {args.dst}/align_report.txt)"
+        f"no face found in {len(report.no_face)} ({done}, --on-miss {args.on_miss}), unreadable "
+        f"{len(report.unreadable)} (not written); listed in {args.dst}/{MISSES_FILE} and align_report.txt"
     )
     for path in report.no_face[:10]:
         print(f"  no face: {path}")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 NAME = "compare"
-HELP = "runs side by side: ROC/DET curves, TAR at FARs, McNemar tests"
+HELP = "runs side by side: ROC/DET curves, TAR at FARs, McNemar tests; open-set: CMC/DET, DIR at FPIRs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metric",
-        default="accuracy",
-        help="rank by this figure (accuracy, auc, eer, val_at_far_0.001, images_per_sec, ...)",
+        help="rank by this figure (default accuracy: auc, eer, val_at_far_0.001, images_per_sec, ...; open-set "
+        "runs: rank1 by default, rank5, dir_at_fpir_0.01, ...)",
     )
     parser.add_argument("--benchmark", help="with eval=benchmarks runs: the set to compare (default: the primary)")
     parser.add_argument(
@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path("outputs") / "comparisons" / time.strftime("%Y-%m-%d_%H-%M-%S")
     table, out = compare(inputs, out, args.metric)
     print(table.to_string(index=False))
-    print(f"\ncomparison: {out} (comparison.md, table.png, roc.png, det.png, distances.png)")
+    figures = ", ".join(p.name for p in sorted(out.glob("*.png")))
+    print(f"\ncomparison: {out} (comparison.md, {figures})")
     uri = None if args.no_mlflow else tracking_uri(inputs, args.tracking_uri)
     if uri:
         run_id = log_comparison(inputs, out, uri, list(table["run"]))

@@ -14,6 +14,8 @@ import pandas as pd
 
 from facenet.comparison.figures import det_compare, distances_compare, roc_compare, table_image
 from facenet.comparison.labels import labels as run_labels
+from facenet.comparison.openset import ARTIFACTS as OPENSET_ARTIFACTS
+from facenet.comparison.openset import compare_openset
 from facenet.comparison.runs import ComparisonError, Inputs, RunResult
 from facenet.comparison.significance import decisions, mcnemar
 from facenet.evaluation.report import markdown, pairs_fingerprint
@@ -37,14 +39,28 @@ def check_same_pairs(runs: list[RunResult], names: list[str]) -> str:
         first = prints[0]
         other = next(i for i, p in enumerate(prints) if p != first)
         a, b = runs[0], runs[other]
+        skips = [
+            f"{name} left out {r.report['skipped_pairs']} pairs for missing images"
+            for r, name in zip(runs, names, strict=True)
+            if r.report.get("skipped_pairs")
+        ]
         raise ComparisonError(
             f"runs were evaluated on different pair sets: {names[0]} on {a.report['n_pairs']} pairs (sha1 "
-            f"{first[:10]}), {names[other]} on {b.report['n_pairs']} pairs (sha1 {prints[other][:10]}); compare runs "
-            "evaluated with the same eval settings, or evaluate their checkpoints on one set (task=eval)"
+            f"{first[:10]}), {names[other]} on {b.report['n_pairs']} pairs (sha1 {prints[other][:10]})"
+            + (f" ({'; '.join(skips)}: eval.missing=skip)" if skips else "")
+            + "; compare runs evaluated with the same eval settings, or evaluate their checkpoints on one set "
+            "(task=eval)"
         )
     folds = {len(r.report["fold_thresholds"]) for r in runs}
     if len(folds) > 1:
         raise ComparisonError(f"runs were evaluated with different fold counts ({sorted(folds)}): not comparable")
+    assigned = [r.scores["fold"].to_numpy() for r in runs]
+    other = next((i for i, f in enumerate(assigned) if not np.array_equal(f, assigned[0])), None)
+    if other is not None:
+        raise ComparisonError(
+            f"{names[0]} and {names[other]} were evaluated on the same pairs cut into other folds (scores.csv's "
+            "fold column differs): their per-fold thresholds decide different pairs; not comparable"
+        )
     return prints[0]
 
 
@@ -63,6 +79,7 @@ def val_at(run: RunResult, far: float) -> tuple[float, float]:
         run.scores["same"].to_numpy(bool),
         n_folds=run.report["n_folds"],
         far_targets=(far,),
+        folds=run.scores["fold"].to_numpy(np.int64),
     )
     v = r.val_at_far[far]
     return v["val_mean"], v["val_std"]
@@ -119,10 +136,17 @@ def readable(table: pd.DataFrame, tests: list[str]) -> pd.DataFrame:
     return out
 
 
-def compare(inputs: Inputs, out_dir: str | Path, metric: str = "accuracy") -> tuple[pd.DataFrame, Path]:
-    """Write the comparison of `inputs.runs` into `out_dir`; returns the readable table and the folder."""
+def compare(inputs: Inputs, out_dir: str | Path, metric: str | None = None) -> tuple[pd.DataFrame, Path]:
+    """Write the comparison of `inputs.runs` into `out_dir`; returns the readable table and the folder. `metric`
+    ranks the runs (default: accuracy; open-set runs (`facenet.comparison.openset`): rank1)."""
     runs = inputs.runs
     names = run_labels(runs)
+    kinds = {r.report.get("kind", "verification") for r in runs}
+    if len(kinds) > 1:
+        raise ComparisonError(f"runs were evaluated by different kinds of protocol ({', '.join(sorted(kinds))})")
+    if kinds == {"openset"}:
+        return compare_openset(runs, names, Path(out_dir), metric), Path(out_dir)
+    metric = metric or "accuracy"
     sha1 = check_same_pairs(runs, names)
     table = numbers(runs, names)
     best = best_index(table, metric)
@@ -215,8 +239,9 @@ def log_comparison(inputs: Inputs, out: Path, uri: str, names: list[str] | None 
         run_id = client.create_run(
             exp_id, run_name=f"compare {len(inputs.runs)} runs {time.strftime('%H:%M:%S')}", tags=tags
         ).info.run_id
-    for name in ARTIFACTS:
-        client.log_artifact(run_id, str(out / name), folder)
+    for name in dict.fromkeys(ARTIFACTS + OPENSET_ARTIFACTS):
+        if (out / name).is_file():  # a verification or an open-set comparison's files
+            client.log_artifact(run_id, str(out / name), folder)
     if not inputs.parent_run_id:
         client.set_terminated(run_id, "FINISHED")
     return run_id

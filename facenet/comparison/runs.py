@@ -83,6 +83,10 @@ def _read_eval(folder: Path, where: str) -> tuple[dict, pd.DataFrame]:
         report = json.loads((folder / "report.json").read_text())
     except (OSError, ValueError) as err:
         raise ComparisonError(f"{where}: cannot read {folder / 'report.json'} ({err})") from None
+    if report.get("kind") == "openset":  # trials, not pairs: every probe's outcome (facenet.comparison.openset)
+        if not (folder / "probes.csv").is_file():
+            raise ComparisonError(f"{where}: {folder / 'probes.csv'} is missing beside its open-set report.json")
+        return report, pd.read_csv(folder / "probes.csv", keep_default_na=False)
     scores_file = folder / "scores.csv"
     if not scores_file.is_file():
         raise ComparisonError(

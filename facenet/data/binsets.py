@@ -21,6 +21,7 @@ from facenet.data.pairs import PairSet, read_pairs
 from facenet.data.sources import EncodedImages
 from facenet.errors import DataError
 from facenet.interrupts import partial_file
+from facenet.metrics.verification import consecutive_folds
 
 FOLDS = 10
 # numpy's own reconstructors build whatever dtype a file describes (an object dtype whose flags the file rewrites
@@ -251,7 +252,7 @@ def read_bin(path: str | os.PathLike) -> PairSet:
             positions.append(i)
         index[i] = unique[data]
     source = EncodedImages(list(unique), path.name, positions)
-    return PairSet(source, index[0::2], index[1::2], issame, FOLDS)
+    return PairSet(source, index[0::2], index[1::2], issame, FOLDS, consecutive_folds(len(issame), FOLDS))
 
 
 def pack_pairs(root: str | os.PathLike, pairs_file: str | os.PathLike, out: str | os.PathLike) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from facenet.data.images import EvalTransform
+from facenet.data.pairs import MISSING
 from facenet.errors import ConfigError
 from facenet.tracking import Tracker
 
@@ -21,9 +22,8 @@ log = logging.getLogger(__name__)
 
 # every protocol's headline scalar, in the order a run's metrics are searched for the one that ranks it
 HEADLINES = ("accuracy", "rank1", "tar_at_far_0.0001")
-# eval.missing: what to do with images the protocol names that are not there: refuse the protocol (the default), or
-# leave out the pairs / probes that need them (counted in the report, the log and the tracker, never silently)
-MISSING = ("fail", "skip")
+# eval.missing (MISSING): what to do with images the protocol names that are not there: refuse the protocol (the
+# default), or leave out the pairs / probes that need them (counted in the report, the log and the tracker)
 
 
 class Protocol:

@@ -33,7 +33,12 @@ class VerificationProtocol(Protocol):
 
     def describe(self, data: dict[str, PairSet]) -> str:
         n = self.size(data)
-        return f"{n} verification pairs" + (f" in {len(data)} sets" if list(data) != [""] else "")
+        skipped = sum(p.skipped for p in data.values())
+        return (
+            f"{n} verification pairs"
+            + (f" in {len(data)} sets" if list(data) != [""] else "")
+            + (f" ({skipped} pairs skipped: images missing, eval.missing=skip)" if self.missing == "skip" else "")
+        )
 
     def size(self, data: dict[str, PairSet]) -> int:
         return sum(len(p) for p in data.values())
@@ -74,14 +79,15 @@ class VerificationProtocol(Protocol):
 
 
 class LfwPairs(VerificationProtocol):
-    """A `pairs.txt` (LFW format) over an identity-folder tree."""
+    """A `pairs.txt` (LFW format) over an identity-folder tree; `missing="skip"` leaves out the pairs whose images
+    are not there (counted; the others keep their folds)."""
 
     def __init__(self, root: str, pairs: str, **kw):
         super().__init__(**kw)
         self.root, self.pairs = root, pairs
 
     def _load(self, workers: int) -> PairSet:
-        return read_pairs(self.pairs, self.root)
+        return read_pairs(self.pairs, self.root, self.missing, "eval.missing")
 
 
 class SyntheticPairs(VerificationProtocol):
@@ -109,7 +115,7 @@ class SyntheticPairs(VerificationProtocol):
 
     def _load(self, workers: int) -> PairSet:
         root = generate_eval(self.data_dir, workers=workers, **self.spec)
-        return read_pairs(root / "pairs.txt", root)
+        return read_pairs(root / "pairs.txt", root, self.missing, "eval.missing")
 
 
 class BinPairs(VerificationProtocol):

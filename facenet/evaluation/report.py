@@ -33,9 +33,10 @@ def _short(name: str) -> str:
 
 def write_scores(pairs: PairSet, distances: np.ndarray, n_folds: int, path: Path) -> str:
     """Every pair's distance in fold order (`fold, same, distance, left, right`: what `facenet compare` pairs runs
-    on, and a paired test needs); returns the pair set's fingerprint (sha1 of the names and flags in that order)."""
+    on, and a paired test needs; `fold` is the pair's own, counted from 0); returns the pair set's fingerprint (sha1
+    of the names and flags in that order)."""
     order = pairs.fold_order(n_folds)
-    fold = np.repeat(np.arange(n_folds), [len(b) for b in np.array_split(order, n_folds)])
+    fold = pairs.folds(n_folds)[order]
     names = [_short(n) for n in pairs.paths]
     left, right = [names[i] for i in pairs.left[order]], [names[i] for i in pairs.right[order]]
     same = pairs.issame[order].astype(int)
@@ -83,6 +84,9 @@ def _score(
         net, pairs, transform, protocol.batch_size, protocol.far_targets, workers, protocol.flip_tta
     )
     scalars = report.scalars()
+    skipping = protocol.missing == "skip"
+    if skipping:  # asked for: said even when nothing was missing
+        scalars["skipped_pairs"] = pairs.skipped
     tracker.log_metrics({f"{prefix}/{k}": v for k, v in scalars.items()}, step)
     out_dir.mkdir(parents=True, exist_ok=True)
     applied = {
@@ -93,8 +97,12 @@ def _score(
     }
     fingerprint = write_scores(pairs, distances, report.n_folds, out_dir / "scores.csv")
     body = {**report.to_dict(), "preprocess": applied, "pairs_sha1": fingerprint}
+    text = report.table()
+    if skipping:
+        body.update(missing="skip", skipped_pairs=pairs.skipped, missing_images=list(pairs.missing_images))
+        text += f"\nskipped      {skipped_note(pairs)}"
     (out_dir / "report.json").write_text(json.dumps(body, indent=1))
-    (out_dir / "report.txt").write_text(report.table() + "\n")
+    (out_dir / "report.txt").write_text(text + "\n")
     roc_plot(report, out_dir / "roc.png")
     distance_histogram(distances, pairs.issame, report.threshold_mean, out_dir / "distances.png")
     hardest = out_dir / "hardest_pairs.png"
@@ -102,7 +110,7 @@ def _score(
     for name in ARTIFACTS:
         tracker.log_artifact(out_dir / name, prefix)
     log.info(
-        "%s: accuracy %.4f +- %.4f, threshold %.3f, AUC %.4f, EER %.4f, %s",
+        "%s: accuracy %.4f +- %.4f, threshold %.3f, AUC %.4f, EER %.4f, %s%s",
         prefix,
         report.accuracy_mean,
         report.accuracy_std,
@@ -110,8 +118,20 @@ def _score(
         report.auc,
         report.eer,
         ", ".join(f"VAL@FAR={f:g} {v['val_mean']:.4f}" for f, v in report.val_at_far.items()),
+        f" ({pairs.skipped} pairs skipped: images missing, eval.missing=skip)" if skipping else "",
     )
     return scalars, report
+
+
+def skipped_note(pairs: PairSet) -> str:
+    """How many pairs were left out for missing images, and which images (eval.missing=skip)."""
+    if not pairs.skipped:
+        return "0 pairs (eval.missing=skip; no image was missing)"
+    shown = ", ".join(pairs.missing_images[:10]) + (" ..." if len(pairs.missing_images) > 10 else "")
+    return (
+        f"{pairs.skipped} pairs (eval.missing=skip): they need the {len(pairs.missing_images)} missing images "
+        f"{shown}; the other pairs keep their folds"
+    )
 
 
 def evaluate_sets(

@@ -51,12 +51,16 @@ def evaluate_pairs(
     workers: int = 2,
     flip_tta: bool = False,
 ) -> tuple[VerificationReport, np.ndarray]:
-    """Verification report over every pair, plus the distances it was computed from (in file order)."""
-    n_folds = pairs.n_folds if pairs.n_folds > 1 else 10
-    if len(pairs) < 2 * n_folds or pairs.issame.all() or not pairs.issame.any():
+    """Verification report over every pair, each scored in its own fold (`PairSet.folds`), plus the distances it
+    was computed from (in file order)."""
+    n_folds = pairs.fold_count()
+    folds = pairs.folds(n_folds)
+    empty = np.flatnonzero(np.bincount(folds, minlength=n_folds) == 0)
+    if len(pairs) < 2 * n_folds or pairs.issame.all() or not pairs.issame.any() or len(empty):
         raise DataError(
-            f"verification needs same and different pairs and at least {2 * n_folds} pairs for {n_folds} folds; "
-            f"got {int(pairs.issame.sum())} same and {int((~pairs.issame).sum())} different"
+            f"verification needs same and different pairs and at least {2 * n_folds} pairs for {n_folds} folds, "
+            f"each holding some; got {int(pairs.issame.sum())} same and {int((~pairs.issame).sum())} different"
+            + (f", none in fold {', '.join(str(k) for k in empty)}" if len(empty) else "")
         )
     emb = embed_images(net, pairs.images, transform, batch_size, workers, "eval embeddings", flip_tta)
     if not np.isfinite(emb).all():
@@ -67,5 +71,7 @@ def evaluate_pairs(
         )
     d = pair_distances(emb, pairs)
     order = pairs.fold_order(n_folds)
-    report = verification_report(d[order], pairs.issame[order], n_folds=n_folds, far_targets=tuple(far_targets))
+    report = verification_report(
+        d[order], pairs.issame[order], n_folds=n_folds, far_targets=tuple(far_targets), folds=folds[order]
+    )
     return report, d

@@ -2,7 +2,8 @@
 
 Convention: a pair is predicted "same" when its distance is <= the threshold. With `higher_is_closer=True` the
 inputs are similarities and the rule becomes similarity >= threshold; thresholds are reported in input units.
-Folds are consecutive blocks of the input order, so the order of LFW's `pairs.txt` gives its official folds.
+Folds are consecutive blocks of the input order (the order of LFW's `pairs.txt` gives its official folds), or
+each pair's fold given explicitly (`folds`: what a pair set with some pairs left out keeps).
 """
 
 from __future__ import annotations
@@ -10,6 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+
+def consecutive_folds(n: int, n_folds: int) -> np.ndarray:
+    """Each of `n` pairs' fold when the folds are `n_folds` consecutive blocks of their order, cut as
+    `np.array_split` cuts (the first `n % n_folds` blocks one longer)."""
+    return np.repeat(np.arange(n_folds), [len(b) for b in np.array_split(np.arange(n), n_folds)])
 
 
 def _counts(d: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -141,8 +148,12 @@ def verification_report(
     n_folds: int = 10,
     far_targets: tuple[float, ...] = (1e-3,),
     higher_is_closer: bool = False,
+    folds: np.ndarray | None = None,
 ) -> VerificationReport:
     """k-fold verification protocol (LFW View 2 style).
+
+    `folds`: each pair's fold in 0..n_folds-1 (every fold holding a pair); default: `n_folds` consecutive blocks of
+    the input order, as `np.array_split` cuts them.
 
     For each fold, the accuracy threshold is chosen on the other folds by exact search over all distinct
     distances and applied to the held-out fold; likewise the VAL@FAR threshold is the largest one whose FAR on
@@ -159,13 +170,18 @@ def verification_report(
         raise ValueError(f"n_folds must be between 2 and the number of pairs ({len(d)}), got {n_folds}")
     if same.all() or not same.any():
         raise ValueError("verification needs both same and different pairs")
+    folds = consecutive_folds(len(d), n_folds) if folds is None else np.asarray(folds).ravel()
+    if folds.shape != d.shape or not np.issubdtype(folds.dtype, np.integer):
+        raise ValueError(f"folds must be {d.size} integer labels, one per pair; got {folds.size} of {folds.dtype}")
+    sizes = np.bincount(folds, minlength=n_folds) if folds.min() >= 0 else np.zeros(0)
+    if len(sizes) != n_folds or not sizes.all():
+        raise ValueError(f"folds must label every pair with one of 0..{n_folds - 1}, each fold holding a pair")
     sign = -1.0 if higher_is_closer else 1.0
     d = sign * d
-    folds = np.array_split(np.arange(len(d)), n_folds)
     accs, thresholds = [], []
     vals: dict[float, list[tuple[float, float]]] = {far: [] for far in far_targets}
-    for test in folds:
-        train = np.setdiff1d(np.arange(len(d)), test)
+    for k in range(n_folds):
+        test, train = np.flatnonzero(folds == k), np.flatnonzero(folds != k)
         t = best_threshold(d[train], same[train])
         thresholds.append(sign * t)
         accs.append(accuracy(d[test], same[test], t))
