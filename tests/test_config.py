@@ -30,6 +30,7 @@ REQUIRED = {
     "eval=bin": ["eval.path=/x/lfw.bin"],
     "eval=benchmarks": ["eval.dir=/x"],
     "eval=openset": ["eval.root=/x"],
+    "eval=ijb": ["eval.root=/x"],
 }
 
 

@@ -237,6 +237,9 @@ def test_openset_in_task_eval_training_and_also_eval(compose_cfg, tmp_path):
         )
     )
     assert "accuracy" in also and "openset/rank1" in also and "openset/dir_at_fpir_0.2" in also
+    verification = next((tmp_path / "a").rglob("eval/report.json")).parent.parent
+    with pytest.raises(ComparisonError, match=r"^runs were evaluated by different kinds of protocol \(openset, "):
+        compare(resolve([str(out.parent), str(verification)]), tmp_path / "c3")
 
 
 def test_the_command_writes_a_protocol_eval_reads(tmp_path, tree):

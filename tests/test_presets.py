@@ -22,6 +22,7 @@ ASKS = {
     "eval=bin": {"eval.path"},
     "eval=benchmarks": {"eval.dir"},
     "eval=openset": {"eval.root"},
+    "eval=ijb": {"eval.root"},
     "experiment=finetune": {"also_eval.lfw.root", "also_eval.lfw.pairs"},
 }
 PRESET_CHOICES = {"finetune": ("dataset=folder", "eval=lfw"), "seed_vggface2": ("dataset=folder", "eval=lfw")}

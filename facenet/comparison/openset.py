@@ -12,7 +12,7 @@ import pandas as pd
 
 from facenet.comparison.figures import table_image
 from facenet.comparison.runs import ComparisonError, RunResult
-from facenet.evaluation.openset_figures import cmc_plot, det_plot
+from facenet.evaluation.figures import cmc_plot, det_plot
 from facenet.evaluation.report import markdown
 
 LOWER_IS_BETTER = ("train_minutes", "parameters")  # and every `*_std` and threshold

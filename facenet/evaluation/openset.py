@@ -23,7 +23,7 @@ from facenet.data.openset import OpenSetTrials, Trial, make_trials, read_protoco
 from facenet.data.sources import ImageFiles
 from facenet.errors import ConfigError, TrainingDiverged
 from facenet.evaluation.base import Protocol
-from facenet.evaluation.openset_figures import cmc_plot, det_plot
+from facenet.evaluation.figures import cmc_plot, det_plot
 from facenet.evaluation.report import markdown
 from facenet.evaluation.verify import embed_images
 from facenet.metrics.identification import cmc, det_curve, open_set, ranks
