@@ -4,8 +4,13 @@
 `pretrained:casia-webface`, see `facenet pretrained list`), an exported MindIR (`.mindir`) or ONNX (`.onnx`, run by
 onnxruntime: `pip install onnxruntime`) with its model card (`<file>.json`, written by task=export). Images get
 exactly the preprocessing the model was trained with (size, channel order, standardisation, and with `align` its
-alignment style, from the sidecar or card); `center_crop` is for unaligned photos, as `eval.center_crop`. The
-verification threshold is the one `facenet calibrate` recorded, else the one chosen at evaluation.
+alignment style, from the sidecar or card); `center_crop` is for unaligned photos, as `eval.center_crop`;
+`flip_tta` adds each image's mirror image's embedding (as `eval.flip_tta`). The verification threshold is the one
+`facenet calibrate` recorded, else the one chosen at evaluation.
+
+`identify` searches identity folders (`GALLERY/<name>/<image>`, embedded on each call, cached) or a built gallery
+(`build_gallery`, `add_to_gallery`; `facenet.gallery`): embeddings stored once with a faiss index and a manifest
+that refuses another model or preprocessing.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +30,9 @@ from facenet.data.images import EvalTransform, normalization
 from facenet.data.index import IMAGE_EXTENSIONS
 from facenet.errors import ConfigError, DataError
 from facenet.interrupts import partial_file
+
+if TYPE_CHECKING:
+    from facenet.gallery import Gallery
 
 CACHE_DIR = Path(os.environ.get("FACENET_CACHE", Path.home() / ".cache" / "facenet"))
 
@@ -86,7 +96,8 @@ class Verdict:
 @dataclass(frozen=True)
 class Match:
     identity: str
-    distance: float
+    distance: float  # L2 distance between embeddings at the model's norm
+    similarity: float | None = None  # cosine similarity (built galleries are searched by it)
 
 
 def list_images(folder: str | Path) -> list[str]:
@@ -133,9 +144,10 @@ class Embedder:
         workers: int = 2,
         center_crop: int | None = None,
         align: bool = False,
+        flip_tta: bool = False,
     ):
         self.backend, self.spec, self.model_file = backend, spec, model_file
-        self.align = align
+        self.align, self.flip_tta = align, flip_tta
         self.image_size = int(spec["preprocess"]["image_size"])
         self.batch_size = backend.batch_size or batch_size
         self.workers = workers
@@ -145,6 +157,7 @@ class Embedder:
         self.align_style = (style, float((preprocess.get("align") or {}).get("margin", 0.0)))
         self.threshold: float | None = spec.get("threshold")
         self.scale = float(spec.get("scale", 1.0))
+        self._sha256: str | None = None
 
     @staticmethod
     def _threshold_of(record: dict, evaluated: float | None) -> float | None:
@@ -160,9 +173,11 @@ class Embedder:
         workers: int = 2,
         center_crop: int | None = None,
         align: bool = False,
+        flip_tta: bool = False,
     ) -> Embedder:
         """Load a checkpoint (`.ckpt` + sidecar), MindIR or ONNX file (+ model card). `align`: detect and align the
-        face of every image first (MTCNN, as `facenet align`), for raw photos."""
+        face of every image first (MTCNN, as `facenet align`), for raw photos. `flip_tta`: each embedding is the
+        sum of the image's and its mirror image's, rescaled to the model's norm."""
         from facenet.models import pretrained
 
         if (
@@ -187,6 +202,7 @@ class Embedder:
                 "preprocess": raw["preprocess"],
                 "threshold": cls._threshold_of(raw, evaluated),
                 "scale": raw["model"]["head"].get("scale", 1.0),
+                "embedding_size": raw.get("embedding_size"),
             }
         elif suffix in (".mindir", ".onnx"):
             card_file = path.with_name(path.name + ".json")
@@ -210,10 +226,11 @@ class Embedder:
                 "preprocess": card["preprocess"],
                 "threshold": cls._threshold_of(card, evaluated),
                 "scale": card["output"].get("norm", 1.0),
+                "embedding_size": card["output"].get("embedding_size"),
             }
         else:
             raise ConfigError(f"model {path.name}: expected a .ckpt, .mindir or .onnx file")
-        return cls(backend, spec, path, batch_size, workers, center_crop, align)
+        return cls(backend, spec, path, batch_size, workers, center_crop, align, flip_tta)
 
     # ------------------------------------------------------------------ embeddings
     def embed(self, images: Sequence[str | np.ndarray], desc: str = "embedding") -> np.ndarray:
@@ -239,15 +256,42 @@ class Embedder:
             images = [aligned(i) for i in tqdm(images, desc="aligning", unit="img", leave=False)]
         if all(isinstance(i, np.ndarray) for i in images):
             x = np.stack([self.transform(i) for i in images])
-            return embed_batches(self._run, array_batches(x, self.batch_size), len(x), desc=None)
+            return embed_batches(self._run, array_batches(x, self.batch_size), len(x), None, self.flip_tta)
         files = ImageFiles([str(i) for i in images])
-        return embed_source(self._run, files, self.transform, self.batch_size, self.workers, desc)
+        return embed_source(self._run, files, self.transform, self.batch_size, self.workers, desc, self.flip_tta)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         n = len(x)
         if self.backend.batch_size and n < self.backend.batch_size:  # static-shape model: pad, then drop
             x = np.concatenate([x, np.zeros((self.backend.batch_size - n, *x.shape[1:]), x.dtype)])
         return np.asarray(self.backend(np.ascontiguousarray(x, np.float32)))[:n]
+
+    def describe(self) -> dict:
+        """What makes this model's embeddings comparable with others: the fingerprint of its weights (sha256 of
+        the model file), its embedding size and output norm, and the preprocessing as applied here. A built
+        gallery records it and refuses a model that differs (facenet.gallery.manifest.check_model)."""
+        from facenet.gallery.manifest import sha256
+
+        if self._sha256 is None:
+            self._sha256 = sha256(self.model_file)
+        style, margin = self.align_style
+        return {
+            "model": {
+                "file": self.model_file.name,
+                "sha256": self._sha256,
+                "format": self.model_file.suffix.lstrip(".").lower(),
+            },
+            "embedding_size": self.spec.get("embedding_size"),
+            "norm": self.scale,
+            "preprocess": {
+                "image_size": self.image_size,
+                "channel_order": self.spec["preprocess"].get("channel_order", "RGB"),
+                "normalize": self.transform.normalize,
+                "center_crop": self.transform.center_crop,
+                "align": {"style": style, "margin": margin} if self.align else None,
+                "flip_tta": self.flip_tta,
+            },
+        }
 
     def _threshold(self, threshold: float | None) -> float:
         t = threshold if threshold is not None else self.threshold
@@ -295,13 +339,39 @@ class Embedder:
         queries: Sequence[str | np.ndarray],
         gallery: str | Path,
         k: int = 5,
-        method: str = "mean",
+        method: str | None = None,
         threshold: float | None = None,
         cache_dir: str | Path | None = CACHE_DIR,
+        min_similarity: float | None = None,
     ) -> list[list[Match]]:
-        """Top-k gallery identities per query, nearest first. method "mean": distance to each identity's mean
-        embedding (rescaled to the network's norm); "nearest": to the identity's closest image. A query whose best
-        distance exceeds the threshold gets "unknown" ranked first."""
+        """Top-k gallery identities per query, nearest first. `gallery`: identity folders or a built gallery.
+
+        Identity folders: method "mean" (the default) ranks by the distance to each identity's mean embedding
+        (rescaled to the network's norm); "nearest" by the distance to the identity's closest image. A built
+        gallery ranks by the closest image ("nearest", its only method), searched by cosine similarity.
+
+        A query whose best identity is beyond the threshold gets "unknown" ranked first: `threshold` is an L2
+        distance (default: the model's, calibrated or from evaluation); `min_similarity` a cosine similarity (as
+        an open-set protocol reports it: facenet.gallery.from_report); give one of them at most."""
+        from facenet.gallery import cosine_to_distance, distance_to_cosine, is_gallery
+
+        if threshold is not None and min_similarity is not None:
+            raise ConfigError("give a distance threshold or a minimum similarity, not both")
+        if min_similarity is not None:
+            threshold = cosine_to_distance(min_similarity, self.scale)
+        if is_gallery(gallery):
+            if method not in (None, "nearest"):
+                raise ConfigError(
+                    f"a built gallery ranks identities by their closest image (method 'nearest'); method {method!r} "
+                    "needs identity folders"
+                )
+            cosine = (
+                min_similarity
+                if min_similarity is not None
+                else distance_to_cosine(self._threshold(threshold), self.scale)
+            )
+            return self._identify_built(queries, gallery, k, cosine)
+        method = method or "mean"
         if method not in ("mean", "nearest"):
             raise ConfigError(f"method must be 'mean' or 'nearest', got {method!r}")
         t = self._threshold(threshold)
@@ -317,11 +387,73 @@ class Embedder:
         out = []
         for row in per_id:
             order = np.argsort(row, kind="stable")[:k]
-            matches = [Match(names[i], float(row[i])) for i in order]
+            matches = [Match(names[i], float(row[i]), distance_to_cosine(row[i], self.scale)) for i in order]
             if matches and matches[0].distance > t:
-                matches = [Match("unknown", t), *matches[: k - 1]]
+                matches = [Match("unknown", t, distance_to_cosine(t, self.scale)), *matches[: k - 1]]
             out.append(matches)
         return out
+
+    def _identify_built(
+        self, queries: Sequence[str | np.ndarray], gallery: str | Path, k: int, cosine: float
+    ) -> list[list[Match]]:
+        """identify() on a built gallery: refused if it was built otherwise; accept similarity >= `cosine`."""
+        from facenet.gallery import Gallery, cosine_to_distance
+        from facenet.gallery.manifest import check_model
+
+        built = Gallery.open(gallery)
+        check_model(built.manifest, self.describe(), built.folder)
+        q = self.embed(list(queries), "queries")
+        if len(q) and q.shape[1] != built.embedding_size:
+            raise ConfigError(
+                f"gallery {built.folder} holds {built.embedding_size}-d embeddings; {self.model_file.name} gives "
+                f"{q.shape[1]}-d"
+            )
+        out = []
+        for row in built.search(q, k) if len(q) else []:
+            matches = [Match(name, cosine_to_distance(s, self.scale), s) for name, s in row]
+            if matches and matches[0].similarity < cosine:
+                matches = [Match("unknown", cosine_to_distance(cosine, self.scale), cosine), *matches[: k - 1]]
+            out.append(matches)
+        return out
+
+    def build_gallery(
+        self, folder: str | Path, out: str | Path, index: str = "flat", settings: dict | None = None
+    ) -> Gallery:
+        """Embed the identity folders `folder/<name>/<image>` and store them as a gallery in `out` (absent or
+        empty) with a faiss index of kind `index` (flat, hnsw, ivf; `settings`: facenet.gallery.index)."""
+        from facenet.gallery import check_new, create
+        from facenet.gallery.index import check
+
+        check_new(out)
+        paths, labels, names = gallery_listing(folder)
+        settings = check(index, settings, len(paths))  # before any image is embedded
+        start = time.perf_counter()
+        emb = self.embed(paths, "gallery")
+        seconds = time.perf_counter() - start
+        identities = [names[i] for i in labels]
+        paths = [os.path.abspath(p) for p in paths]
+        return create(out, emb, identities, paths, self.describe(), index, settings, seconds, str(folder))
+
+    def add_to_gallery(self, gallery: str | Path, folder: str | Path) -> tuple[Gallery, int, int]:
+        """Embed the images of `folder/<name>/<image>` not yet in the built `gallery` (by path) and add them, new
+        identities included; the gallery must have been built with this model and preprocessing. Returns (the
+        gallery, images added, images already there)."""
+        from facenet.gallery import Gallery
+        from facenet.gallery.manifest import check_model
+
+        built = Gallery.open(gallery)
+        check_model(built.manifest, self.describe(), built.folder)
+        paths, labels, names = gallery_listing(folder)
+        have = set(built.paths)
+        new = [(os.path.abspath(p), names[i]) for p, i in zip(paths, labels, strict=True)]
+        new = [(p, name) for p, name in new if p not in have]
+        if not new:
+            raise DataError(f"every image under {folder} is already in gallery {built.folder}: nothing to add")
+        start = time.perf_counter()
+        emb = self.embed([p for p, _ in new], "gallery")
+        seconds = time.perf_counter() - start
+        added = built.add(emb, [name for _, name in new], [p for p, _ in new], seconds)
+        return added, len(new), len(paths) - len(new)
 
     def cluster(
         self,

@@ -156,3 +156,50 @@ def test_classifier_bench_measures_each_case_in_its_own_process(tmp_path):
     assert full["weights_and_moments_mb"] == pytest.approx(3 * 400 * 16 * 4 / 2**20)
     assert full["ms_per_step"] > 0 and full["peak_rss_mb"] > full["rss_growth_mb"] >= 0
     assert "| 400 | 0.25 | 100 |" in proc.stdout
+
+
+def test_gallery_bench_numpy_search_is_exact_across_blocks(monkeypatch):
+    """bench/gallery.py's brute force (blocks of gallery rows, a running top-k) against a full argsort."""
+    import numpy as np
+
+    from bench import gallery
+
+    monkeypatch.setattr(gallery, "MAX_SCORES", 7 * 13)  # blocks of 13 rows for 7 probes: many merges
+    rng = np.random.default_rng(0)
+    x, q = rng.standard_normal((200, 8)).astype(np.float32), rng.standard_normal((7, 8)).astype(np.float32)
+    scores, ids = gallery.numpy_search(x, q, 5)
+    full = q @ x.T
+    assert (ids == np.argsort(-full, axis=1)[:, :5]).all()
+    assert np.allclose(scores, np.sort(full, axis=1)[:, ::-1][:, :5])
+
+
+def test_gallery_bench_runs_at_tiny_sizes(tmp_path):
+    out = tmp_path / "gallery.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "bench/gallery.py",
+            "--sizes",
+            "800",
+            "--dims",
+            "8",
+            "--queries",
+            "30",
+            "--repeats",
+            "1",
+            "--json",
+            str(out),
+        ],  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["method"]: r for r in json.loads(out.read_text())}
+    assert list(rows) == ["numpy", "flat", "hnsw", "ivf"]
+    assert rows["numpy"]["recall_at_1"] == 1.0 and rows["flat"]["recall_at_1"] == 1.0  # both exact
+    assert all(r["qps_1"] > 0 and r["qps_256"] > 0 and 0 <= r["recall_at_1"] <= 1 for r in rows.values())
+    assert rows["ivf"]["settings"]["nlist"] == 20 and rows["flat"]["index_mb"] > 0  # 800 // 39 lists
+    assert [s["nprobe"] for s in rows["ivf"]["sweep"]] == [8, 16, 32, 64, 128, 256]
+    assert "| 8e+02 x 8 | hnsw |" in proc.stdout

@@ -15,7 +15,8 @@ import pytest
 from facenet.comparison.runs import ComparisonError
 from facenet.data.openset import make_trials, read_protocol, write_protocol
 from facenet.errors import ConfigError, DataError
-from facenet.evaluation.openset import cosine_to_distance, person_scores, score_trials, unit
+from facenet.evaluation.openset import person_scores, score_trials, unit
+from facenet.gallery.threshold import cosine_to_distance
 from tests.conftest import ROOT, tiny_checkpoint, write_faces
 
 COUNTS = {f"p{i:02d}": n for i, n in enumerate([1, 1, 2, 3, 4, 2, 5, 1, 3, 2, 6, 2])}
@@ -231,7 +232,7 @@ def test_openset_in_task_eval_training_and_also_eval(compose_cfg, tmp_path):
             "epochs=1",
             "tracking=off",
             f"+also_eval.openset={{_target_: facenet.evaluation.openset.OpenSet, root: {tree}, protocol: null, "
-            "trials: 2, enrolled: 0.5, gallery_per_person: 1, seed: 0, ranks: [1], fpir_targets: [0.2], "
+            "trials: 2, enrolled: 0.5, gallery_per_person: 1, seed: 0, ranks: [1], fpir_targets: [0.2], index: exact, "
             "batch_size: 16, flip_tta: false, center_crop: null, override_image_size: null, missing: fail}",
             f"output_dir={tmp_path / 'a'}",
         )
@@ -253,3 +254,25 @@ def test_the_command_writes_a_protocol_eval_reads(tmp_path, tree):
     assert (
         again.returncode != 0 and again.stderr.strip().count("\n") == 0 and "already holds a protocol" in again.stderr
     )
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_a_faiss_index_finds_what_exact_search_finds(tmp_path, kind):
+    """Galleries searched through a FAISS index give the exact ranks, scores and metrics: flat always; HNSW and
+    IVF (at their documented settings) on a gallery this small, where they visit every vector."""
+    counts = {f"p{i:03d}": 2 + i % 3 for i in range(120)}
+    tree = write_faces(tmp_path / "tree", counts, size=(4, 4))
+    data = make_trials(tree, trials=3, enrolled=0.5, gallery_per_person=1, seed=0)
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(len(counts), 32))
+    person = {name: i for i, name in enumerate(sorted(counts))}
+    emb = unit(np.array([centres[person[n]] for n in data.names]) + 0.8 * rng.normal(size=(len(data.images), 32)))
+    exact = score_trials(emb, data, (1, 5), (0.1, 0.01))
+    found = score_trials(emb, data, (1, 5), (0.1, 0.01), index=kind)
+    a, b = exact.probes(data), found.probes(data)
+    assert (a["best_person"] == b["best_person"]).all()
+    genuine = a["rank"] <= 20  # every rank the search depth covers is the exact one
+    assert (a["rank"][genuine] == b["rank"][genuine]).all() and (b["rank"][~genuine] > 20).all()
+    assert np.allclose(a["best_score"], b["best_score"], atol=1e-5)
+    for key, value in exact.scalars().items():
+        assert found.scalars()[key] == pytest.approx(value, abs=1e-5), key

@@ -33,6 +33,7 @@ _MODULES = (  # in the order `facenet --help` lists them
     "embed",
     "verify",
     "identify",
+    "gallery",
     "cluster",
     "calibrate",
     "pretrained",

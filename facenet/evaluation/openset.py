@@ -26,12 +26,14 @@ from facenet.evaluation.base import Protocol
 from facenet.evaluation.figures import cmc_plot, det_plot
 from facenet.evaluation.report import markdown
 from facenet.evaluation.verify import embed_images
+from facenet.gallery.threshold import cosine_to_distance
 from facenet.metrics.identification import cmc, det_curve, open_set, ranks
 from facenet.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 ARTIFACTS = ("report.json", "report.txt", "openset.csv", "openset.md", "probes.csv", "cmc.png", "det.png")
+INDEXES = ("exact", "flat", "hnsw", "ivf")  # exact: every score (numpy); the others: a FAISS index of the gallery
 CMC_RANKS = 20  # the CMC curve of the report and figure runs to this rank (or the enrolled count if fewer)
 DET_POINTS = 60  # FPIR values (log-spaced) the trials' DET curves are averaged at
 
@@ -52,9 +54,13 @@ class OpenSet(Protocol):
         seed: int,
         ranks: Sequence[int],
         fpir_targets: Sequence[float],
+        index: str,
         **kw,
     ):
         super().__init__(**kw)
+        if index not in INDEXES:
+            raise ConfigError(f"eval.index must be one of {', '.join(INDEXES)}, got {index!r}")
+        self.index = index
         if not ranks or any(int(r) < 1 for r in ranks):
             raise ConfigError(f"eval.ranks must be ranks >= 1, got {list(ranks)}")
         if not all(0 < f < 1 for f in fpir_targets):
@@ -128,7 +134,7 @@ class OpenSet(Protocol):
                 f"the network gives NaN or infinite embeddings for {n} evaluation images: its weights have "
                 "diverged (lower lr)"
             )
-        result = score_trials(unit(emb), data, self.ranks, self.fpir_targets)
+        result = score_trials(unit(emb), data, self.ranks, self.fpir_targets, self.index)
         scalars = result.scalars()
         if data.skipped:
             scalars.update({f"skipped_{role}": float(n) for role, n in data.skipped.items()})
@@ -140,7 +146,7 @@ class OpenSet(Protocol):
             "flip_tta": self.flip_tta,
             "normalize": transform.normalize,
         }
-        result.write(out_dir, data, applied)
+        result.write(out_dir, data, applied, self.index)
         for name in ARTIFACTS:
             tracker.log_artifact(out_dir / name, prefix)
         log.info("%s: %s", prefix, result.summary() + (f"; left out: {data.skipped}" if data.skipped else ""))
@@ -162,16 +168,40 @@ def person_scores(sim: np.ndarray, gallery_ids: np.ndarray, n_people: int) -> np
     return np.maximum.reduceat(sim[:, order], starts, axis=1)
 
 
-class TrialScores:
-    """One trial scored: the (probes, people) score matrix and each probe's truth (-1: impostor)."""
+def searched_scores(
+    probes: np.ndarray, gallery: np.ndarray, gallery_ids: np.ndarray, n_people: int, kind: str, depth: int
+) -> np.ndarray:
+    """(probes, people) scores as a FAISS index of `kind` (facenet.gallery.index, at its documented settings) finds
+    them: each person's best score among the `depth` people's worth of gallery images retrieved per probe, -inf for
+    a person not retrieved (ranked last; the CMC up to `depth` and every rank-1 measure only need the retrieved)."""
+    from facenet.gallery import index as indexes
 
-    def __init__(self, emb: np.ndarray, trial: Trial):
+    index, _ = indexes.build(kind, None, gallery.astype(np.float32))
+    per_person = int(np.bincount(gallery_ids).max())
+    found, ids = indexes.search(index, probes.astype(np.float32), depth * per_person)
+    out = np.full((len(probes), n_people), -np.inf)
+    rows = np.repeat(np.arange(len(probes)), ids.shape[1]).reshape(ids.shape)
+    hit = ids >= 0
+    np.maximum.at(out, (rows[hit], gallery_ids[ids[hit]]), found[hit].astype(np.float64))
+    return out
+
+
+class TrialScores:
+    """One trial scored: the (probes, people) score matrix and each probe's truth (-1: impostor). `index`
+    "exact": every probe against every gallery image; else searched in a FAISS index (`searched_scores`)."""
+
+    def __init__(self, emb: np.ndarray, trial: Trial, index: str = "exact", depth: int = CMC_RANKS):
         self.trial = trial
         probes = np.r_[trial.genuine, trial.impostor]
         self.truth = np.r_[trial.genuine_ids, np.full(len(trial.impostor), -1, np.int64)]
         self.probes = probes
-        sim = emb[probes] @ emb[trial.gallery].T
-        self.scores = person_scores(sim, trial.gallery_ids, len(trial.enrolled))
+        n_people = len(trial.enrolled)
+        if index == "exact":
+            sim = emb[probes] @ emb[trial.gallery].T
+            self.scores = person_scores(sim, trial.gallery_ids, n_people)
+        else:
+            depth = min(depth, n_people)
+            self.scores = searched_scores(emb[probes], emb[trial.gallery], trial.gallery_ids, n_people, index, depth)
 
 
 class OpenSetResult:
@@ -254,13 +284,14 @@ class OpenSetResult:
         ]
         return "\n".join(lines)
 
-    def write(self, out_dir: Path, data: OpenSetTrials, preprocess: dict) -> None:
+    def write(self, out_dir: Path, data: OpenSetTrials, preprocess: dict, index: str = "exact") -> None:
         """report.json / report.txt, the per-trial table (openset.csv, openset.md), every probe's outcome
         (probes.csv) and the CMC and DET figures."""
         s = self.scalars()
         body = {
             "kind": "openset",
             "similarity": "cosine",
+            "search": index,  # exact, or the FAISS index kind the galleries were searched with
             "protocol": data.settings,
             "fingerprint": data.fingerprint(),
             "counts": data.counts(),
@@ -336,15 +367,12 @@ class OpenSetResult:
 
 
 def score_trials(
-    emb: np.ndarray, data: OpenSetTrials, ranks: Sequence[int], fpir_targets: Sequence[float]
+    emb: np.ndarray, data: OpenSetTrials, ranks: Sequence[int], fpir_targets: Sequence[float], index: str = "exact"
 ) -> OpenSetResult:
-    """The result of every trial from unit embeddings `emb` (one row per image of `data.images`)."""
-    return OpenSetResult([TrialScores(emb, t) for t in data.trials], ranks, fpir_targets)
-
-
-def cosine_to_distance(cosine: float) -> float:
-    """The L2 distance between unit vectors at this cosine similarity (d^2 = 2 - 2 cos)."""
-    return float(np.sqrt(max(0.0, 2.0 - 2.0 * cosine)))
+    """The result of every trial from unit embeddings `emb` (one row per image of `data.images`), each gallery
+    searched exactly or through a FAISS index of kind `index`."""
+    depth = max(CMC_RANKS, *ranks)
+    return OpenSetResult([TrialScores(emb, t, index, depth) for t in data.trials], ranks, fpir_targets)
 
 
 def _mean_std(x: np.ndarray) -> tuple[float, float]:

@@ -11,10 +11,12 @@ Conventions, written down because papers differ in them:
 - A probe is accepted at threshold t when its score is >= t: the own identity's score for DIR, the best score
   for FPIR. FPIR(t) = non-mated probes whose best score >= t / non-mated probes; DIR(t, k) = mated probes whose
   rank <= k and whose own score >= t / mated probes (NIST IR 8238's TPIR = 1 - FNIR at rank k).
-- The threshold of an FPIR target f is the lowest one whose FPIR <= f: midway between the highest non-mated best
-  score it must refuse and the next higher distinct one (which stays accepted), as the verification thresholds
-  are cut (`facenet.metrics.verification`). A target below 1 / (non-mated probes) is refused: the data cannot
-  measure it.
+- The threshold of an FPIR target f: every threshold above the highest non-mated best score that must be refused,
+  and up to the next higher distinct one (which stays accepted), gives the same FPIR <= f; the cut is midway
+  between the two, as the verification thresholds are cut (`facenet.metrics.verification`), so a threshold read
+  off one set of impostors keeps a margin on the next. A mated score inside the lower half of that gap is
+  therefore not accepted: a tool that cuts at the refused score itself reports a DIR higher by the mated scores
+  that fall in that half-gap. A target below 1 / (non-mated probes) is refused: the data cannot measure it.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def cmc(scores: np.ndarray, truth: np.ndarray, max_rank: int) -> np.ndarray:
 
 
 def fpir_threshold(nonmated_best: np.ndarray, fpir: float) -> float:
-    """The lowest threshold whose FPIR over these non-mated best scores is <= `fpir` (see the module's conventions)."""
+    """The threshold whose FPIR over these non-mated best scores is <= `fpir`, cut midway (see the module's
+    conventions)."""
     best = np.sort(np.asarray(nonmated_best, dtype=np.float64))
     n = best.size
     if not 0 < fpir < 1:
