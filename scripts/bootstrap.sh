@@ -17,8 +17,14 @@ what=${1:-}
 shift || true
 case "$what" in
     train) exec .venv/bin/python run.py "$@" ;;
-    # no arguments: the default suite (about 10 minutes on 2 cores); the `slow` subprocess tests run in CI
-    # (.ci/run) or with `test -m slow`
-    test) if [ $# -eq 0 ]; then set -- -m "not slow"; fi; exec .venv/bin/python -m pytest "$@" ;;
+    # no arguments: the default suite, one pytest-xdist worker per core up to 4, each test file in one worker (its
+    # module fixtures built once; about 7 minutes on 2 cores); the `slow` tests run in CI (.ci/run) or with
+    # `test -m slow` (serially: msrun and the sweeps take ports and cores of their own)
+    test)
+        if [ $# -eq 0 ]; then
+            workers=$(.venv/bin/python -c 'import os; print(max(1, min(4, len(os.sched_getaffinity(0)))))')
+            set -- -m "not slow" -n "$workers" --dist loadfile
+        fi
+        exec .venv/bin/python -m pytest "$@" ;;
     *) echo "usage: $0 train [overrides...] | test [pytest args...]" >&2; exit 2 ;;
 esac

@@ -68,6 +68,7 @@ def warm_start(compose_cfg, tmp_path_factory):
     return ckpt
 
 
+@pytest.mark.slow  # a minute's worth of compiling on 2 cores; CI runs it (.ci/run)
 def test_finetune_run_keeps_what_it_freezes_and_reports_before_and_after(compose_cfg, warm_start, tmp_path):
     out = tmp_path / "ft"
     metrics = run(

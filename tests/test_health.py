@@ -146,6 +146,7 @@ def test_a_healthy_default_run_raises_nothing_and_draws_its_distances(compose_cf
     assert [m.value for m in history] == pytest.approx(table["d_ap_p50"].tolist(), rel=1e-5)
 
 
+@pytest.mark.slow  # a minute's worth of compiling on 2 cores; CI runs it (.ci/run)
 def test_a_collapsing_run_is_warned_then_stopped(compose_cfg, tmp_path, caplog):
     """Batch-hard mining at 100x the default learning rate puts every embedding on one point within a few
     windows: warned (the run goes on), or under train.health=stop ended FAILED naming its last good checkpoint."""

@@ -207,7 +207,8 @@ def test_partial_fc_always_samples_every_positive_class():
     np.testing.assert_array_equal(sample_keys(3, 7, 1000).asnumpy(), sample_keys(3, 7, 1000).asnumpy())
 
 
-@pytest.mark.parametrize("name", list(CASES))
+# the first case in the default suite, the others (compiling as long) in the slow one
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if i else ()) for i, n in enumerate(CASES)])
 def test_partial_fc_sampling_every_class_is_the_full_loss(name):
     """sample_rate = 1 is the full softmax (no keys, the same graph); a rate whose sample is every class gives the
     same value and gradients up to float32 summation order (the sampled columns come in the keys' order)."""

@@ -73,7 +73,8 @@ def test_loss_and_gradient_with_a_memory_equal_the_term_by_term_sum(name, square
     check_against_the_term_by_term_sum(name, squared)
 
 
-@pytest.mark.parametrize("name", list(MINERS))
+# the first miner in the default suite, the others (compiling as long) in the slow one
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if i else ()) for i, n in enumerate(MINERS)])
 def test_the_compiled_loss_with_a_memory_equals_the_term_by_term_sum(name):
     check_against_the_term_by_term_sum(name, squared=name == "semi_hard")
 

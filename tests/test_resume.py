@@ -168,6 +168,7 @@ def test_checkpoint_write_failure_is_an_error_and_leaves_no_partial_file(tmp_pat
     assert manager.saved == [good]  # the failed write is not counted, the previous checkpoint stays usable
 
 
+@pytest.mark.slow  # a minute's worth of compiling on 2 cores; CI runs it (.ci/run)
 def test_unreadable_newest_checkpoint_falls_back_to_the_previous(compose_cfg, tmp_path, caplog):
     from facenet.app import run
 
