@@ -30,6 +30,7 @@ from facenet.data.images import EvalTransform, normalization
 from facenet.data.index import IMAGE_EXTENSIONS
 from facenet.errors import ConfigError, DataError
 from facenet.interrupts import partial_file
+from facenet.models.exported import ModelFile, is_model_file
 
 if TYPE_CHECKING:
     from facenet.gallery import Gallery
@@ -53,37 +54,6 @@ class _MindSporeNet:
         import mindspore as ms
 
         return self.net(ms.Tensor(x)).asnumpy()
-
-
-class _MindIR:
-    def __init__(self, path: Path, batch_size: int | None):
-        import mindspore as ms
-
-        from facenet.runtime import ensure_runtime
-
-        ensure_runtime()
-        self.graph = ms.nn.GraphCell(ms.load(str(path)))
-        self.batch_size = batch_size
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        import mindspore as ms
-
-        return self.graph(ms.Tensor(x)).asnumpy()
-
-
-class _Onnx:
-    def __init__(self, path: Path, batch_size: int | None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ConfigError("ONNX models run with onnxruntime: pip install onnxruntime") from None
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-        self.shape = self.session.get_inputs()[0].shape
-        self.batch_size = batch_size
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: x})[0]
 
 
 @dataclass(frozen=True)
@@ -204,29 +174,15 @@ class Embedder:
                 "scale": raw["model"]["head"].get("scale", 1.0),
                 "embedding_size": raw.get("embedding_size"),
             }
-        elif suffix in (".mindir", ".onnx"):
-            card_file = path.with_name(path.name + ".json")
-            if not card_file.is_file():
-                raise ConfigError(
-                    f"{path} has no model card {card_file.name} (written by task=export): its preprocessing is unknown"
-                )
-            card = json.loads(card_file.read_text())
-            batch = card["input"]["batch_size"]
-            batch = None if batch == "dynamic" else int(batch)
-            backend = _MindIR(path, batch) if suffix == ".mindir" else _Onnx(path, batch)
-            expected = [batch or -1, 3, card["preprocess"]["image_size"], card["preprocess"]["image_size"]]
-            shape = getattr(backend, "shape", None)
-            if shape is not None and [d if isinstance(d, int) else -1 for d in shape] != expected:
-                raise ConfigError(
-                    f"{path.name} takes inputs of shape {shape} but its model card {card_file.name} "
-                    f"says {expected}: the card belongs to another export"
-                )
+        elif is_model_file(path):
+            backend = ModelFile.open(path)
+            card = backend.card
             evaluated = (card.get("threshold") or {}).get("distance")
             spec = {
-                "preprocess": card["preprocess"],
+                "preprocess": backend.preprocess,
                 "threshold": cls._threshold_of(card, evaluated),
-                "scale": card["output"].get("norm", 1.0),
-                "embedding_size": card["output"].get("embedding_size"),
+                "scale": backend.norm,
+                "embedding_size": backend.embedding_size,
             }
         else:
             raise ConfigError(f"model {path.name}: expected a .ckpt, .mindir or .onnx file")
@@ -261,16 +217,13 @@ class Embedder:
         return embed_source(self._run, files, self.transform, self.batch_size, self.workers, desc, self.flip_tta)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        n = len(x)
-        if self.backend.batch_size and n < self.backend.batch_size:  # static-shape model: pad, then drop
-            x = np.concatenate([x, np.zeros((self.backend.batch_size - n, *x.shape[1:]), x.dtype)])
-        return np.asarray(self.backend(np.ascontiguousarray(x, np.float32)))[:n]
+        return np.asarray(self.backend(np.ascontiguousarray(x, np.float32)))  # a static-batch file pads itself
 
     def describe(self) -> dict:
         """What makes this model's embeddings comparable with others: the fingerprint of its weights (sha256 of
         the model file), its embedding size and output norm, and the preprocessing as applied here. A built
         gallery records it and refuses a model that differs (facenet.gallery.manifest.check_model)."""
-        from facenet.gallery.manifest import sha256
+        from facenet.files import sha256
 
         if self._sha256 is None:
             self._sha256 = sha256(self.model_file)

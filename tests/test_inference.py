@@ -77,6 +77,52 @@ def test_exported_models_match_the_checkpoint(trained_ckpt, exported, faces):
     assert json.loads(exported["MINDIR"].with_name("best.mindir.json").read_text())["input"]["batch_size"] == "dynamic"
 
 
+def test_task_eval_scores_a_checkpoint_and_its_exports_alike(trained_ckpt, exported, compose_cfg, tmp_path):
+    """task=eval ckpt=<.ckpt | .mindir | .onnx>: the same protocol, the same accuracy; each report and MLflow run
+    names the file (sha256) and runtime; facenet compare puts the three side by side."""
+    from mlflow import MlflowClient
+
+    from facenet.comparison import compare, resolve
+    from facenet.files import sha256
+
+    ckpt, _ = trained_ckpt
+    runs, reports = [], {}
+    for name, file in (("CKPT", ckpt), *exported.items()):
+        out = tmp_path / name
+        run(compose_cfg("experiment=smoke", "task=eval", f"ckpt={file}", f"output_dir={out}"))
+        (run_dir,) = out.glob("runs/*/*")
+        runs.append(run_dir)
+        reports[name] = json.loads((run_dir / "eval" / "report.json").read_text())
+        model = reports[name]["model"]
+        assert (model["file"], model["format"], model["sha256"]) == (str(file), name, sha256(file))
+        assert model["runtime"].startswith("onnxruntime " if name == "ONNX" else "mindspore ")
+        run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
+        tags = MlflowClient(f"sqlite:///{out / 'mlflow.db'}").get_run(run_id).data.tags
+        assert (tags["model.format"], tags["model.runtime"], tags["model.sha256"]) == (
+            name,
+            model["runtime"],
+            model["sha256"],
+        )
+    for name in exported:
+        assert reports[name]["accuracy_mean"] == pytest.approx(reports["CKPT"]["accuracy_mean"], abs=5e-5)
+        assert reports[name]["threshold_mean"] == pytest.approx(reports["CKPT"]["threshold_mean"], abs=1e-4)
+    table, _ = compare(resolve([str(r) for r in runs]), tmp_path / "cmp")
+    labels = " ".join(table["run"])
+    assert len(table) == 3 and all(f in labels for f in ("best.ckpt", "best.mindir", "best.onnx")), labels
+
+
+def test_an_exported_file_without_its_card_or_at_another_size_is_one_line(exported, compose_cfg, tmp_path):
+    from facenet.models.exported import ModelFile
+
+    lone = tmp_path / "lone.onnx"
+    lone.write_bytes(exported["ONNX"].read_bytes())
+    with pytest.raises(ConfigError, match=r"lone.onnx has no model card lone.onnx.json .* cannot be fed") as refused:
+        run(compose_cfg("experiment=smoke", "task=eval", f"ckpt={lone}", f"output_dir={tmp_path}"))
+    assert "\n" not in str(refused.value)
+    with pytest.raises(ConfigError, match=r"exported for 32x32 inputs: .* cannot be evaluated at 48x48"):
+        ModelFile.open(exported["MINDIR"]).check_input_size(48)
+
+
 def test_mindir_loads_back_as_a_graph_cell(trained_ckpt, exported):
     import mindspore as ms
 

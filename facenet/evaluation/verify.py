@@ -14,10 +14,11 @@ from facenet.data.sources import ImageSource
 from facenet.errors import DataError, TrainingDiverged
 from facenet.evaluation.embedding import embed_source
 from facenet.metrics import VerificationReport, verification_report
+from facenet.models.exported import ModelFile
 
 
 def embed_images(
-    net: nn.Cell,
+    net: nn.Cell | ModelFile,
     images: ImageSource,
     transform: EvalTransform,
     batch_size: int,
@@ -26,7 +27,10 @@ def embed_images(
     flip_tta: bool = False,
 ) -> np.ndarray:
     """(N, D) embeddings of `images`, in order, with BatchNorm in inference mode (restored afterwards); `flip_tta`
-    as `facenet.evaluation.embedding.embed_batches`."""
+    as `facenet.evaluation.embedding.embed_batches`. `net` may be an exported model file (it embeds numpy batches
+    with its own runtime)."""
+    if isinstance(net, ModelFile):
+        return embed_source(net, images, transform, batch_size, workers, desc, flip_tta)
     was_training = net.training
     net.set_train(False)
     try:

@@ -8,11 +8,11 @@ the weights do, and not when `facenet calibrate` records a threshold (that goes 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from facenet.errors import ConfigError, DataError
+from facenet.files import sha256
 from facenet.interrupts import partial_file
 
 NAME = "manifest.json"
@@ -32,14 +32,6 @@ def is_gallery(folder: str | Path) -> bool:
         return json.loads(path.read_text()).get("format") == FORMAT
     except (ValueError, UnicodeDecodeError, AttributeError):  # a damaged manifest beside gallery data is the gallery's
         return any(Path(folder).glob("index-*.faiss"))
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def describe_file(path: Path) -> dict:

@@ -23,6 +23,7 @@ import numpy as np
 from mindspore import nn
 
 from facenet.errors import ConfigError, DataError
+from facenet.files import sha256
 from facenet.models.embedding import EmbeddingNet
 from facenet.models.io import network_from_spec, save_model, sidecar
 from facenet.models.tf_graph import attr_value, constants, read_graph
@@ -263,14 +264,6 @@ def lookup(ref: str) -> Pretrained:
     return REGISTRY[name]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cached_path(entry: Pretrained, source_sha: str, root: Path | None = None) -> Path:
     """`<name>-<source hash>-<entry hash>.ckpt`: a new source file or a changed entry (its sidecar) converts anew."""
     entry_sha = hashlib.sha256(json.dumps(entry.spec(), sort_keys=True).encode()).hexdigest()
@@ -281,7 +274,7 @@ def resolve(ref: str, root: Path | None = None) -> Path:
     """The converted checkpoint of `pretrained:<name>` (or `<name>`), converting it on first use."""
     entry = lookup(ref)
     source = entry.source_file()
-    sha = _sha256(source)
+    sha = sha256(source)
     ckpt = cached_path(entry, sha, root)
     if ckpt.is_file() and sidecar(ckpt).is_file():
         return ckpt

@@ -1,5 +1,6 @@
-"""`task=eval ckpt=PATH`: a checkpoint scored on the configured verification protocol, with the checkpoint's own
-architecture and preprocessing (from its sidecar); nothing is trained."""
+"""`task=eval ckpt=PATH`: a checkpoint, or an exported `.mindir` / `.onnx` with its model card, scored on the
+configured protocol with the model's own architecture and preprocessing (from its sidecar or card); nothing is
+trained."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from facenet.tasks.base import RunContext, Task
 
 def _without_sidecar(ckpt: str | None) -> bool:
     """A checkpoint file without its sidecar (the network is then built from the config)."""
-    if not ckpt or str(ckpt).startswith("pretrained:"):
-        return False
+    from facenet.models.exported import is_model_file
+
+    if not ckpt or str(ckpt).startswith("pretrained:") or is_model_file(ckpt):
+        return False  # a published model has its sidecar; an exported file its model card
     from facenet.models.io import sidecar
 
     path = Path(ckpt).expanduser()
