@@ -21,7 +21,7 @@ RANKS = {
     "errors": 0, "runtime": 0, "config": 0, "interrupts": 0, "files": 0,
     "metrics": 1, "data": 1, "models": 1, "mining": 1, "losses": 1,
     "evaluation": 2, "tracking": 2, "provenance": 2, "align": 2, "sweep_plots": 2, "runs": 2, "gallery": 2,
-    "export": 3, "inference": 3, "calibration": 3, "comparison": 3,
+    "export": 3, "inference": 3, "calibration": 3, "comparison": 3, "quantization": 3,
     "training": 4,
     "tasks": 5, "commands": 5, "sweeps": 5, "doctor": 5, "__init__": 5,
     "app": 6, "cli": 6,

@@ -85,10 +85,29 @@ class FinetuneConf:
 
 
 @dataclass
+class CalibrationConf:
+    root: str | None = MISSING
+    images: int = MISSING
+    seed: int = MISSING
+    method: str = MISSING
+
+
+@dataclass
+class GateConf:
+    min_cosine: float = MISSING
+    max_accuracy_drop: float = MISSING
+
+
+@dataclass
 class ExportConf:
     format: str = MISSING
     batch_size: int | None = MISSING
     dir: str | None = MISSING
+    quantize: str | None = MISSING
+    calibration: CalibrationConf = field(default_factory=CalibrationConf)
+    keep_float: list[str] = MISSING
+    reduce_range: bool | None = MISSING
+    gate: GateConf = field(default_factory=GateConf)
 
 
 @dataclass

@@ -46,17 +46,8 @@ def pair_distances(emb: np.ndarray, pairs: PairSet) -> np.ndarray:
     return np.linalg.norm(emb[pairs.left] - emb[pairs.right], axis=1)
 
 
-def evaluate_pairs(
-    net: nn.Cell,
-    pairs: PairSet,
-    transform: EvalTransform,
-    batch_size: int,
-    far_targets: Sequence[float],
-    workers: int = 2,
-    flip_tta: bool = False,
-) -> tuple[VerificationReport, np.ndarray]:
-    """Verification report over every pair, each scored in its own fold (`PairSet.folds`), plus the distances it
-    was computed from (in file order)."""
+def check_pairs(pairs: PairSet) -> None:
+    """Refuse a pair set that cannot be scored in its folds (no same or no different pairs, an empty fold)."""
     n_folds = pairs.fold_count()
     folds = pairs.folds(n_folds)
     empty = np.flatnonzero(np.bincount(folds, minlength=n_folds) == 0)
@@ -66,13 +57,41 @@ def evaluate_pairs(
             f"each holding some; got {int(pairs.issame.sum())} same and {int((~pairs.issame).sum())} different"
             + (f", none in fold {', '.join(str(k) for k in empty)}" if len(empty) else "")
         )
-    emb = embed_images(net, pairs.images, transform, batch_size, workers, "eval embeddings", flip_tta)
+
+
+def finite(emb: np.ndarray) -> np.ndarray:
+    """`emb`, refused if any embedding is NaN or infinite (diverged weights)."""
     if not np.isfinite(emb).all():
         n = int((~np.isfinite(emb)).any(axis=1).sum())
         raise TrainingDiverged(
             f"the network gives NaN or infinite embeddings for {n} evaluation images: its "
             "weights have diverged (lower lr)"
         )
+    return emb
+
+
+def evaluate_pairs(
+    net: nn.Cell | ModelFile,
+    pairs: PairSet,
+    transform: EvalTransform,
+    batch_size: int,
+    far_targets: Sequence[float],
+    workers: int = 2,
+    flip_tta: bool = False,
+) -> tuple[VerificationReport, np.ndarray]:
+    """Verification report over every pair, each scored in its own fold (`PairSet.folds`), plus the distances it
+    was computed from (in file order)."""
+    check_pairs(pairs)
+    emb = finite(embed_images(net, pairs.images, transform, batch_size, workers, "eval embeddings", flip_tta))
+    return pairs_report(emb, pairs, far_targets)
+
+
+def pairs_report(
+    emb: np.ndarray, pairs: PairSet, far_targets: Sequence[float]
+) -> tuple[VerificationReport, np.ndarray]:
+    """The verification report of `pairs` from the embeddings of `pairs.images`, and the pair distances."""
+    n_folds = pairs.fold_count()
+    folds = pairs.folds(n_folds)
     d = pair_distances(emb, pairs)
     order = pairs.fold_order(n_folds)
     report = verification_report(
