@@ -141,7 +141,7 @@ def refuse_overlap(calibration: dict[str, Path], evaluation: PairSet) -> None:
         )
 
 
-class _Reader:
+class CalibrationReader:
     """onnxruntime's CalibrationDataReader protocol: the calibration images, preprocessed as the model's card
     says, in batches of the model's static batch size (the last one filled from the start)."""
 
@@ -223,7 +223,7 @@ def prepared(float_path: Path, work_dir: Path) -> Path:
 
 
 def quantize_int8(
-    float_path: Path, out_path: Path, reader: _Reader, keep: list[str], reduce_range: bool, method: str
+    float_path: Path, out_path: Path, reader: CalibrationReader, keep: list[str], reduce_range: bool, method: str
 ) -> None:
     """onnxruntime static quantisation: QDQ, per-channel int8 weights, uint8 activations."""
     try:
@@ -335,7 +335,7 @@ def export_int8(
     refuse_overlap(hashes, pairs)
     normalize = normalization(parent.preprocess.get("normalize", "unit"))
     transform = EvalTransform(parent.image_size, None, normalize)
-    reader = _Reader(calibration_batches(decoded, transform, parent.batch_size), _input_name(float_path))
+    reader = CalibrationReader(calibration_batches(decoded, transform, parent.batch_size), parent.card["input"]["name"])
     reduce_range = (not has_vnni()) if settings.reduce_range is None else settings.reduce_range
     work_dir.mkdir(parents=True, exist_ok=True)
     ready = prepared(float_path, work_dir)
@@ -408,9 +408,3 @@ def export_int8(
         tmp_card.write_text(json.dumps(body, indent=2))
     log.info("INT8 model %s passed the gate: %s", model, fid.line())
     return model, card, fid
-
-
-def _input_name(path: Path) -> str:
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].name

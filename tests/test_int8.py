@@ -123,3 +123,24 @@ def test_refusals_are_one_line(trained, calibration, compose_cfg, tmp_path):
     evaluation_root = Path(pairs.images.name(0)).parents[1]
     with pytest.raises(DataError, match=r"^refused: \d+ calibration images are evaluation images of the fidelity gate"):
         export(compose_cfg, trained, tmp_path, f"export.calibration.root={evaluation_root}")
+
+
+@pytest.mark.slow  # the published Inception-ResNet-v1 quantised (about a minute on 2 cores)
+def test_cli_quantises_a_published_model_and_refuses_what_it_cannot(calibration, tmp_path, capsys):
+    from facenet.cli import main
+
+    pairs = calibration / "pairs.txt"  # generated faces: the gate's pairs; calibrated on other generated faces
+    from facenet.data.synthetic import generate_eval
+
+    other = generate_eval(tmp_path / "cal", identities_per_fold=2, images_per_identity=2, pairs_per_fold=1,
+                          image_size=32, seed=5)  # fmt: skip
+    base = ["pretrained", "export", "casia-webface", "-o", str(tmp_path / "pub"), "--int8"]
+    gate = ["--calibration", str(other), "--calibration-images", "32", "--gate-pairs", str(pairs)]
+    assert main([*base, "--format", "MINDIR", *gate, "--gate-root", str(calibration)]) == 1
+    assert "--int8 quantises ONNX models" in capsys.readouterr().err
+    assert main([*base, "--format", "ONNX", *gate, "--gate-root", str(calibration), "--min-cosine", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "casia-webface.int8.onnx" in printed and "cosine to the float model mean" in printed
+    card = json.loads((tmp_path / "pub" / "casia-webface.int8.onnx.json").read_text())
+    assert card["quantization"]["calibration"]["images"] == 32 and card["pretrained"]
+    assert (tmp_path / "pub.quantize" / "casia-webface.onnx").is_file()
