@@ -111,6 +111,25 @@ def test_task_eval_scores_a_checkpoint_and_its_exports_alike(trained_ckpt, expor
     assert len(table) == 3 and all(f in labels for f in ("best.ckpt", "best.mindir", "best.onnx")), labels
 
 
+def test_an_export_runs_the_identification_protocols_as_its_checkpoint(trained_ckpt, exported, faces, compose_cfg,
+                                                                      tmp_path):  # fmt: skip
+    ckpt, _ = trained_ckpt
+    results = {}
+    for name, file in (("CKPT", ckpt), ("ONNX", exported["ONNX"])):
+        out = tmp_path / name
+        run(
+            compose_cfg(
+                "experiment=smoke", "task=eval", f"ckpt={file}", f"output_dir={out}", "eval=openset",
+                f"eval.root={faces}", "eval.trials=3", "eval.ranks=[1,2]", "eval.fpir_targets=[0.1]",
+            )
+        )  # fmt: skip
+        (report,) = out.glob("runs/*/*/eval/report.json")
+        results[name] = json.loads(report.read_text())
+    assert results["ONNX"]["model"]["format"] == "ONNX" and results["ONNX"]["kind"] == "openset"
+    assert results["ONNX"]["fingerprint"] == results["CKPT"]["fingerprint"]
+    assert results["ONNX"]["cmc"]["mean"] == pytest.approx(results["CKPT"]["cmc"]["mean"], abs=1e-9)
+
+
 def test_an_exported_file_without_its_card_or_at_another_size_is_one_line(exported, compose_cfg, tmp_path):
     from facenet.models.exported import ModelFile
 
