@@ -138,7 +138,8 @@ def test_cli_quantises_a_published_model_and_refuses_what_it_cannot(calibration,
     gate = ["--calibration", str(other), "--calibration-images", "32", "--gate-pairs", str(pairs)]
     assert main([*base, "--format", "MINDIR", *gate, "--gate-root", str(calibration)]) == 1
     assert "--int8 quantises ONNX models" in capsys.readouterr().err
-    assert main([*base, "--format", "ONNX", *gate, "--gate-root", str(calibration), "--min-cosine", "0.5"]) == 0
+    lenient = ["--min-cosine", "0.9", "--max-accuracy-drop", "1"]  # the published model is at chance on these faces
+    assert main([*base, "--format", "ONNX", *gate, "--gate-root", str(calibration), *lenient]) == 0
     printed = capsys.readouterr().out
     assert "casia-webface.int8.onnx" in printed and "cosine to the float model mean" in printed
     card = json.loads((tmp_path / "pub" / "casia-webface.int8.onnx.json").read_text())
