@@ -228,6 +228,7 @@ def test_corrupt_training_image_is_skipped_reported_or_refused(compose_cfg, tmp_
         run(compose_cfg(*base, f"output_dir={tmp_path / 'strict'}", "train.max_bad_images=0"))
 
 
+@pytest.mark.slow  # a training run; CI runs it (.ci/run)
 def test_pairs_naming_missing_images_fail(compose_cfg, tmp_path):
     write_faces(tmp_path / "lfw", {"A": 1, "B": 1}, ext="jpg")
     (tmp_path / "pairs.txt").write_text("1\t1\nA\t1\t2\nA\t1\tB\t1\n")
@@ -248,6 +249,7 @@ def test_same_seed_reproduces_the_run(trained, compose_cfg, tmp_path):
     assert again["accuracy"] == metrics["accuracy"] and again["auc"] == pytest.approx(metrics["auc"], abs=1e-6)
 
 
+@pytest.mark.slow  # a training run; CI runs it (.ci/run)
 def test_offline_random_triplets_train(compose_cfg, tmp_path):
     cfg = compose_cfg(
         "experiment=smoke",

@@ -26,6 +26,7 @@ SMALL_TRAIN = (
 )
 
 
+@pytest.mark.slow  # a training run; CI runs it (.ci/run)
 def test_recordio_training_gives_the_folder_batches_and_losses(compose_cfg, tmp_path):
     tree = write_faces(tmp_path / "faces", {f"id{i:02d}": 3 + i % 3 for i in range(16)}, size=(32, 32))
     pack_folder(tree, tmp_path / "packed")
@@ -108,6 +109,7 @@ def test_benchmarks_report_every_set_side_by_side(compose_cfg, tmp_path, bench_d
         run(compose_cfg(*base, "eval.sets=[agedb_30]", "tracking=off"))
 
 
+@pytest.mark.slow  # a training run; CI runs it (.ci/run)
 def test_training_evaluates_every_benchmark_and_keeps_the_primary_best(compose_cfg, tmp_path, bench_dir):
     import json
 
