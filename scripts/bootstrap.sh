@@ -18,7 +18,7 @@ shift || true
 case "$what" in
     train) exec .venv/bin/python run.py "$@" ;;
     # no arguments: the default suite, one pytest-xdist worker per core up to 4, each test file in one worker (its
-    # module fixtures built once; about 7 minutes on 2 cores); the `slow` tests run in CI (.ci/run) or with
+    # module fixtures built once; about 8 minutes on 2 cores); the `slow` tests run in CI (.ci/run) or with
     # `test -m slow` (serially: msrun and the sweeps take ports and cores of their own)
     test)
         if [ $# -eq 0 ]; then
