@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from facenet.data.images import EvalTransform, normalization, read_image
-from facenet.data.index import IMAGE_EXTENSIONS
 from facenet.data.pairs import PairSet
 from facenet.errors import ConfigError, DataError, UserError
 from facenet.evaluation.verify import check_pairs, embed_images, finite, pairs_report
+from facenet.inference import list_images
 from facenet.interrupts import partial_file
 from facenet.metrics.verification import threshold_at_far
 from facenet.models.exported import ModelFile, card_path
@@ -105,7 +105,7 @@ def calibration_images(root: Path, count: int, seed: int) -> list[Path]:
     """`count` images drawn (seeded) from every image under `root`; too few refused in one line."""
     if not root.is_dir():
         raise DataError(f"export.calibration.root={root} is not a folder")
-    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    found = [Path(p) for p in list_images(root)]
     if len(found) < count:
         raise DataError(
             f"export.calibration.root={root} holds {len(found)} images; calibration asks for {count} "
