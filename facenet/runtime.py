@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
 
 import mindspore as ms
 import numpy as np
@@ -38,9 +39,14 @@ def init_runtime(
     mode: str = "GRAPH",
     cpu_threads: int | None = None,
     distributed: bool = False,
+    nodes: int | None = None,
+    ranks_per_node: int | None = None,
+    log_dir: Path | None = None,
 ) -> None:
     """Select device, execution mode and CPU kernel threads (None: MindSpore's default), then run one throw-away
-    eager op.
+    eager op. `distributed`: join the data-parallel ranks (msrun's, or a SLURM / submitit job's tasks: see
+    `_join`), which must number `nodes` x `ranks_per_node` (where given); `log_dir`: a scheduler started here
+    logs there.
 
     With numpy 2.x the first eager Tensor op can raise `SystemError` (MindSpore's C++ side was built against
     numpy 1.x); later ops work, so one op is spent here. The device can only be chosen before any kernel runs,
@@ -51,6 +57,12 @@ def init_runtime(
         raise ConfigError(f"hardware.mode must be one of {sorted(_MODES)}, got {mode!r}")
     if cpu_threads is not None and cpu_threads < 1:
         raise ConfigError(f"hardware.cpu_threads must be >= 1 or null, got {cpu_threads}")
+    if not distributed and (nodes or 1, ranks_per_node or 1) != (1, 1):
+        raise ConfigError(
+            f"hardware.nodes={nodes}, hardware.ranks_per_node={ranks_per_node} need data parallel "
+            "(hardware=cpu_dp | gpu_dp | ascend_dp); one process is 1 node x 1 rank"
+        )
+    launcher = _join(log_dir) if distributed and "device" not in _state else None
     if distributed and device.upper() != "CPU" and "DEVICE_ID" in os.environ:
         device_id = int(os.environ["DEVICE_ID"])  # msrun gives each local rank its own device
     wanted = (device.upper(), int(device_id))
@@ -79,20 +91,40 @@ def init_runtime(
             pass
     _state["device"], _state["threads"] = wanted, cpu_threads
     if distributed:
-        _init_data_parallel()
+        _init_data_parallel(nodes, ranks_per_node, launcher or "msrun")
 
 
-def _init_data_parallel() -> None:
-    """Join the msrun cluster and set data-parallel mode (gradients averaged over ranks)."""
-    if "MS_ROLE" not in os.environ and "RANK_TABLE_FILE" not in os.environ:
+def _join(log_dir: Path | None) -> str:
+    """Before the device is chosen: under msrun (or a rank table) nothing to do; inside a SLURM or submitit job with
+    tasks, set MindSpore's cluster variables from the job's environment and start the scheduler on global rank 0
+    (`facenet.jobs.environment`). Returns what started the ranks."""
+    if "MS_ROLE" in os.environ or "RANK_TABLE_FILE" in os.environ:
+        return "msrun"
+    from facenet.jobs.environment import job_tasks, join_cluster
+
+    tasks = job_tasks()
+    if tasks is None:
         raise ConfigError(
-            "hardware.distributed=true needs the processes msrun starts: msrun --worker_num=N "
-            "--local_worker_num=N --master_addr=127.0.0.1 --master_port=8118 --log_dir=LOG --join=True "
-            "run.py hardware=cpu_dp ... (docs/data-parallel.md)"
+            "hardware.distributed=true needs several processes: msrun's (msrun --worker_num=N --local_worker_num=N "
+            "--master_addr=127.0.0.1 --master_port=8118 --log_dir=LOG --join=True run.py hardware=cpu_dp ...; "
+            "docs/data-parallel.md), or a SLURM / submitit job's tasks (hydra/launcher=submitit_slurm; "
+            "docs/cluster.md)"
         )
+    join_cluster(tasks, log_dir or Path.cwd())  # the scheduler it starts on rank 0 outlives it by at most a minute
+    return tasks.source
+
+
+def _init_data_parallel(nodes: int | None = None, ranks_per_node: int | None = None, launcher: str = "msrun") -> None:
+    """Join the cluster and set data-parallel mode (gradients averaged over ranks)."""
     from mindspore.communication import get_group_size, get_rank, init
 
+    from facenet.jobs.environment import check_world
+
+    if "MS_ROLE" not in os.environ and "RANK_TABLE_FILE" not in os.environ:
+        _join(None)
     init()
+    if nodes is not None and ranks_per_node is not None:
+        check_world(get_group_size(), nodes, ranks_per_node, launcher)
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
     _state["rank"], _state["world"] = get_rank(), get_group_size()
 
@@ -116,6 +148,14 @@ def barrier() -> None:
     barrier has no CPU kernel)."""
     if world()[1] > 1:
         _AllReduce()(ms.Tensor(np.ones(1, np.float32))).asnumpy()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if `flag` is true on any (a compiled all-reduce of one number; no-op in one process): lets
+    data-parallel ranks agree to stop at the same step."""
+    if world()[1] == 1:
+        return flag
+    return float(_AllReduce()(ms.Tensor(np.array([float(flag)], np.float32))).asnumpy()[0]) > 0
 
 
 def ensure_runtime(device: str = "CPU") -> None:

@@ -107,7 +107,7 @@ def test_distributed_outside_msrun_is_a_clear_error(compose_cfg, tmp_path, monke
 
     monkeypatch.delenv("MS_ROLE", raising=False)
     monkeypatch.delenv("RANK_TABLE_FILE", raising=False)
-    with pytest.raises(ConfigError, match="needs the processes msrun starts"):
+    with pytest.raises(ConfigError, match="needs several processes: msrun"):
         _init_data_parallel()
 
 

@@ -61,6 +61,8 @@ class HardwareConf:
     amp_level: str = MISSING
     cpu_threads: int | None = MISSING
     distributed: bool = MISSING
+    nodes: int = MISSING
+    ranks_per_node: int = MISSING
     mine_global_batch: bool = MISSING
 
 

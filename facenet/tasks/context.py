@@ -83,7 +83,7 @@ def open_run(
     try:
         hw = cfg.hardware
         threads = sweeps.job_threads(hw.cpu_threads)
-        init_runtime(hw.device, hw.device_id, hw.mode, threads, hw.distributed)
+        init_runtime(hw.device, hw.device_id, hw.mode, threads, hw.distributed, hw.nodes, hw.ranks_per_node, run_dir)
         rank, size = world()
         if rank != 0:  # data parallel: rank 0 alone tracks, evaluates and checkpoints; the others keep a log dir
             run_dir = run_dir / f"rank_{rank}"

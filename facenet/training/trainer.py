@@ -18,7 +18,7 @@ from facenet.losses.classifier import sharded
 from facenet.models.embedding import count_parameters
 from facenet.models.io import model_spec, sidecar
 from facenet.models.load import resolve_checkpoint
-from facenet.runtime import barrier
+from facenet.runtime import any_rank, barrier
 from facenet.tracking import Tracker
 from facenet.training.checkpoints import CheckpointManager
 from facenet.training.curves import FIGURE as CLASSIFIER_FIGURE
@@ -92,8 +92,8 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker: Track
         metrics = evaluate(t, state, ckpts, tracker, run_dir, epoch=0, also=True)
     before = dict(metrics)
     rate = 0.0
-    # under msrun the cluster's own signal handling stays in place (a rank stopping alone would stall the others)
-    with StopSignals(enabled=t.world_size == 1) as stop:
+    # data parallel: a signal on any rank stops every rank after the same step (they agree each step, any_rank)
+    with StopSignals() as stop:
         for epoch in range(first, cfg.epochs + 1):
             state.epoch, start, out_of_time = epoch, skip if epoch == first else 0, False
             bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch}/{cfg.epochs}", unit="step")
@@ -112,12 +112,14 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker: Track
                 bar.update()
                 if state.global_step % tracker.log_every_steps == 0 or i == steps - 1:
                     health.observe(log_window(tracker, t, state, rate), bar)
-                if stop.received is not None and i < steps - 1:
+                stopping = any_rank(stop.received is not None)
+                if stopping and i < steps - 1:
                     state.train_seconds = budget.stop()
                     bar.close()
-                    path = ckpts.save(t.step, state, metrics, interrupted=stop.name)
+                    path = ckpts.save(t.step, state, metrics, interrupted=stop.name or "another rank's signal")
                     raise TrainingInterrupted(
-                        f"stopped by {stop.name} at epoch {epoch}, step {i + 1} of {steps}; checkpoint {path}; "
+                        f"stopped by {stop.name or 'a signal to another rank'} at epoch {epoch}, step {i + 1} of "
+                        f"{steps}; checkpoint {path}; "
                         f"continue with resume=auto (or resume={run_dir})"
                     )
             bar.close()
@@ -137,10 +139,14 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker: Track
             if t.is_main and (epoch % cfg.train.eval_every == 0 or last):
                 health.figure()
                 metrics = evaluate(t, state, ckpts, tracker, run_dir, epoch, also=last)
-            if epoch % cfg.train.ckpt_every == 0 or last or stop.received is not None:
-                ckpts.save(t.step, state, metrics)
-            if stop.received is not None and not last:
-                raise TrainingInterrupted(f"stopped by {stop.name} after epoch {epoch}; continue with resume=auto")
+            stopping = any_rank(stop.received is not None)
+            if epoch % cfg.train.ckpt_every == 0 or last or stopping:
+                path = ckpts.save(t.step, state, metrics)
+            if stopping and not last:
+                raise TrainingInterrupted(
+                    f"stopped by {stop.name or 'a signal to another rank'} after epoch {epoch}; checkpoint {path}; "
+                    "continue with resume=auto"
+                )
             if out_of_time:
                 break
     log_change(before, metrics)
