@@ -37,8 +37,11 @@ def main(cfg: DictConfig) -> float | None:
     try:
         metrics = run(cfg)
     except (TrainingInterrupted, RunInterrupted) as err:  # SIGTERM / Ctrl-C: stop, the whole sweep too (its parent
-        # run is closed KILLED)
+        # run is closed KILLED); but a sweep job in a process of its own (submitit, pre-empted by SLURM) ends KILLED
+        # alone and the sweep goes on
         log.error("%s", err)
+        if sweeps.job_in_own_process():
+            return None
         sys.exit(1)
     except (UserError, InstantiationException) as err:
         log.error("%s", err)

@@ -25,6 +25,8 @@ def _run(cfg: DictConfig, stage_dir: Path | None = None, parent: dict | None = N
         raise ConfigError(f"task must be one of {sorted(TASKS)}, got {cfg.task!r}")
     unresolved = OmegaConf.create(OmegaConf.to_container(cfg))  # before interpolations are resolved
     continuation = prepare(cfg, task, command_line_overrides() if stage_dir is None else [])
+    if continuation is not None and continuation.finished is not None:  # a resubmitted sweep's finished job
+        return continuation.finished
     with open_run(cfg, task, unresolved, continuation, _run, stage_dir, parent) as context:
         context.record(task.run(cfg, context))
     return context.metrics

@@ -45,6 +45,23 @@ def job_sweep() -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def job_dir() -> Path | None:
+    """This sweep job's own folder (`<sweep dir>/<job number>`), None outside a multirun."""
+    return Path(HydraConfig.get().runtime.output_dir) if in_multirun() else None
+
+
+def job_in_own_process() -> bool:
+    """True for a sweep job that runs in a process of its own (submitit, joblib), not in the sweep's: a signal it
+    receives stops that job only (it ends KILLED and the sweep goes on), not the sweep."""
+    sweep = job_sweep()
+    if sweep is None:
+        return False
+    from facenet.runs import owner
+
+    me = owner()
+    return (sweep.get("host"), sweep.get("pid")) != (me["host"], me["pid"])
+
+
 def job_name(sweep: dict) -> str:
     """A sweep job's run name: its values of the swept parameters, e.g. `margin=0.5 lr=0.002`."""
     hc = HydraConfig.get()
@@ -163,8 +180,9 @@ class SweepCallback(Callback):
 
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.params = _sweeper_params(config)
+        earlier = self._earlier()
+        self.sweep_id = earlier["sweep_id"] if earlier else f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         base = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
         try:
             params = flatten(OmegaConf.to_container(base, resolve=True))
@@ -187,16 +205,44 @@ class SweepCallback(Callback):
                     "sweep.launcher": str(config.hydra.launcher._target_).rsplit(".", 1)[-1],
                 }
                 tags["hydra_overrides"] = " ".join(config.hydra.overrides.task) or "(none)"
-                self.tracker.start(params, tags)
+                if earlier and earlier.get("parent_run_id"):  # resubmitted: the same parent run goes on
+                    self.tracker.resume(earlier["parent_run_id"], params, tags, 0)
+                else:
+                    self.tracker.start(params, tags)
         except UserError as err:
             log.error("%s", err)
             raise SystemExit(1) from None
-        state = {"sweep_id": self.sweep_id, "params": self.params}
+        from facenet.runs import owner
+
+        # what every job reads, in its own process or on another machine (the sweep dir is shared): the parent run,
+        # and the process that launched the sweep (a job in another process is stopped alone by a signal)
+        state = {"sweep_id": self.sweep_id, "params": self.params, **owner()}
         if self.tracker is not None:
             state.update(parent_run_id=self.tracker.run_id, tracking_uri=self.tracker.uri)
         (self.sweep_dir / SWEEP_FILE).write_text(json.dumps(state, indent=1))
         atexit.register(self._abandon)
         log.info("sweep %s over %s -> %s", self.sweep_id, ", ".join(self.params) or "(no parameters)", self.sweep_dir)
+
+    def _earlier(self) -> dict | None:
+        """The sweep this folder already holds (a resubmission: `hydra.sweep.dir=<its folder>`); it must be the same
+        sweep."""
+        from facenet.errors import ConfigError
+
+        path = self.sweep_dir / SWEEP_FILE
+        if not path.is_file():
+            return None
+        earlier = json.loads(path.read_text())
+        if earlier.get("params") != self.params:
+            raise ConfigError(
+                f"{self.sweep_dir} holds sweep {earlier.get('sweep_id')} over {earlier.get('params')}, not "
+                f"{self.params}: resubmit it with the same sweep, or choose another hydra.sweep.dir"
+            )
+        log.info(
+            "sweep %s resubmitted in %s: its jobs go on (resume=auto continues the unfinished ones)",
+            earlier.get("sweep_id"),
+            self.sweep_dir,
+        )
+        return earlier
 
     def _abandon(self) -> None:
         """The process exits without on_multirun_end (interrupted, or the sweeper raised): close the parent KILLED."""
@@ -229,6 +275,18 @@ class SweepCallback(Callback):
         log.info("sweep %s summary (%s):\n%s", self.sweep_id, csv, table[shown].to_string(index=False))
         for _, row in failed.iterrows():
             log.error("job %s %s: %s", row["job"], row["status"], row.get("error") or "no error recorded")
+        counts = table["status"].value_counts()
+        log.info(
+            "sweep %s: %d of %d job(s) finished%s",
+            self.sweep_id,
+            int(counts.get("FINISHED", 0)),
+            len(table),
+            "".join(f", {int(n)} {status}" for status, n in counts.items() if status != "FINISHED"),
+        )
+        if len(failed):
+            log.info(
+                "to continue the unfinished jobs: the same command with hydra.sweep.dir=%s resume=auto", self.sweep_dir
+            )
         optuna = self.sweep_dir / "optimization_results.yaml"
         if optuna.is_file():
             files.append(optuna)
@@ -237,7 +295,12 @@ class SweepCallback(Callback):
             return len(failed)
         for path in comparison:
             self.tracker.log_artifact(path, "comparison")
-        metrics = {"sweep/jobs": len(table), "sweep/failed_jobs": len(failed)}
+        metrics = {
+            "sweep/jobs": len(table),
+            "sweep/finished_jobs": len(table) - len(failed),
+            "sweep/failed_jobs": len(failed),
+            "sweep/killed_jobs": int((table["status"] == "KILLED").sum()),
+        }
         if len(ok):
             best = ok.loc[ok[METRIC].idxmax()]
             metrics[f"best/{METRIC}"] = float(best[METRIC])

@@ -27,12 +27,14 @@ RunStage = Callable[[DictConfig, Path, dict], dict[str, float]]
 @dataclass(frozen=True)
 class Continuation:
     """Where a resumed run carries on: its folder, its MLflow run, the step it had reached, and what the task
-    itself needs to continue (`point`: a training run's `ResumePoint`)."""
+    itself needs to continue (`point`: a training run's `ResumePoint`); or, for a sweep job that had finished, the
+    metrics it ended with (`finished`)."""
 
     run_dir: Path
     run_id: str | None
     step: int
     point: Any = None
+    finished: dict[str, float] | None = None  # a sweep job resubmitted after it finished: its metrics, not re-run
 
 
 @dataclass

@@ -21,10 +21,21 @@ class Train(Task):
     model_tag = "parent_model"  # ckpt= is the model training starts from
     resume_advice = "; resume=auto continues from its last checkpoint"
 
-    def continuation(self, cfg: DictConfig) -> Continuation:
-        from facenet.training.resume import find_resume_point
+    def continuation(self, cfg: DictConfig) -> Continuation | None:
+        """`resume=auto` in a sweep job means its own folder (a resubmitted sweep: `hydra.sweep.dir=<it>`): an
+        unfinished run there continues, a finished one is not run again, and a job that left no checkpoint starts
+        over; elsewhere the newest unfinished run under output_dir (or the run / checkpoint named)."""
+        from facenet import sweeps
+        from facenet.training.resume import find_resume_point, sweep_job_point
 
-        point = find_resume_point(str(cfg.resume), cfg.output_dir)
+        job = sweeps.job_dir() if str(cfg.resume) == "auto" else None
+        if job is not None:
+            found = sweep_job_point(job)
+            if found is None or isinstance(found, Continuation):
+                return found
+            point = found
+        else:
+            point = find_resume_point(str(cfg.resume), cfg.output_dir)
         return Continuation(point.run_dir, point.run_id, point.state.global_step, point)
 
     def run(self, cfg: DictConfig, context: RunContext) -> dict[str, float]:
