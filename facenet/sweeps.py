@@ -158,15 +158,21 @@ class SweepCallback(Callback):
     def __init__(self) -> None:
         self.tracker = None
         self.sweep_dir: Path | None = None
+        self.trials = None  # an Optuna sweep's asked trials (facenet/study.py)
 
     def __getstate__(self) -> dict:
         """Launchers that run jobs in other processes pickle the callbacks: the parent run stays here."""
-        return {"tracker": None, "sweep_dir": None}
+        return {"tracker": None, "sweep_dir": None, "trials": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         # Hydra turns a callback's exception into a one-line warning: say what happened, then stop the sweep
+        from facenet.errors import UserError
+
         try:
             self._start(config)
+        except UserError as err:
+            log.error("%s", err)
+            raise SystemExit(1) from None
         except Exception:
             log.exception("could not set up the sweep's parent run")
             raise SystemExit(1) from None
@@ -181,6 +187,13 @@ class SweepCallback(Callback):
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         self.params = _sweeper_params(config)
+        if "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower():
+            from facenet.study import AskedTrials, check_shared, compatible_storage
+
+            check_shared(config.hydra.sweeper.get("storage"), config.hydra.sweeper.get("study_name"))
+            compatible_storage()
+            self.trials = AskedTrials()
+            self.trials.start()
         earlier = self._earlier()
         self.sweep_id = earlier["sweep_id"] if earlier else f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         base = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
@@ -245,13 +258,18 @@ class SweepCallback(Callback):
         return earlier
 
     def _abandon(self) -> None:
-        """The process exits without on_multirun_end (interrupted, or the sweeper raised): close the parent KILLED."""
+        """The process exits without on_multirun_end (interrupted, or the sweeper raised): close the parent KILLED,
+        and an Optuna sweep's trials still running FAIL."""
+        if self.trials is not None:
+            self.trials.close_running("its sweep process was stopped")
         self._close("KILLED")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """Summary, plots, comparison and the parent run's end; then, if a job failed, the command exits 1 (a
         callback's exception would be a warning, so SystemExit: Hydra lets it through)."""
         atexit.unregister(self._abandon)
+        if self.trials is not None:
+            self.trials.stop()
         failed = self._finish()
         if failed:
             log.error("%d sweep job(s) failed (see the summary above)", failed)

@@ -58,7 +58,7 @@ def _swept_resources(job_overrides: Sequence[Sequence[str]]) -> list[str]:
 
 
 class FacenetSubmitit(BaseSubmititLauncher):
-    """The launcher; its SLURM and local classes are in hydra_plugins/facenet_launchers/submitit.py (Hydra's rule)."""
+    """The launcher; its SLURM and local classes are in hydra_plugins.facenet_plugins.submitit.py (Hydra's rule)."""
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)

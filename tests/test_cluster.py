@@ -1,0 +1,440 @@
+"""Past one machine: a SLURM / submitit job's tasks as data-parallel ranks, the submitit launchers, Optuna studies
+and MLflow stores shared through PostgreSQL. The mapping and the launcher's resources are checked against hand-made
+environments; the rest with the real parts: submitit's local executor (its own code path, not a mock), a PostgreSQL
+server and an MLflow server started here (tests/servers.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from facenet.errors import ConfigError
+from facenet.jobs.environment import (
+    JobTasks,
+    _first_slurm_host,
+    check_world,
+    cluster_variables,
+    job_tasks,
+    scheduler_port,
+)
+from tests.conftest import ROOT
+
+SMOKE = ["experiment=smoke", "tracking.log_every_steps=1"]
+
+
+def test_slurm_variables_map_to_ranks():
+    """A task of a 2-node x 4-task srun step: rank, local rank and the first node as MindSpore sees them."""
+    env = {
+        "SLURM_JOB_ID": "812",
+        "SLURM_STEP_ID": "0",
+        "SLURM_NTASKS": "8",
+        "SLURM_STEP_NUM_TASKS": "8",
+        "SLURM_PROCID": "5",
+        "SLURM_LOCALID": "1",
+        "SLURM_STEP_NUM_NODES": "2",
+        "SLURM_STEP_NODELIST": "gpu[07-08]",
+    }
+    tasks = job_tasks(env)
+    assert tasks == JobTasks("812", 8, 5, 1, 2, "gpu07", "SLURM")
+    variables = cluster_variables(tasks, 21234, host="10.0.0.7")
+    assert variables == {
+        "MS_ROLE": "MS_WORKER",
+        "MS_WORKER_NUM": "8",
+        "MS_SCHED_HOST": "10.0.0.7",
+        "MS_SCHED_PORT": "21234",
+        "MS_NODE_ID": "5",
+        "RANK_ID": "5",
+        "RANK_SIZE": "8",
+        "DEVICE_ID": "1",
+    }
+    array = job_tasks({**env, "SLURM_ARRAY_JOB_ID": "900", "SLURM_ARRAY_TASK_ID": "3"})
+    assert array.job_id == "900_3"  # each array job has its own scheduler port
+    assert scheduler_port("900_3", {}) != scheduler_port("900_4", {})
+    assert scheduler_port("900_3", {}) == scheduler_port("900_3", {}) and 20000 <= scheduler_port("900_3", {}) <= 29999
+    assert scheduler_port("1", {"FACENET_SCHED_PORT": "31000"}) == 31000
+
+
+def test_submitit_local_variables_map_to_ranks():
+    env = {
+        "SUBMITIT_LOCAL_JOB_ID": "4242",
+        "SUBMITIT_LOCAL_NTASKS": "2",
+        "SUBMITIT_LOCAL_GLOBALID": "1",
+        "SUBMITIT_LOCAL_LOCALID": "1",
+        "SUBMITIT_LOCAL_JOB_NUM_NODES": "1",
+    }
+    assert job_tasks(env) == JobTasks("4242", 2, 1, 1, 1, "127.0.0.1", "submitit (local)")
+    assert job_tasks({"HOME": "/root"}) is None  # not in a job: msrun or nothing
+
+
+@pytest.mark.parametrize(
+    "nodelist,first",
+    [("gpu[03-04,07],cpu1", "gpu03"), ("node1,node2", "node1"), ("n[1-2]", "n1"), ("a-b[010-011]", "a-b010")],
+)
+def test_first_host_of_a_slurm_node_list(nodelist, first):
+    assert _first_slurm_host(nodelist) == first
+
+
+def test_ranks_started_must_be_what_the_hardware_group_says():
+    check_world(16, 2, 8, "SLURM")
+    with pytest.raises(
+        ConfigError, match=r"SLURM started 8 ranks but hardware.nodes x hardware.ranks_per_node = 2 x 8"
+    ):
+        check_world(8, 2, 8, "SLURM")
+
+
+def test_one_process_hardware_refuses_several_ranks(compose_cfg, tmp_path):
+    from facenet.app import run
+
+    with pytest.raises(ConfigError, match="hardware.ranks_per_node=2 need data parallel"):
+        run(compose_cfg(*SMOKE, f"output_dir={tmp_path}", "hardware.ranks_per_node=2"))
+
+
+def _launcher(compose_cfg, name: str, *overrides: str):
+    """The launcher Hydra would build for `hydra/launcher=<name>`, set up on the composed config."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.plugins import Plugins
+    from hydra.core.utils import setup_globals
+
+    from tests.conftest import CONF
+
+    compose_cfg()  # registers the schemas
+    setup_globals()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", [f"hydra/launcher={name}", *overrides], return_hydra_config=True)
+    launcher = Plugins.instance()._instantiate(cfg.hydra.launcher)
+    launcher.setup(hydra_context=None, task_function=None, config=cfg)
+    return launcher
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["hardware=gpu_dp"], {"nodes": 1, "tasks_per_node": 8, "gpus_per_node": 8}),
+        (["hardware=gpu_dp", "hardware.nodes=2"], {"nodes": 2, "tasks_per_node": 8, "gpus_per_node": 8}),
+        (["hardware=cpu_dp"], {"nodes": 1, "tasks_per_node": 2, "gpus_per_node": None}),
+        (["hardware=cpu"], {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": None}),
+        (["hardware=ascend_dp"], {"nodes": 1, "tasks_per_node": 8, "gpus_per_node": None}),
+        (  # set in the launcher: kept
+            ["hardware=gpu_dp", "hydra.launcher.tasks_per_node=4", "hydra.launcher.gpus_per_node=4"],
+            {"nodes": 1, "tasks_per_node": 4, "gpus_per_node": 4},
+        ),
+    ],
+)
+def test_launcher_resources_come_from_the_hardware_group(compose_cfg, overrides, expected):
+    launcher = _launcher(compose_cfg, "submitit_slurm", *overrides)
+    assert {k: launcher.params[k] for k in expected} == expected
+
+
+def test_a_sweep_over_hardware_is_refused(compose_cfg):
+    launcher = _launcher(compose_cfg, "submitit_local")
+    with pytest.raises(ConfigError, match="varies hardware: the jobs of one submitit sweep share one resource"):
+        launcher.launch([["hardware=cpu", "margin=0.2"], ["hardware=gpu", "margin=0.2"]], 0)
+
+
+def _run(args: list[str], timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, **kwargs
+    )
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait(condition, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(
+                f"{what}: the process ended first ({proc.returncode}): {log.read_text()[-3000:] if log else ''}"
+            )
+        time.sleep(0.5)
+    pytest.fail(f"{what}: not within {timeout} s{': ' + log.read_text()[-3000:] if log else ''}")
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """A PostgreSQL server for this module's tests: databases for MLflow and for Optuna studies."""
+    from tests.servers import postgres
+
+    with postgres("mlflow", "optuna") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def pg_mlflow(pg, tmp_path_factory):
+    """An MLflow tracking server whose backend store is the PostgreSQL database `mlflow`; artifacts in a folder (the
+    shared file system of a cluster)."""
+    from tests.servers import mlflow_server
+
+    with mlflow_server(f"{pg}/mlflow", tmp_path_factory.mktemp("pg-artifacts") / "artifacts") as url:
+        yield url
+
+
+def _children(client, parent_id: str) -> list:
+    from mlflow.entities import ViewType
+
+    experiment = client.get_run(parent_id).info.experiment_id
+    runs = client.search_runs([experiment], run_view_type=ViewType.ALL, max_results=1000)
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
+
+
+@pytest.mark.slow
+def test_submitit_sweep_on_a_postgres_mlflow_survives_sigterm_and_resumes(tmp_path, pg_mlflow):
+    """Acceptance: a submitit_local sweep against the PostgreSQL-backed server is one parent with a child per job and
+    the sweep's artifacts; SIGTERM to one job ends it KILLED with its checkpoint named while the other finishes;
+    resubmitting with resume=auto continues the killed job in its own MLflow run and closes the parent FINISHED."""
+    from mlflow.tracking import MlflowClient
+
+    sweep = tmp_path / "sweep"
+    args = [
+        "run.py",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "margin=0.2,0.5",
+        *SMOKE,
+        "epochs=4",
+        "train.steps_per_epoch=25",
+        "tracking=mlflow_server",
+        f"tracking.tracking_uri={pg_mlflow}",
+        "tracking.experiment=submitit",
+        f"output_dir={tmp_path / 'out'}",
+        f"data_dir={tmp_path / 'data'}",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    log = tmp_path / "sweep.log"
+    proc = _start(args, log)
+    job = sweep / "1"
+
+    def checkpointed() -> int | None:  # job 1's process, once it has written its first checkpoint
+        state = json.loads((job / "run.json").read_text()) if (job / "run.json").is_file() else {}
+        return state.get("pid") if list((job / "checkpoints").glob("facenet-rank0-*.ckpt")) else None
+
+    os.kill(_wait(checkpointed, 600, "job 1's first checkpoint", proc, log), signal.SIGTERM)
+    assert proc.wait(timeout=600) == 1  # a job did not finish: the sweep says so
+    text = log.read_text()
+    state = json.loads((job / "run.json").read_text())
+    assert state["status"] == "KILLED" and "stopped by SIGTERM" in state["error"], state
+    assert "checkpoint " + str(job / "checkpoints") in state["error"]
+    assert json.loads((sweep / "0" / "run.json").read_text())["status"] == "FINISHED"
+    assert "1 of 2 job(s) finished, 1 KILLED" in text
+    client = MlflowClient(pg_mlflow)
+    parent_id = json.loads((sweep / "sweep.json").read_text())["parent_run_id"]
+    assert client.get_run(parent_id).info.status == "FINISHED"
+    killed_id = state["run_id"]
+    statuses = {r.info.run_id: r.info.status for r in _children(client, parent_id)}
+    assert statuses[killed_id] == "KILLED" and sorted(statuses.values()) == ["FINISHED", "KILLED"]
+    assert client.get_run(parent_id).data.metrics["sweep/killed_jobs"] == 1
+
+    again = _run([*args, "resume=auto"], timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 of 2 job(s) finished" in again.stderr
+    parent = client.get_run(parent_id)  # the same parent, reopened and closed again
+    assert parent.info.status == "FINISHED" and parent.data.tags["resumes"] == "1"
+    children = _children(client, parent_id)
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+    resumed = client.get_run(killed_id)
+    assert resumed.data.tags["resumes"] == "1" and int(resumed.data.tags["resume_1_at_step"]) > 0
+    assert resumed.data.metrics["train/steps"] == 4 * 25
+    # what a basic-launcher sweep leaves on its parent (tests/test_sweeps.py)
+    artifacts = {a.path for a in client.list_artifacts(parent_id)}
+    assert {"sweep_summary.csv", "sweep_accuracy.png", "comparison"} <= artifacts
+    assert parent.data.metrics["sweep/finished_jobs"] == 2 and parent.data.metrics["best/accuracy"] > 0
+
+
+@pytest.mark.slow
+def test_two_tasks_under_submitit_equal_the_msrun_run(tmp_path):
+    """Acceptance: the data-parallel test's 2-rank msrun run, and the same run as a 2-task job of submitit's local
+    executor (no msrun: ranks from the job's environment, the scheduler started by rank 0): the same weights (their
+    SHA-1 on every rank) and the same losses at every step (1e-6)."""
+    import re
+
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from tests.test_distributed import _msrun
+
+    msrun_out, _, msrun_digest = _msrun(tmp_path / "msrun", "tracking.log_every_steps=1")
+    sweep = tmp_path / "sweep"
+    out = tmp_path / "submitit"
+    proc = _run(
+        [
+            "run.py",
+            "-m",
+            "hydra/launcher=submitit_local",
+            "hardware=cpu_dp",
+            "experiment=smoke",
+            "epochs=2",
+            "batch.identities=4",
+            "tracking.log_every_steps=1",
+            f"output_dir={out}",
+            f"data_dir={tmp_path / 'msrun' / 'data'}",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.err"))
+    assert "submitit (local) job" in logs and (sweep / "0" / "ms_scheduler.log").is_file()
+    digests = {r: re.findall(rf"rank {r} of 2: final weights sha1 (\w+)", logs) for r in (0, 1)}
+    assert digests[0] == digests[1] == [msrun_digest]
+
+    def losses(uri: str) -> np.ndarray:
+        client = MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
+        (run,) = [r for r in runs if r.data.tags.get("task") == "train"]
+        history = sorted(client.get_metric_history(run.info.run_id, "train/loss"), key=lambda m: m.step)
+        return np.array([[m.step, m.value] for m in history])
+
+    a, b = losses(f"sqlite:///{msrun_out / 'mlflow.db'}"), losses(f"sqlite:///{out / 'mlflow.db'}")
+    assert len(a) == 6 and a.shape == b.shape and (a[:, 0] == b[:, 0]).all()
+    np.testing.assert_allclose(a[:, 1], b[:, 1], rtol=0, atol=1e-6)
+
+
+def _optuna_sweep(tmp_path: Path, name: str, storage: str, study: str, trials: int, seed: int) -> list[str]:
+    return [
+        "run.py",
+        "--config-dir",
+        "multirun_sweeps",
+        "--config-name",
+        "optuna",
+        f"hydra.sweeper.n_trials={trials}",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.study_name={study}",
+        f"hydra.sweeper.sampler.seed={seed}",
+        "experiment=smoke",
+        "tracking=off",
+        f"output_dir={tmp_path / name}",
+        f"data_dir={tmp_path / 'data'}",
+        f"hydra.sweep.dir={tmp_path / name / 'sweep'}",
+    ]
+
+
+def _trial_jobs(*sweeps: Path) -> list[tuple[dict, float | None]]:
+    """Every job the sweeps ran: (its swept values, its accuracy or None)."""
+    jobs = []
+    for sweep in sweeps:
+        for overrides in sweep.glob("*/.hydra/overrides.yaml"):
+            values = {o.split("=")[0]: o.split("=", 1)[1] for o in OmegaConf.load(overrides)}
+            metrics = overrides.parent.parent / "metrics.json"
+            accuracy = json.loads(metrics.read_text())["accuracy"] if metrics.is_file() else None
+            jobs.append(({k: values[k] for k in ("lr", "margin", "miner")}, accuracy))
+    return jobs
+
+
+@pytest.mark.slow
+def test_two_optuna_processes_share_one_postgres_study_and_a_stopped_one_continues(tmp_path, pg):
+    """Acceptance: two sweep processes on one PostgreSQL storage run one study of 6 trials together: six trial
+    numbers, each run once (its values are exactly one job's, its value that job's accuracy), none lost. A process
+    stopped mid-study closes its running trial FAIL; started again, it continues the study."""
+    import optuna
+
+    from facenet.study import compatible_storage
+
+    compatible_storage()
+    storage = f"{pg}/optuna"
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = [
+        _start(_optuna_sweep(tmp_path, name, storage, "shared", 3, seed), log)
+        for name, seed, log in (("a", 1, logs[0]), ("b", 2, logs[1]))
+    ]
+    for proc, log in zip(procs, logs, strict=True):
+        assert proc.wait(timeout=900) == 0, log.read_text()[-3000:]
+    trials = optuna.load_study(study_name="shared", storage=storage).trials
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
+    jobs = _trial_jobs(tmp_path / "a" / "sweep", tmp_path / "b" / "sweep")
+    assert len(jobs) == 6
+    for trial in trials:
+        params = {k: str(v) for k, v in trial.params.items()}
+        (match,) = [acc for values, acc in jobs if values == params]
+        assert trial.value == pytest.approx(match)
+
+    # stopped after its first trial, mid-way through the second; then started again
+    log = tmp_path / "c.log"
+    proc = _start(_optuna_sweep(tmp_path, "c", storage, "resumable", 3, 3), log)
+
+    def second_trial_running() -> bool:
+        try:
+            study = optuna.load_study(study_name="resumable", storage=storage)
+        except KeyError:
+            return False
+        states = [t.state for t in study.trials]
+        return states.count(optuna.trial.TrialState.COMPLETE) == 1 and optuna.trial.TrialState.RUNNING in states
+
+    _wait(second_trial_running, 600, "the second trial", proc, log)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) != 0
+    states = [t.state.name for t in optuna.load_study(study_name="resumable", storage=storage).trials]
+    assert states == ["COMPLETE", "FAIL"], log.read_text()[-3000:]
+    again = _run(_optuna_sweep(tmp_path, "c2", storage, "resumable", 2, 4))
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = optuna.load_study(study_name="resumable", storage=storage).trials
+    assert [(t.number, t.state.name) for t in trials] == [
+        (0, "COMPLETE"),
+        (1, "FAIL"),
+        (2, "COMPLETE"),
+        (3, "COMPLETE"),
+    ]
+    assert "Using an existing study with name 'resumable'" in again.stderr
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_on_one_postgres_mlflow_lose_nothing(tmp_path, pg_mlflow):
+    """Acceptance: two sweeps write to the PostgreSQL-backed server at the same time: every run is there with its
+    parent, every job's final metrics equal its metrics.json, every logged loss step is there, every artifact."""
+    from mlflow.tracking import MlflowClient
+
+    procs, logs = [], []
+    for name, margins in (("x", "0.1,0.3"), ("y", "0.2,0.4")):
+        logs.append(tmp_path / f"{name}.log")
+        args = [
+            "run.py",
+            "-m",
+            f"margin={margins}",
+            *SMOKE,
+            "tracking=mlflow_server",
+            f"tracking.tracking_uri={pg_mlflow}",
+            "tracking.experiment=concurrent",
+            f"output_dir={tmp_path / name}",
+            f"data_dir={tmp_path / 'data'}",
+            f"hydra.sweep.dir={tmp_path / name / 'sweep'}",
+        ]
+        procs.append(_start(args, logs[-1]))
+    for proc, log in zip(procs, logs, strict=True):
+        assert proc.wait(timeout=900) == 0, log.read_text()[-3000:]
+    client = MlflowClient(pg_mlflow)
+    for name in ("x", "y"):
+        sweep = tmp_path / name / "sweep"
+        parent_id = json.loads((sweep / "sweep.json").read_text())["parent_run_id"]
+        assert {"sweep_summary.csv", "sweep_accuracy.png", "comparison"} <= {
+            a.path for a in client.list_artifacts(parent_id)
+        }
+        children = {c.info.run_id: c for c in _children(client, parent_id)}
+        assert len(children) == 2
+        for job in (sweep / "0", sweep / "1"):
+            state = json.loads((job / "run.json").read_text())
+            run = children[state["run_id"]]
+            assert run.info.status == "FINISHED"
+            metrics = json.loads((job / "metrics.json").read_text())
+            for key, value in metrics.items():
+                assert run.data.metrics[f"eval/{key}"] == pytest.approx(value), key
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+            assert steps == list(range(1, int(run.data.metrics["train/steps"]) + 1))
+            logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+            assert {"config.yaml", "environment.json", "metrics.json", "checkpoints", "eval"} <= logged
