@@ -8,7 +8,6 @@ command then exits non-zero (`facenet.sweeps.SweepCallback.on_multirun_end`).
 
 import logging
 import sys
-import warnings
 
 import hydra
 from hydra.errors import InstantiationException
@@ -24,9 +23,6 @@ except UserError as err:  # an option whose class cannot give a schema: one line
     print(f"error: {err}", file=sys.stderr)
     sys.exit(1)
 log = logging.getLogger("facenet")
-# conf/hydra/launcher/submitit_*.yaml replace the plugin's options of those names; Hydra checks them against the
-# plugin's schema (what we want: a key the plugin lacks is an error) and warns that it does
-warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

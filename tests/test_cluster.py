@@ -141,6 +141,23 @@ def test_a_sweep_over_hardware_is_refused(compose_cfg):
         launcher.launch([["hardware=cpu", "margin=0.2"], ["hardware=gpu", "margin=0.2"]], 0)
 
 
+def test_the_rendered_sbatch_script_in_the_docs_is_what_the_launcher_submits(capsys):
+    """docs/cluster.md shows the script for hardware=gpu_dp on 2 nodes x 8 GPUs under the command that renders it;
+    `facenet sbatch` with that command prints exactly the block (an array of 3 jobs, 2 nodes x 8 tasks x 8 GPUs)."""
+    import re
+    import shlex
+
+    from facenet.cli import main
+
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    command, block = re.search(r"<!-- facenet (sbatch .*?) -->\n```bash\n(.*?)```", text, re.S).groups()
+    assert main(shlex.split(command)) == 0
+    rendered = capsys.readouterr().out
+    assert rendered == block
+    for line in ("--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--array=0-2%3", "--partition=gpu"):
+        assert f"#SBATCH {line}\n" in rendered
+
+
 def _run(args: list[str], timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
@@ -244,7 +261,7 @@ def test_submitit_sweep_on_a_postgres_mlflow_survives_sigterm_and_resumes(tmp_pa
 
     again = _run([*args, "resume=auto"], timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "2 of 2 job(s) finished" in again.stderr
+    assert "2 of 2 job(s) finished" in again.stdout + again.stderr
     parent = client.get_run(parent_id)  # the same parent, reopened and closed again
     assert parent.info.status == "FINISHED" and parent.data.tags["resumes"] == "1"
     children = _children(client, parent_id)
@@ -289,7 +306,7 @@ def test_two_tasks_under_submitit_equal_the_msrun_run(tmp_path):
         ]
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.err"))
+    logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.*"))
     assert "submitit (local) job" in logs and (sweep / "0" / "ms_scheduler.log").is_file()
     digests = {r: re.findall(rf"rank {r} of 2: final weights sha1 (\w+)", logs) for r in (0, 1)}
     assert digests[0] == digests[1] == [msrun_digest]
@@ -438,3 +455,25 @@ def test_two_sweeps_at_once_on_one_postgres_mlflow_lose_nothing(tmp_path, pg_mlf
             assert steps == list(range(1, int(run.data.metrics["train/steps"]) + 1))
             logged = {a.path for a in client.list_artifacts(run.info.run_id)}
             assert {"config.yaml", "environment.json", "metrics.json", "checkpoints", "eval"} <= logged
+
+
+@pytest.mark.slow
+def test_doctor_checks_the_postgres_backed_server_and_storage(pg, pg_mlflow, tmp_path, capsys):
+    """`facenet doctor` against the real server (a probe run with a metric and an artifact through the server's
+    artifact proxy, then deleted) and the PostgreSQL databases."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    from facenet.cli import main
+
+    code = main(["doctor", "--tracking-uri", pg_mlflow, "--storage", f"{pg}/optuna"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "ok  tracking writable" in out and "a run, a metric and an artifact written and deleted" in out
+    client = MlflowClient(pg_mlflow)
+    probe = client.get_experiment_by_name("facenet-doctor")
+    live = client.search_runs([probe.experiment_id], run_view_type=ViewType.ACTIVE_ONLY)
+    assert live == []  # the probe run was deleted
+    code = main(["doctor", "--tracking-uri", f"{pg}/nosuchdb"])
+    out = capsys.readouterr().out
+    assert code == 1 and 'database "nosuchdb" does not exist' in out

@@ -73,3 +73,53 @@ def test_gpu_extra_resolves_every_plugin_library_but_the_driver(tmp_path):
     assert install.returncode == 0, install.stderr[-2000:]
     env = gpu_env(tmp_path / "shim", site=site, environ={})
     assert unresolved_libraries(mindspore_dir() / "lib" / "plugin" / PLUGIN, env["LD_LIBRARY_PATH"]) == [DRIVER]
+
+
+def _doctor(capsys, tmp_path, *args: str) -> tuple[int, dict[str, str]]:
+    """Run `facenet doctor ARGS`; its exit code and {check name: its line}."""
+    code = main(["doctor", "--shim-dir", str(tmp_path / "shim"), *args])
+    lines = capsys.readouterr().out.splitlines()
+    return code, {line[4:].split("  ")[0].strip(): line for line in lines[:-1]}
+
+
+@pytest.mark.slow
+def test_doctor_checks_stores_and_says_in_one_line_what_is_wrong(capsys, tmp_path):
+    """A real MLflow store and a real Optuna storage (SQLite files) pass; each given where the other belongs fails on
+    its schema; a server that does not answer fails on reachability; nothing is left behind in either."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from facenet.study import compatible_storage
+
+    mlflow_uri, optuna_url = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    MlflowClient(mlflow_uri).search_experiments()  # creates the store
+    compatible_storage()
+    optuna.create_study(study_name="s", storage=optuna_url)
+    code, lines = _doctor(capsys, tmp_path, "--tracking-uri", mlflow_uri, "--storage", optuna_url)
+    assert code == 0, lines
+    assert all(
+        lines[f"{kind} {check}"].startswith("ok ")
+        for kind in ("tracking", "storage")
+        for check in ("reachable", "schema", "writable")
+    )
+    assert "Optuna schema" in lines["storage schema"] and "1 study" in lines["storage schema"]
+
+    code, lines = _doctor(capsys, tmp_path, "--tracking-uri", optuna_url, "--storage", mlflow_uri)
+    assert code == 1
+    assert lines["tracking schema"].startswith("NO ") and "give MLflow its own database" in lines["tracking schema"]
+    assert lines["storage schema"].startswith("NO ") and "give Optuna a database of its own" in lines["storage schema"]
+
+    from tests.conftest import free_port
+
+    code, lines = _doctor(capsys, tmp_path, "--tracking-uri", f"http://127.0.0.1:{free_port()}")
+    assert (
+        code == 1
+        and lines["tracking reachable"].startswith("NO ")
+        and "does not answer /health" in lines["tracking reachable"]
+    )
+    # the probe table was rolled back
+    import sqlite3
+
+    for db in ("mlflow.db", "optuna.db"):
+        tables = {r[0] for r in sqlite3.connect(tmp_path / db).execute("SELECT name FROM sqlite_master")}
+        assert "facenet_doctor_probe" not in tables

@@ -39,6 +39,7 @@ _MODULES = (  # in the order `facenet --help` lists them
     "pretrained",
     "runs",
     "doctor",
+    "sbatch",
     "gpu_env",
 )
 COMMANDS: tuple[Command, ...] = tuple(import_module(f"{__name__}.{module}") for module in _MODULES)

@@ -242,8 +242,17 @@ def schemas(conf: Path = CONF, groups: tuple[str, ...] | None = None) -> dict[st
     return out
 
 
+def quiet_schema_matching() -> None:
+    """conf/hydra/launcher/submitit_*.yaml replace the plugin's options of those names; Hydra checks them against the
+    plugin's schema (what we want: a key the plugin lacks is an error) and warns, in every process, that it does."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
+
+
 def register(conf: Path = CONF) -> None:
     """Store the schemas of the primary config and of every group option in `conf` in Hydra's ConfigStore."""
+    quiet_schema_matching()
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     for group, nodes in schemas(conf).items():

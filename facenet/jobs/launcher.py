@@ -25,9 +25,11 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, OmegaConf
 
+from facenet.config.schema import quiet_schema_matching
 from facenet.errors import ConfigError
 
 log = logging.getLogger(__name__)
+quiet_schema_matching()  # also in the job's process, which loads the sweep config again
 
 RESOURCE_KEYS = ("hardware", "hardware.nodes", "hardware.ranks_per_node", "hardware.device")
 INIT_KEYS = ("submitit_folder", "max_num_timeout")  # executor constructor arguments, not job parameters
