@@ -18,12 +18,12 @@ from tests.conftest import ROOT
 # of training; training calls evaluation, never the reverse; the entry points sit on top.
 # (fmt: skip: one line per rank reads as the layer diagram it is; one key per line would hide it.)
 RANKS = {
-    "errors": 0, "runtime": 0, "config": 0, "interrupts": 0, "files": 0,
+    "errors": 0, "runtime": 0, "config": 0, "interrupts": 0, "files": 0, "jobs": 0,
     "metrics": 1, "data": 1, "models": 1, "mining": 1, "losses": 1,
-    "evaluation": 2, "tracking": 2, "provenance": 2, "align": 2, "sweep_plots": 2, "runs": 2, "gallery": 2,
+    "evaluation": 2, "tracking": 2, "provenance": 2, "align": 2, "sweep_plots": 2, "runs": 2, "gallery": 2, "study": 2,
     "export": 3, "inference": 3, "calibration": 3, "comparison": 3, "quantization": 3,
     "training": 4,
-    "tasks": 5, "commands": 5, "sweeps": 5, "doctor": 5, "__init__": 5,
+    "tasks": 5, "commands": 5, "sweeps": 5, "doctor": 5, "stores": 5, "__init__": 5,
     "app": 6, "cli": 6,
 }  # fmt: skip
 LOWER = ("metrics", "models", "data", "mining", "losses")

@@ -204,16 +204,16 @@ def test_resubmitting_into_another_sweeps_folder_is_refused(tmp_path):
 
 def test_a_resubmitted_job_keeps_a_finished_run_and_restarts_one_without_checkpoints(tmp_path):
     from facenet.runs import write_state
-    from facenet.training.resume import sweep_job_point
+    from facenet.tasks.train import sweep_job_continuation
 
     done, bare = tmp_path / "0", tmp_path / "1"
     for job, status in ((done, "FINISHED"), (bare, "KILLED")):
         job.mkdir()
         write_state(job, {"status": status, "run_id": f"run-{job.name}"})
     (done / "metrics.json").write_text(json.dumps({"accuracy": 0.75}))
-    kept = sweep_job_point(done)
+    kept = sweep_job_continuation(done)
     assert kept.finished == {"accuracy": 0.75} and kept.run_id == "run-0"
-    assert sweep_job_point(bare) is None  # killed before its first checkpoint: it starts over
+    assert sweep_job_continuation(bare) is None  # killed before its first checkpoint: it starts over
 
 
 def _run(args: list[str], timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:

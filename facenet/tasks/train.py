@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+
 from omegaconf import DictConfig
 
 from facenet.config.overrides import Reads
 from facenet.tasks.base import Continuation, RunContext, Task
+
+log = logging.getLogger(__name__)
 
 
 class Train(Task):
@@ -26,16 +32,12 @@ class Train(Task):
         unfinished run there continues, a finished one is not run again, and a job that left no checkpoint starts
         over; elsewhere the newest unfinished run under output_dir (or the run / checkpoint named)."""
         from facenet import sweeps
-        from facenet.training.resume import find_resume_point, sweep_job_point
+        from facenet.training.resume import find_resume_point
 
         job = sweeps.job_dir() if str(cfg.resume) == "auto" else None
         if job is not None:
-            found = sweep_job_point(job)
-            if found is None or isinstance(found, Continuation):
-                return found
-            point = found
-        else:
-            point = find_resume_point(str(cfg.resume), cfg.output_dir)
+            return sweep_job_continuation(job)
+        point = find_resume_point(str(cfg.resume), cfg.output_dir)
         return Continuation(point.run_dir, point.run_id, point.state.global_step, point)
 
     def run(self, cfg: DictConfig, context: RunContext) -> dict[str, float]:
@@ -43,3 +45,21 @@ class Train(Task):
 
         point = context.continuation.point if context.continuation else None
         return train(cfg, context.run_dir, context.tracker, point)
+
+
+def sweep_job_continuation(job_dir: Path) -> Continuation | None:
+    """A resubmitted sweep job's folder: its metrics if it had finished (it is not run again), else its unfinished
+    run's last checkpoint, or None if it left none (the job starts over)."""
+    from facenet.runs import read_state
+    from facenet.training.resume import latest_point
+
+    state = read_state(job_dir)
+    metrics = job_dir / "metrics.json"
+    if state.get("status") == "FINISHED" and metrics.is_file():
+        log.info("sweep job %s finished before: kept, not run again", job_dir)
+        return Continuation(job_dir, state.get("run_id"), -1, finished=json.loads(metrics.read_text()))
+    point = latest_point(job_dir)
+    if point is None:
+        log.info("sweep job %s: no checkpoint to continue (status %s): it starts over", job_dir, state.get("status"))
+        return None
+    return Continuation(point.run_dir, point.run_id, point.state.global_step, point)

@@ -72,22 +72,11 @@ def find_resume_point(resume: str, output_dir: str | Path) -> ResumePoint:
     return load_point(ckpt, older)
 
 
-def sweep_job_point(job_dir: Path):
-    """A resubmitted sweep job's folder: the `ResumePoint` of its unfinished run, a finished `Continuation` (its
-    metrics) if it had finished, or None (nothing to continue: the job starts over)."""
-    from facenet.tasks.base import Continuation
-
-    state = read_state(job_dir)
-    metrics = job_dir / "metrics.json"
-    if state.get("status") == "FINISHED" and metrics.is_file():
-        log.info("sweep job %s finished before: kept, not run again", job_dir)
-        return Continuation(job_dir, state.get("run_id"), -1, finished=json.loads(metrics.read_text()))
-    ckpts = _checkpoints(job_dir)
-    if not ckpts:
-        log.info("sweep job %s: no checkpoint to continue (status %s): it starts over", job_dir, state.get("status"))
-        return None
-    older = tuple(reversed(ckpts[:-1]))
-    return load_point(ckpts[-1], older)
+def latest_point(run_dir: Path) -> ResumePoint | None:
+    """The newest checkpoint of the run in `run_dir` to continue from (older ones kept as fallbacks), or None if it
+    has none."""
+    ckpts = _checkpoints(run_dir)
+    return load_point(ckpts[-1], tuple(reversed(ckpts[:-1]))) if ckpts else None
 
 
 def load_point(ckpt: Path, older: tuple[Path, ...] = ()) -> ResumePoint:
