@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hydra.errors import InstantiationException
@@ -269,7 +270,7 @@ def test_offline_random_triplets_train(compose_cfg, tmp_path):
 
 def test_diverging_loss_stops_clearly_and_keeps_the_best_checkpoint(compose_cfg, tmp_path):
     """Epoch 1 trains normally (best.ckpt written); from epoch 2 the lr is multiplied by 1e30 and the loss blows up:
-    the run stops at that step, FAILED, and best.ckpt is still epoch 1's."""
+    the run stops at that step, FAILED, naming its last checkpoint, and best.ckpt is still epoch 1's."""
     from facenet.errors import TrainingDiverged
 
     cfg = compose_cfg(
@@ -288,3 +289,7 @@ def test_diverging_loss_stops_clearly_and_keeps_the_best_checkpoint(compose_cfg,
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (r,) = client.search_runs([client.get_experiment_by_name("facenet").experiment_id])
     assert r.info.status == "FAILED"
+    # the failure names the checkpoint resume=auto would continue from (epoch 1's), in run.json and on the run
+    ckpt = json.loads((run_dir / "run.json").read_text())["error"].split("(last checkpoint ")[1].split(";")[0]
+    assert Path(ckpt).parent == run_dir / "checkpoints" and Path(ckpt).name.startswith("facenet-rank0-1_")
+    assert r.data.tags["last_checkpoint"] == ckpt

@@ -87,6 +87,10 @@ class Task(ABC):
             )
         return err
 
+    def last_checkpoint(self, run_dir: Path) -> Path | None:
+        """The checkpoint a failed run of this task can be continued from (tasks with `resumes = True`)."""
+        return None
+
     @abstractmethod
     def run(self, cfg: DictConfig, context: RunContext) -> dict[str, float]:
         """Do the work in `context` (run directory, tracker); return the run's metrics."""

@@ -120,9 +120,15 @@ def open_run(
     except BaseException as err:
         status = "KILLED" if isinstance(err, STOPPED) else "FAILED"
         raised = task.stopped(err, run_dir) if status == "KILLED" else err
-        if tracker is not None:
-            tracker.end(status)
         message = (str(raised).strip().splitlines() or [""])[0]
+        ckpt = task.last_checkpoint(run_dir) if status == "FAILED" else None
+        if ckpt is not None:  # what resume=auto would continue from (a KILLED run's message names its own)
+            message += f" (last checkpoint {ckpt}; resume=auto continues from it)"
+            log.error("run %s failed; its last checkpoint: %s (resume=auto continues from it)", run_dir, ckpt)
+        if tracker is not None:
+            if ckpt is not None:
+                tracker.set_tag("last_checkpoint", str(ckpt))
+            tracker.end(status)
         write_state(run_dir, {**state, "status": status, "error": f"{type(raised).__name__}: {message}"})
         if raised is not err:
             raise raised from None

@@ -40,6 +40,15 @@ class Train(Task):
         point = find_resume_point(str(cfg.resume), cfg.output_dir)
         return Continuation(point.run_dir, point.run_id, point.state.global_step, point)
 
+    def last_checkpoint(self, run_dir: Path) -> Path | None:
+        from facenet.training.resume import latest_point
+
+        try:
+            point = latest_point(run_dir)
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint is not named; the failure itself goes on
+            return None
+        return point.ckpt if point else None
+
     def run(self, cfg: DictConfig, context: RunContext) -> dict[str, float]:
         from facenet.training.trainer import train
 
