@@ -44,7 +44,7 @@ def test_slurm_variables_map_to_ranks():
     }
     tasks = job_tasks(env)
     assert tasks == JobTasks("812", 8, 5, 1, 2, "gpu07", "SLURM")
-    variables = cluster_variables(tasks, 21234, host="10.0.0.7")
+    variables = cluster_variables(tasks, 21234, host="10.0.0.7", environ={})
     assert variables == {
         "MS_ROLE": "MS_WORKER",
         "MS_WORKER_NUM": "8",
@@ -60,6 +60,21 @@ def test_slurm_variables_map_to_ranks():
     assert scheduler_port("900_3", {}) != scheduler_port("900_4", {})
     assert scheduler_port("900_3", {}) == scheduler_port("900_3", {}) and 20000 <= scheduler_port("900_3", {}) <= 29999
     assert scheduler_port("1", {"FACENET_SCHED_PORT": "31000"}) == 31000
+
+
+@pytest.mark.parametrize(
+    "visible,local_rank,device",
+    [
+        (None, 5, 5),  # every task sees the node's devices (--gpus-per-node): its own by local rank
+        ("0,1,2,3,4,5,6,7", 5, 5),
+        ("3", 5, 0),  # SLURM bound one device to the task (--gpus-per-task=1): the only one it sees
+    ],
+)
+def test_each_task_gets_its_own_device(visible, local_rank, device):
+    from facenet.jobs.environment import device_id
+
+    assert device_id(local_rank, {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}) == device
+    assert device_id(local_rank, {} if visible is None else {"ASCEND_RT_VISIBLE_DEVICES": visible}) == device
 
 
 def test_submitit_local_variables_map_to_ranks():

@@ -5,7 +5,8 @@ Inside a SLURM job step with several tasks (`srun`, or submitit's SLURM executor
 worker: `MS_ROLE=MS_WORKER`, `MS_WORKER_NUM` (the world size), `MS_SCHED_HOST` / `MS_SCHED_PORT` (where the
 scheduler listens) and `MS_NODE_ID` (the rank); plus one scheduler process (`MS_ROLE=MS_SCHED`) that msrun would
 have started. `job_tasks` reads the job's tasks from the environment submitit or SLURM gives, `cluster_variables`
-maps them to MindSpore's variables (`DEVICE_ID` = the task's local rank: one device per task), and `join_cluster`
+maps them to MindSpore's variables (`DEVICE_ID` = the task's local rank: one device per task, or 0 where SLURM
+binds one device to each task), and `join_cluster`
 sets them and, on global rank 0, starts the scheduler (`facenet.jobs.scheduler`) on the job's first node.
 """
 
@@ -109,7 +110,23 @@ def scheduler_port(job_id: str, environ: Mapping[str, str] | None = None) -> int
     return low + int(digits) % (high - low + 1)
 
 
-def cluster_variables(tasks: JobTasks, port: int, host: str | None = None) -> dict[str, str]:
+VISIBLE = ("CUDA_VISIBLE_DEVICES", "ASCEND_RT_VISIBLE_DEVICES")  # what SLURM (or the user) lets a task see
+
+
+def device_id(local_rank: int, environ: Mapping[str, str] | None = None) -> int:
+    """The device of a task: its rank on the node, as on a node whose tasks all see every device (`--gpus-per-node`);
+    0 where the task sees one device only (SLURM binding one to each task: `--gpus-per-task=1`)."""
+    env = os.environ if environ is None else environ
+    for name in VISIBLE:
+        visible = [d for d in env.get(name, "").split(",") if d.strip()]
+        if name in env and len(visible) <= local_rank:
+            return 0 if len(visible) == 1 else local_rank % max(1, len(visible))
+    return local_rank
+
+
+def cluster_variables(
+    tasks: JobTasks, port: int, host: str | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """MindSpore's dynamic-cluster variables for this task (a worker). `host`: the scheduler's address (default:
     the first node's name, resolved)."""
     return {
@@ -120,7 +137,7 @@ def cluster_variables(tasks: JobTasks, port: int, host: str | None = None) -> di
         "MS_NODE_ID": str(tasks.rank),
         "RANK_ID": str(tasks.rank),
         "RANK_SIZE": str(tasks.world),
-        "DEVICE_ID": str(tasks.local_rank),
+        "DEVICE_ID": str(device_id(tasks.local_rank, environ)),
     }
 
 
