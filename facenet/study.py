@@ -5,7 +5,8 @@ is started again on it.
 Two things make that hold with the pinned Optuna 2.10.1 and SQLAlchemy 2:
 - `compatible_storage`: Optuna 2.10 stamps a new storage's schema version on a connection it never commits (under
   SQLAlchemy 2 nothing autocommits), so every new RDB storage failed with an AssertionError; the stamp is now made
-  in a transaction;
+  in a transaction; and a storage is opened by one process at a time (`schema_lock`), so sweeps started together on
+  a new database do not both create its tables;
 - `AskedTrials`: a sweep stopped mid-trial (Ctrl-C, SIGTERM) tells FAIL the trials it had asked for and not
   told, so the study does not keep them RUNNING forever (a trial's number is never given out again: no trial is run
   twice).
@@ -16,19 +17,59 @@ before the sweeper opens its storage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 _patched = False
 
 
+SCHEMA_LOCK = 31_2026  # the PostgreSQL advisory lock held while a process opens (and maybe creates) a storage
+
+
+@contextlib.contextmanager
+def schema_lock(url: str) -> Iterator[None]:
+    """While held, no other process opens the same storage: two sweeps started at once on a new database would both
+    create Optuna's tables and one fail (`duplicate key value violates unique constraint`). PostgreSQL: an advisory
+    lock (across machines); SQLite: a lock file beside the database (one machine); others: none."""
+    if url.startswith("sqlite:///"):
+        from facenet.tracking import store_lock
+
+        with store_lock(url):
+            yield
+        return
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f"SELECT pg_advisory_lock({SCHEMA_LOCK})"))
+        try:
+            yield
+        finally:
+            connection.execute(sqlalchemy.text(f"SELECT pg_advisory_unlock({SCHEMA_LOCK})"))
+    engine.dispose()
+
+
 def compatible_storage() -> None:
-    """Let Optuna 2.10's RDB storage create its schema under SQLAlchemy 2 (once per process)."""
+    """Let Optuna 2.10's RDB storage create its schema under SQLAlchemy 2, one process at a time (once per
+    process)."""
     global _patched
     if _patched:
         return
     import alembic.migration
-    from optuna.storages._rdb.storage import _VersionManager
+    from optuna.storages._rdb.storage import RDBStorage, _VersionManager
+
+    opened = RDBStorage.__init__
+
+    def __init__(self, url: str, *args, **kwargs) -> None:
+        with schema_lock(url):
+            opened(self, url, *args, **kwargs)
+
+    RDBStorage.__init__ = __init__
 
     def _set_alembic_revision(self, revision: str) -> None:
         with self.engine.begin() as connection:  # committed (2.10 used engine.connect(): rolled back on close)

@@ -485,6 +485,36 @@ def test_two_optuna_processes_share_one_postgres_study_and_a_stopped_one_continu
 
 
 @pytest.mark.slow
+def test_sweeps_opening_a_new_postgres_storage_at_once_all_get_the_study(pg, tmp_path):
+    """Four processes open the same study on a new database at the same moment: without the schema lock two of
+    them create Optuna's tables together and one fails (`duplicate key value violates unique constraint`, seen in
+    the test above); with it, all four open one study."""
+    import optuna
+    import psycopg2
+
+    from facenet.study import compatible_storage
+
+    port = int(pg.rsplit(":", 1)[1])
+    conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute('CREATE DATABASE "fresh"')
+    conn.close()
+    url = f"{pg}/fresh"
+    go = time.time() + 8  # every process waits for the same instant, then opens the storage
+    code = (
+        "import time, sys; from facenet.study import compatible_storage; compatible_storage(); import optuna; "
+        f"time.sleep(max(0, {go} - time.time())); "
+        f"optuna.create_study(study_name='race', storage='{url}', load_if_exists=True, direction='maximize')"
+    )
+    procs = [_start(["-c", code], tmp_path / f"open{i}.log") for i in range(4)]
+    for i, proc in enumerate(procs):
+        assert proc.wait(timeout=120) == 0, (tmp_path / f"open{i}.log").read_text()[-2000:]
+    compatible_storage()
+    assert optuna.load_study(study_name="race", storage=url).trials == []
+
+
+@pytest.mark.slow
 def test_two_sweeps_at_once_on_one_postgres_mlflow_lose_nothing(tmp_path, pg_mlflow):
     """Acceptance: two sweeps write to the PostgreSQL-backed server at the same time: every run is there with its
     parent, every job's final metrics equal its metrics.json, every logged loss step is there, every artifact."""
