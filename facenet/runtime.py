@@ -143,19 +143,26 @@ class _AllReduce(ms.nn.Cell):
         return self.op(x)
 
 
+def _all_reduce(values: np.ndarray) -> np.ndarray:
+    """The sum over ranks of `values` (float32), through one compiled all-reduce cell kept for the process."""
+    if "all_reduce" not in _state:
+        _state["all_reduce"] = _AllReduce()
+    return _state["all_reduce"](ms.Tensor(values.astype(np.float32))).asnumpy()
+
+
 def barrier() -> None:
     """Wait for every rank (no-op unless data-parallel): a compiled all-reduce of one number (MindSpore's eager
     barrier has no CPU kernel)."""
     if world()[1] > 1:
-        _AllReduce()(ms.Tensor(np.ones(1, np.float32))).asnumpy()
+        _all_reduce(np.ones(1))
 
 
 def any_rank(flag: bool) -> bool:
-    """True on every rank if `flag` is true on any (a compiled all-reduce of one number; no-op in one process): lets
-    data-parallel ranks agree to stop at the same step."""
+    """True on every rank if `flag` is true on any (an all-reduce of one number; no-op in one process): lets
+    data-parallel ranks agree to stop (a signal, the time budget) at the same step."""
     if world()[1] == 1:
         return flag
-    return float(_AllReduce()(ms.Tensor(np.array([float(flag)], np.float32))).asnumpy()[0]) > 0
+    return float(_all_reduce(np.array([float(flag)]))[0]) > 0
 
 
 def ensure_runtime(device: str = "CPU") -> None:

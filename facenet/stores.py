@@ -161,13 +161,8 @@ def _probe_run(uri: str) -> Check:
 
 
 def _tracking_db(uri: str) -> list[Check]:
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///") :].split("?")[0])
-        if not path.is_file():
-            parent = path.parent if path.parent.is_dir() else None
-            ok = parent is not None and os.access(parent, os.W_OK)
-            detail = f"{path} does not exist yet; MLflow creates it" if ok else f"cannot create {path}: no such folder"
-            return [Check("reachable", ok, detail)]
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :].split("?")[0]).is_file():
+        return _missing_sqlite(uri, "MLflow")
     reachable, engine = _reachable(uri, "the MLflow database")
     if engine is None:
         return [reachable]
@@ -200,8 +195,18 @@ def _tracking_db(uri: str) -> list[Check]:
     return out
 
 
+def _missing_sqlite(url: str, owner: str) -> list[Check]:
+    """A SQLite file that does not exist yet: fine if its folder is writable (nothing is created to check)."""
+    path = Path(url[len("sqlite:///") :].split("?")[0])
+    ok = path.parent.is_dir() and os.access(path.parent, os.W_OK)
+    detail = f"{path} does not exist yet; {owner} creates it" if ok else f"cannot create {path}: no writable folder"
+    return [Check("reachable", ok, detail)]
+
+
 def check_storage(url: str) -> list[Check]:
     """An Optuna RDB storage URL (hydra.sweeper.storage)."""
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :].split("?")[0]).is_file():
+        return [_named(c, "storage") for c in _missing_sqlite(url, "Optuna")]
     reachable, engine = _reachable(url, "the Optuna storage")
     if engine is None:
         return [_named(reachable, "storage")]

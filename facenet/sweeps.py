@@ -184,9 +184,15 @@ class SweepCallback(Callback):
         from facenet.provenance import run_tags
         from facenet.tracking import MlflowTracker, flatten
 
+        self.params = _sweeper_params(config)
+        if "submitit" in str(config.hydra.launcher.get("_target_", "")).lower():
+            from facenet.jobs.launcher import RESOURCE_KEYS, varying_hardware
+
+            swept = [k for k in self.params if k.lstrip("+~") in RESOURCE_KEYS]
+            if swept:
+                raise varying_hardware(swept)
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.params = _sweeper_params(config)
         if "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower():
             from facenet.study import AskedTrials, check_shared, compatible_storage
 

@@ -77,6 +77,23 @@ def test_each_task_gets_its_own_device(visible, local_rank, device):
     assert device_id(local_rank, {} if visible is None else {"ASCEND_RT_VISIBLE_DEVICES": visible}) == device
 
 
+def test_a_first_node_that_names_itself_loopback_is_not_the_scheduler_address(monkeypatch):
+    """Debian maps a host's own name to 127.0.1.1: the scheduler must be at an address the other nodes reach."""
+    import socket
+
+    from facenet.jobs import environment
+
+    table = {"gpu07": ["127.0.1.1", "10.0.0.7"], "gpu08": ["127.0.1.1"]}
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a: [(0, 0, 0, "", (ip, 0)) for ip in table[host]])
+    monkeypatch.setattr(socket, "gethostname", lambda: "gpu08")
+    monkeypatch.delenv("FACENET_SCHED_HOST", raising=False)
+    assert environment._address("gpu07") == "10.0.0.7"
+    with pytest.raises(ConfigError, match="resolves to 127.0.1.1 on itself.*set FACENET_SCHED_HOST"):
+        environment._address("gpu08")
+    monkeypatch.setenv("FACENET_SCHED_HOST", "10.0.0.8")
+    assert environment._address("gpu08") == "10.0.0.8"
+
+
 def test_submitit_local_variables_map_to_ranks():
     env = {
         "SUBMITIT_LOCAL_JOB_ID": "4242",
@@ -143,6 +160,10 @@ def _launcher(compose_cfg, name: str, *overrides: str):
             ["hardware=gpu_dp", "hydra.launcher.tasks_per_node=4", "hydra.launcher.gpus_per_node=4"],
             {"nodes": 1, "tasks_per_node": 4, "gpus_per_node": 4},
         ),
+        (  # GPUs asked through gres: not asked twice (SLURM refuses --gpus-per-node with --gres=gpu)
+            ["hardware=gpu_dp", "hydra.launcher.gres=gpu:a100:8"],
+            {"nodes": 1, "tasks_per_node": 8, "gpus_per_node": None},
+        ),
     ],
 )
 def test_launcher_resources_come_from_the_hardware_group(compose_cfg, overrides, expected):
@@ -150,10 +171,22 @@ def test_launcher_resources_come_from_the_hardware_group(compose_cfg, overrides,
     assert {k: launcher.params[k] for k in expected} == expected
 
 
-def test_a_sweep_over_hardware_is_refused(compose_cfg):
+def test_a_sweep_over_hardware_is_refused(compose_cfg, tmp_path, caplog):
+    """Before anything starts (no parent run, no sweep folder): one line; the launcher refuses too, for sweepers
+    that bring keys of their own."""
+    proc = _run(
+        ["run.py", "-m", "hydra/launcher=submitit_local", "hardware=cpu,cpu_dp", "experiment=smoke",
+         f"output_dir={tmp_path / 'out'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        timeout=120,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in out, out[-2000:]
+    assert "this sweep varies hardware: the jobs of one submitit sweep share one resource request" in out
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "out" / "mlflow.db").exists()
     launcher = _launcher(compose_cfg, "submitit_local")
-    with pytest.raises(ConfigError, match="varies hardware: the jobs of one submitit sweep share one resource"):
+    with pytest.raises(SystemExit):
         launcher.launch([["hardware=cpu", "margin=0.2"], ["hardware=gpu", "margin=0.2"]], 0)
+    assert "this sweep varies hardware" in caplog.text
 
 
 def test_the_rendered_sbatch_script_in_the_docs_is_what_the_launcher_submits(capsys):
@@ -175,7 +208,7 @@ def test_the_rendered_sbatch_script_in_the_docs_is_what_the_launcher_submits(cap
 
 def test_a_job_whose_process_died_is_a_failed_job_not_the_end_of_the_sweep(compose_cfg, tmp_path):
     """submitit raises from `results()` for a job killed by SIGKILL or the out-of-memory killer: the launcher turns
-    it into a FAILED JobReturn (the summary then lists the job CRASHED), so the other jobs' results are kept."""
+    it into a job that returned nothing (the summary then lists it CRASHED), so the other jobs' results are kept."""
     from types import SimpleNamespace
 
     from hydra.core.utils import JobStatus
@@ -190,10 +223,10 @@ def test_a_job_whose_process_died_is_a_failed_job_not_the_end_of_the_sweep(compo
             raise UncompletedJobError("Job 77_1 (task: 0) with path ... has not produced any output (state: FAILED)")
 
     ret = launcher._result(Died(), 1, ["margin=0.5"])
-    assert ret.status == JobStatus.FAILED and ret.overrides == ["margin=0.5"]
-    assert ret.working_dir == str(tmp_path / "1")
-    with pytest.raises(UncompletedJobError):
-        _ = ret.return_value  # what Hydra's sweepers read: Optuna records the trial FAILED, the basic sweeper goes on
+    assert ret.overrides == ["margin=0.5"] and ret.working_dir == str(tmp_path / "1")
+    # what Hydra's sweepers read: the basic sweeper raises for a FAILED return (ending the sweep), so a dead job
+    # returns nothing, as a failed job does; Optuna records the trial FAILED (not a float)
+    assert ret.status == JobStatus.COMPLETED and ret.return_value is None
 
 
 def test_a_shared_study_needs_its_name():
@@ -217,7 +250,7 @@ def test_resubmitting_into_another_sweeps_folder_is_refused(tmp_path):
         callback._earlier()
 
 
-def test_a_resubmitted_job_keeps_a_finished_run_and_restarts_one_without_checkpoints(tmp_path):
+def test_a_resubmitted_job_keeps_a_finished_run_and_restarts_one_without_checkpoints(tmp_path, compose_cfg):
     from facenet.runs import write_state
     from facenet.tasks.train import sweep_job_continuation
 
@@ -226,9 +259,15 @@ def test_a_resubmitted_job_keeps_a_finished_run_and_restarts_one_without_checkpo
         job.mkdir()
         write_state(job, {"status": status, "run_id": f"run-{job.name}"})
     (done / "metrics.json").write_text(json.dumps({"accuracy": 0.75}))
-    kept = sweep_job_continuation(done)
+    cfg = compose_cfg(*SMOKE, "margin=0.5")
+    kept = sweep_job_continuation(done, cfg)
     assert kept.finished == {"accuracy": 0.75} and kept.run_id == "run-0"
-    assert sweep_job_continuation(bare) is None  # killed before its first checkpoint: it starts over
+    assert sweep_job_continuation(bare, cfg) is None  # killed before its first checkpoint: it starts over
+    # a folder holding another job's run (an Optuna sweep resubmitted: new trials under the old job numbers)
+    (done / "config.yaml").write_text(OmegaConf.to_yaml(compose_cfg(*SMOKE, "margin=0.2", "resume=auto")))
+    assert sweep_job_continuation(done, compose_cfg(*SMOKE, "margin=0.2")).finished  # resume aside, the same
+    with pytest.raises(ConfigError, match=r"holds a run with other settings \(loss, margin\), not this job's"):
+        sweep_job_continuation(done, cfg)
 
 
 def _run(args: list[str], timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:

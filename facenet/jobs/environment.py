@@ -141,11 +141,30 @@ def cluster_variables(
     }
 
 
+HOST_ENV = "FACENET_SCHED_HOST"  # the scheduler's address, where the first node's name does not resolve to it
+
+
 def _address(host: str) -> str:
+    """The first node's address as every task reaches it. A name that resolves to loopback on its own node (Debian's
+    /etc/hosts maps it to 127.0.1.1) would make the scheduler unreachable from the others: its other addresses are
+    taken instead, else one line asking for $FACENET_SCHED_HOST."""
+    if os.environ.get(HOST_ENV):
+        return os.environ[HOST_ENV]
+    if host in ("127.0.0.1", "localhost"):
+        return "127.0.0.1"
     try:
-        return socket.gethostbyname(host)
+        found = [info[4][0] for info in socket.getaddrinfo(host, None, socket.AF_INET)]
     except OSError as err:
         raise ConfigError(f"the job's first node {host!r} does not resolve to an address ({err})") from None
+    routable = [a for a in found if not a.startswith("127.")]
+    if routable:
+        return routable[0]
+    if host == socket.gethostname():  # this node's name resolves to loopback here only
+        raise ConfigError(
+            f"the first node {host!r} resolves to {found[0]} on itself, which the other nodes cannot reach: set "
+            f"{HOST_ENV} to its network address"
+        )
+    return found[0]
 
 
 def check_world(world: int, nodes: int, ranks_per_node: int, launcher: str) -> None:

@@ -4,8 +4,8 @@
   `hardware.nodes`, tasks per node = `hardware.ranks_per_node` (each task is one data-parallel rank:
   `facenet.jobs.environment`), GPUs per node = the ranks per node on GPU hardware;
 - a sweep that varies the hardware is refused (one sbatch array has one resource request);
-- a job whose process dies (killed, out of memory, a lost node) is a FAILED job of the sweep, listed CRASHED in its
-  summary, instead of an exception that ends the sweep and loses the other jobs' summary.
+- a job whose process dies (killed, out of memory, a lost node) returns nothing, as a failed job does, and is listed
+  CRASHED in the summary, instead of an exception that ends the sweep and loses the other jobs' summary.
 
 Jobs are submitted as one array (`map_array`; `array_parallelism` caps how many run at once). Each task of a job runs
 the Hydra job; the sweep's parent run is found by every job in `<sweep dir>/sweep.json`, on the shared file system
@@ -32,7 +32,13 @@ log = logging.getLogger(__name__)
 quiet_schema_matching()  # also in the job's process, which loads the sweep config again
 
 RESOURCE_KEYS = ("hardware", "hardware.nodes", "hardware.ranks_per_node", "hardware.device")
-INIT_KEYS = ("submitit_folder", "max_num_timeout")  # executor constructor arguments, not job parameters
+INIT_KEYS = ("submitit_folder", "max_num_timeout")
+GPU_REQUESTS = (
+    "gres",
+    "gpus_per_task",
+    "cpus_per_gpu",
+    "mem_per_gpu",
+)  # any of these: GPUs asked by the user  # executor constructor arguments, not job parameters
 
 
 def resources(hardware: DictConfig) -> dict[str, Any]:
@@ -59,13 +65,23 @@ def _swept_resources(job_overrides: Sequence[Sequence[str]]) -> list[str]:
     return varying
 
 
+def varying_hardware(keys: Sequence[str]) -> ConfigError:
+    return ConfigError(
+        f"this sweep varies {', '.join(keys)}: the jobs of one submitit sweep share one resource request (nodes, "
+        "tasks, GPUs); run one sweep per hardware"
+    )
+
+
 class FacenetSubmitit(BaseSubmititLauncher):
     """The launcher; its SLURM and local classes are in hydra_plugins.facenet_plugins.submitit.py (Hydra's rule)."""
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         derived = resources(config.hardware) if "hardware" in config else {}
-        for key in ("nodes", "tasks_per_node", "gpus_per_node"):  # 0 / null in the launcher's config: derived
+        keys = ["nodes", "tasks_per_node"]
+        if not any(self.params.get(k) for k in GPU_REQUESTS):  # GPUs asked otherwise (gres=gpu:..): not twice
+            keys.append("gpus_per_node")
+        for key in keys:  # 0 / null in the launcher's config: derived
             if not self.params.get(key):
                 self.params[key] = derived.get(key, None if key == "gpus_per_node" else 1)
 
@@ -88,11 +104,9 @@ class FacenetSubmitit(BaseSubmititLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         varying = _swept_resources(job_overrides)
-        if varying:
-            raise ConfigError(
-                f"this sweep varies {', '.join(varying)}: the jobs of one submitit sweep share one resource request "
-                "(nodes, tasks, GPUs); run one sweep per hardware"
-            )
+        if varying:  # the sweep callback refuses this before anything starts; here for sweepers that add keys
+            log.error("%s", varying_hardware(varying))
+            raise SystemExit(1)
         executor = self._executor()
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -120,15 +134,16 @@ class FacenetSubmitit(BaseSubmititLauncher):
         return [self._result(job, n, o) for job, n, o in zip(jobs, numbers, job_overrides, strict=True)]
 
     def _result(self, job, number: int, overrides: Sequence[str]) -> JobReturn:
-        """Task 0's result; a job whose process died is a failed JobReturn (the sweep goes on)."""
+        """Task 0's result. A job whose process died returns nothing, as a job that failed does (run.py returns None
+        then): the basic sweeper goes on, Optuna records the trial FAILED, and the summary lists the job CRASHED."""
         try:
             return job.results()[0]
         except Exception as err:  # noqa: BLE001 - submitit's UncompletedJobError / FailedJobError, a lost node
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             log.error("job #%d (%s) ended without a result: %s (log: %s)", number, job.job_id, first, job.paths.stdout)
-            failed = JobReturn()
-            failed.overrides = list(overrides)
-            failed.status = JobStatus.FAILED
-            failed.return_value = err
-            failed.working_dir = str(Path(str(self.config.hydra.sweep.dir)) / str(number))
-            return failed
+            died = JobReturn()
+            died.overrides = list(overrides)
+            died.status = JobStatus.COMPLETED
+            died.return_value = None
+            died.working_dir = str(Path(str(self.config.hydra.sweep.dir)) / str(number))
+            return died

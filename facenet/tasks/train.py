@@ -6,9 +6,10 @@ import json
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from facenet.config.overrides import Reads
+from facenet.errors import ConfigError
 from facenet.tasks.base import Continuation, RunContext, Task
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class Train(Task):
 
         job = sweeps.job_dir() if str(cfg.resume) == "auto" else None
         if job is not None:
-            return sweep_job_continuation(job)
+            return sweep_job_continuation(job, cfg)
         point = find_resume_point(str(cfg.resume), cfg.output_dir)
         return Continuation(point.run_dir, point.run_id, point.state.global_step, point)
 
@@ -56,12 +57,23 @@ class Train(Task):
         return train(cfg, context.run_dir, context.tracker, point)
 
 
-def sweep_job_continuation(job_dir: Path) -> Continuation | None:
+def sweep_job_continuation(job_dir: Path, cfg: DictConfig) -> Continuation | None:
     """A resubmitted sweep job's folder: its metrics if it had finished (it is not run again), else its unfinished
-    run's last checkpoint, or None if it left none (the job starts over)."""
+    run's last checkpoint, or None if it left none (the job starts over). The run there must be this job's, with
+    the same settings (`resume` aside): an Optuna sweep resubmitted asks new trials, whose job numbers are the old
+    ones'."""
     from facenet.runs import read_state
     from facenet.training.resume import latest_point
 
+    recorded = job_dir / "config.yaml"
+    if recorded.is_file():
+        before, now = OmegaConf.load(recorded), OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        differ = sorted(k for k in {*before, *now} - {"resume"} if before.get(k) != now.get(k))
+        if differ:
+            raise ConfigError(
+                f"resume=auto: {job_dir} holds a run with other settings ({', '.join(differ)}), not this job's; "
+                "an Optuna study continues in a new hydra.sweep.dir (its storage keeps the trials)"
+            )
     state = read_state(job_dir)
     metrics = job_dir / "metrics.json"
     if state.get("status") == "FINISHED" and metrics.is_file():

@@ -99,7 +99,7 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker: Track
             bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch}/{cfg.epochs}", unit="step")
             budget.start()
             for i, (images, labels) in enumerate(t.batches(epoch, start, bad.images), start=start):
-                if budget.exceeded():
+                if any_rank(budget.exceeded()):  # data parallel: every rank's clock, one decision
                     out_of_time = True
                     break
                 stop.rearm()
@@ -125,7 +125,7 @@ def fit(t: Training, state: TrainState, ckpts: CheckpointManager, tracker: Track
             bar.close()
             state.train_seconds, state.epoch_step = budget.stop(), steps
             bad.report(state.global_step)
-            out_of_time = out_of_time or (budget.used_up and epoch < cfg.epochs)
+            out_of_time = any_rank(out_of_time or (budget.used_up and epoch < cfg.epochs))
             if state.window:
                 health.observe(log_window(tracker, t, state, rate))
             if out_of_time:
