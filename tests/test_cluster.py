@@ -5,6 +5,7 @@ server and an MLflow server started here (tests/servers.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -277,10 +278,30 @@ def _run(args: list[str], timeout: int = 900, **kwargs) -> subprocess.CompletedP
     )
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_the_test_started():
+    """Every process a test started (a sweep, its submitit jobs: one process group each) is stopped when the test
+    ends, also when it fails half-way."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
 def _start(args: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    _STARTED.append(proc)
+    return proc
 
 
 def _wait(condition, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
