@@ -133,12 +133,12 @@ def _probe_run(uri: str) -> Check:
     """Create a run with a metric and an artifact (the artifact store, through the server), then delete it."""
     from mlflow.tracking import MlflowClient
 
+    from facenet.tracking import experiment_id
+
     client = MlflowClient(uri)
     run_id = None
     try:
-        experiment = client.get_experiment_by_name(PROBE_EXPERIMENT)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(PROBE_EXPERIMENT)
-        run_id = client.create_run(experiment_id, run_name="probe").info.run_id
+        run_id = client.create_run(experiment_id(client, PROBE_EXPERIMENT), run_name="probe").info.run_id
         client.log_metric(run_id, "probe", 1.0)
         with tempfile.TemporaryDirectory() as tmp:
             probe = Path(tmp) / "probe.txt"

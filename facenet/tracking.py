@@ -101,7 +101,7 @@ def store_lock(uri: str) -> Iterator[None]:
     """For a local SQLite store: an exclusive lock (a `.lock` file beside the database) while a process creates or
     migrates the store, or an experiment. Without it, two runs started at once on a new store both run MLflow's
     schema migrations and one fails ("Online migration expected to match one row"), or both create the experiment.
-    Other stores (servers, databases) serialise this themselves."""
+    Other stores (servers, databases) migrate once; experiments created at once there are `experiment_id`'s job."""
     if not uri.startswith("sqlite:///"):
         yield
         return
@@ -118,6 +118,24 @@ def store_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def experiment_id(client, name: str, artifact_location: str | None = None) -> str:
+    """The id of the experiment `name`, created if there is none. Two processes creating it at the same instant on
+    a server or a database (two sweeps starting together) both find none and both create it: the loser gets
+    RESOURCE_ALREADY_EXISTS and reads the winner's."""
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as err:
+        exp = client.get_experiment_by_name(name) if err.error_code == "RESOURCE_ALREADY_EXISTS" else None
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def existing_store(tracking_uri: str | None) -> str:
@@ -201,13 +219,8 @@ class MlflowTracker(NullTracker):
                 )
         with store_lock(self.uri):  # one process at a time creates the store (schema migrations) and experiments
             self.client = MlflowClient(self.uri)
-            exp = self.client.get_experiment_by_name(self.experiment)
-            exp_id = (
-                exp.experiment_id
-                if exp
-                else self.client.create_experiment(
-                    self.experiment, artifact_location=self.artifact_root if self.uri.startswith("sqlite") else None
-                )
+            exp_id = experiment_id(
+                self.client, self.experiment, self.artifact_root if self.uri.startswith("sqlite") else None
             )
             run = self.client.create_run(exp_id, run_name=self.run_name, tags=dict(tags))
         self.run_id = run.info.run_id

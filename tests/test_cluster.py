@@ -271,6 +271,31 @@ def test_a_resubmitted_job_keeps_a_finished_run_and_restarts_one_without_checkpo
         sweep_job_continuation(done, cfg)
 
 
+def test_an_experiment_created_by_another_process_meanwhile_is_used_not_an_error(tmp_path):
+    """Two sweeps starting together on one server both find no experiment and both create it (seen in CI: the
+    second died on RESOURCE_ALREADY_EXISTS). The interleaving is forced on a real store: the lookup answers "none"
+    once, as it did for the process that lost the race."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from facenet.tracking import experiment_id
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    winner = MlflowClient(uri).create_experiment("shared")
+
+    class LateClient(MlflowClient):
+        looked = 0
+
+        def get_experiment_by_name(self, name):
+            self.looked += 1
+            return None if self.looked == 1 else super().get_experiment_by_name(name)
+
+    assert experiment_id(LateClient(uri), "shared") == winner
+    assert experiment_id(MlflowClient(uri), "new") != winner
+    with pytest.raises(MlflowException, match="Invalid experiment name"):  # other errors are not swallowed
+        experiment_id(LateClient(uri), "")
+
+
 def _run(args: list[str], timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
@@ -572,6 +597,23 @@ def test_sweeps_opening_a_new_postgres_storage_at_once_all_get_the_study(pg, tmp
         assert proc.wait(timeout=120) == 0, (tmp_path / f"open{i}.log").read_text()[-2000:]
     compatible_storage()
     assert optuna.load_study(study_name="race", storage=url).trials == []
+
+
+@pytest.mark.slow
+def test_processes_creating_one_experiment_on_the_server_at_once_all_get_it(pg_mlflow, tmp_path):
+    """Six processes ask the PostgreSQL-backed server for a new experiment at the same instant: all get one id."""
+    go = time.time() + 8
+    code = (
+        "import time; from mlflow.tracking import MlflowClient; from facenet.tracking import experiment_id; "
+        f"client = MlflowClient('{pg_mlflow}'); time.sleep(max(0, {go} - time.time())); "
+        "print('id', experiment_id(client, 'at-once'))"
+    )
+    logs = [tmp_path / f"create{i}.log" for i in range(6)]
+    procs = [_start(["-c", code], log) for log in logs]
+    for proc, log in zip(procs, logs, strict=True):
+        assert proc.wait(timeout=120) == 0, log.read_text()[-2000:]
+    ids = {line for log in logs for line in log.read_text().splitlines() if line.startswith("id ")}
+    assert len(ids) == 1, ids
 
 
 @pytest.mark.slow

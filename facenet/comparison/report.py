@@ -217,23 +217,16 @@ def log_comparison(inputs: Inputs, out: Path, uri: str, names: list[str] | None 
     the artifacts of a new run in the MLflow experiment "comparison". Returns the run id."""
     from mlflow.tracking import MlflowClient
 
-    from facenet.tracking import store_lock
+    from facenet.tracking import experiment_id, store_lock
 
     client = MlflowClient(uri)
     run_id = inputs.parent_run_id
     folder = "comparison" if run_id else None
     if run_id is None:
         with store_lock(uri):
-            exp = client.get_experiment_by_name("comparison")
             # a local store keeps artifacts beside it, as runs do (<output_dir>/mlartifacts)
             beside = (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
-            exp_id = (
-                exp.experiment_id
-                if exp
-                else client.create_experiment(
-                    "comparison", artifact_location=beside if uri.startswith("sqlite:///") else None
-                )
-            )
+            exp_id = experiment_id(client, "comparison", beside if uri.startswith("sqlite:///") else None)
         ids = [r.run_id for r in inputs.runs if r.run_id]
         tags = {"task": "compare", "compared_runs": json.dumps(ids)[:5000], "compared": " | ".join(names or [])[:5000]}
         run_id = client.create_run(
