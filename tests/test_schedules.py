@@ -50,3 +50,12 @@ def test_length_dtype_and_bad_input(fn):
         fn(0.1, epochs=0, steps_per_epoch=7, **settings)
     with pytest.raises(ValueError):
         fn(0.1, epochs=2, steps_per_epoch=7, **{**settings, "warmup_epochs": 3})
+
+
+def test_a_schedule_beyond_float32_is_refused_with_its_step():
+    """0.1 * 1e30 ** 2 = 1e59 at epoch 3 (step 5 of 2 steps per epoch): float32 would make it inf and train on nan."""
+    with pytest.raises(ValueError, match=r"reaches 1e\+59 at step 5, beyond float32: check lr and gamma"):
+        schedules.step(0.1, epochs=3, steps_per_epoch=2, warmup_epochs=0, step_epochs=1, gamma=1e30)
+    assert schedules.step(0.1, epochs=3, steps_per_epoch=2, warmup_epochs=0, step_epochs=1, gamma=1e15)[
+        -1
+    ] == np.float32(1e29)

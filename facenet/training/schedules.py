@@ -29,7 +29,14 @@ def _steps(epochs: int, steps_per_epoch: int, warmup_epochs: float) -> tuple[np.
 def _with_warmup(lr: np.ndarray, base_lr: float, warmup: int) -> np.ndarray:
     lr = lr.astype(np.float64)
     lr[:warmup] = base_lr * (np.arange(warmup) + 1) / warmup
-    return lr.astype(np.float32)
+    with np.errstate(over="ignore"):
+        out = lr.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:  # a float32 inf would train on as nan weights and be reported as a divergence
+        raise ConfigError(
+            f"the lr schedule reaches {lr[bad[0]]:.3g} at step {bad[0] + 1}, beyond float32: check lr and gamma"
+        )
+    return out
 
 
 def constant(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float) -> np.ndarray:
