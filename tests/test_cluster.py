@@ -130,23 +130,11 @@ def test_one_process_hardware_refuses_several_ranks(compose_cfg, tmp_path):
         run(compose_cfg(*SMOKE, f"output_dir={tmp_path}", "hardware.ranks_per_node=2"))
 
 
-def _launcher(compose_cfg, name: str, *overrides: str):
+def _launcher(name: str, *overrides: str):
     """The launcher Hydra would build for `hydra/launcher=<name>`, set up on the composed config."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.plugins import Plugins
-    from hydra.core.utils import setup_globals
+    from facenet.jobs.sbatch import launcher_for
 
-    from tests.conftest import CONF
-
-    compose_cfg()  # registers the schemas
-    setup_globals()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", [f"hydra/launcher={name}", *overrides], return_hydra_config=True)
-    launcher = Plugins.instance()._instantiate(cfg.hydra.launcher)
-    launcher.setup(hydra_context=None, task_function=None, config=cfg)
-    return launcher
+    return launcher_for(list(overrides), name)
 
 
 @pytest.mark.parametrize(
@@ -167,12 +155,12 @@ def _launcher(compose_cfg, name: str, *overrides: str):
         ),
     ],
 )
-def test_launcher_resources_come_from_the_hardware_group(compose_cfg, overrides, expected):
-    launcher = _launcher(compose_cfg, "submitit_slurm", *overrides)
+def test_launcher_resources_come_from_the_hardware_group(overrides, expected):
+    launcher = _launcher("submitit_slurm", *overrides)
     assert {k: launcher.params[k] for k in expected} == expected
 
 
-def test_a_sweep_over_hardware_is_refused(compose_cfg, tmp_path, caplog):
+def test_a_sweep_over_hardware_is_refused(tmp_path, caplog):
     """Before anything starts (no parent run, no sweep folder): one line; the launcher refuses too, for sweepers
     that bring keys of their own."""
     proc = _run(
@@ -184,7 +172,7 @@ def test_a_sweep_over_hardware_is_refused(compose_cfg, tmp_path, caplog):
     assert proc.returncode == 1 and "Traceback" not in out, out[-2000:]
     assert "this sweep varies hardware: the jobs of one submitit sweep share one resource request" in out
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "out" / "mlflow.db").exists()
-    launcher = _launcher(compose_cfg, "submitit_local")
+    launcher = _launcher("submitit_local")
     with pytest.raises(SystemExit):
         launcher.launch([["hardware=cpu", "margin=0.2"], ["hardware=gpu", "margin=0.2"]], 0)
     assert "this sweep varies hardware" in caplog.text
@@ -207,7 +195,7 @@ def test_the_rendered_sbatch_script_in_the_docs_is_what_the_launcher_submits(cap
         assert f"#SBATCH {line}\n" in rendered
 
 
-def test_a_job_whose_process_died_is_a_failed_job_not_the_end_of_the_sweep(compose_cfg, tmp_path):
+def test_a_job_whose_process_died_is_a_failed_job_not_the_end_of_the_sweep(tmp_path):
     """submitit raises from `results()` for a job killed by SIGKILL or the out-of-memory killer: the launcher turns
     it into a job that returned nothing (the summary then lists it CRASHED), so the other jobs' results are kept."""
     from types import SimpleNamespace
@@ -215,7 +203,7 @@ def test_a_job_whose_process_died_is_a_failed_job_not_the_end_of_the_sweep(compo
     from hydra.core.utils import JobStatus
     from submitit.core.utils import UncompletedJobError
 
-    launcher = _launcher(compose_cfg, "submitit_local", f"hydra.sweep.dir={tmp_path}")
+    launcher = _launcher("submitit_local", f"hydra.sweep.dir={tmp_path}")
 
     class Died:
         job_id, paths = "77_1", SimpleNamespace(stdout=tmp_path / "77_1_0_log.out")

@@ -23,8 +23,8 @@ def _srun_assumed() -> Iterator[None]:
         SlurmExecutor.affinity = original
 
 
-def launcher_for(overrides: list[str]):
-    """The SLURM launcher `run.py -m hydra/launcher=submitit_slurm OVERRIDES` would build, set up on that config."""
+def launcher_for(overrides: list[str], option: str = "submitit_slurm"):
+    """The launcher `run.py -m hydra/launcher=OPTION OVERRIDES` would build, set up on that config."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.plugins import Plugins
@@ -36,7 +36,7 @@ def launcher_for(overrides: list[str]):
     setup_globals()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="run"):
-        cfg = compose("config", ["hydra/launcher=submitit_slurm", *overrides], return_hydra_config=True)
+        cfg = compose("config", [f"hydra/launcher={option}", *overrides], return_hydra_config=True)
     launcher = Plugins.instance()._instantiate(cfg.hydra.launcher)
     launcher.setup(hydra_context=None, task_function=None, config=cfg)
     return launcher
