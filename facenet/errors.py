@@ -32,3 +32,11 @@ class TrainingInterrupted(UserError):
 class RunInterrupted(UserError):
     """A run stopped by SIGINT / SIGTERM outside the training loop (data indexing, generation, evaluation, export):
     its MLflow run is marked KILLED and nothing half-written is left."""
+
+
+def first_line(err: BaseException | str, limit: int | None = None) -> str:
+    """The first line of an error's message, for a one-line report: the exception's type name when the message is
+    empty (`str(KeyboardInterrupt())` is ""), cut to `limit` characters when given."""
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__ if isinstance(err, BaseException) else ""
+    return line if limit is None else line[:limit]

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from facenet.errors import first_line
 from facenet.interrupts import partial_file
 
 log = logging.getLogger(__name__)
@@ -128,4 +129,4 @@ def _close_mlflow(state: dict, reason: str) -> str:
         client.set_terminated(run_id, "FAILED")
         return f" (MLflow run {run_id} too)"
     except Exception as err:  # noqa: BLE001 - an unreachable store must not stop the run that found this one
-        return f" (its MLflow run {run_id} at {uri} could not be updated: {str(err).splitlines()[0][:200]})"
+        return f" (its MLflow run {run_id} at {uri} could not be updated: {first_line(err, 200)})"

@@ -13,7 +13,7 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 
-from facenet.errors import ConfigError
+from facenet.errors import ConfigError, first_line
 
 _MODES = {"GRAPH": ms.GRAPH_MODE, "PYNATIVE": ms.PYNATIVE_MODE}
 _state: dict[str, object] = {}
@@ -79,7 +79,7 @@ def init_runtime(
     try:
         ms.set_device(wanted[0], wanted[1]) if wanted[0] != "CPU" else ms.set_device("CPU")
     except (RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise ConfigError(f"cannot use hardware.device={wanted[0]} (device_id {wanted[1]}): {first}") from None
     ms.set_context(mode=_MODES[mode])
     if cpu_threads is not None:

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from facenet.doctor import Check
+from facenet.errors import first_line
 
 TIMEOUT = 5.0  # seconds, per connection
 PROBE_EXPERIMENT = "facenet-doctor"
@@ -21,8 +22,7 @@ OPTUNA_TABLES = {"studies", "trials", "version_info"}
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(getattr(err, "orig", None) or err).strip()
-    return (text.splitlines() or [type(err).__name__])[0][:240]
+    return first_line(getattr(err, "orig", None) or err, 240)
 
 
 def _get(url: str) -> tuple[int, bytes]:

@@ -21,6 +21,8 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+from facenet.errors import first_line
+
 log = logging.getLogger(__name__)
 _patched = False
 
@@ -135,6 +137,6 @@ class AskedTrials:
                 closed += 1
                 log.warning("optuna trial %d of study %s told FAIL: %s", trial.number, study.study_name, why)
             except Exception as err:  # noqa: BLE001 - the storage may be what failed
-                log.warning("could not close optuna trial %d: %s", trial.number, str(err).splitlines()[0][:200])
+                log.warning("could not close optuna trial %d: %s", trial.number, first_line(err, 200))
         self.stop()
         return closed

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from facenet.errors import ConfigError, TrackingError
+from facenet.errors import ConfigError, TrackingError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class MlflowTracker(NullTracker):
                     log.warning(
                         "MLflow at %s does not answer (%s): training goes on, %d logging call(s) kept for later",
                         self.uri,
-                        str(err).splitlines()[0][:200],
+                        first_line(err, 200),
                         len(self.pending),
                     )
                 self._outage = True
@@ -323,4 +323,4 @@ class MlflowTracker(NullTracker):
         try:
             self.client.set_terminated(self.run_id, status)
         except Exception as err:  # noqa: BLE001
-            log.warning("could not mark MLflow run %s %s: %s", self.run_id, status, str(err).splitlines()[0][:200])
+            log.warning("could not mark MLflow run %s %s: %s", self.run_id, status, first_line(err, 200))

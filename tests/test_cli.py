@@ -24,6 +24,23 @@ def run_cli(*args: str, tmp_path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.parametrize(
+    "err,limit,line",
+    [
+        (ValueError("  bad value\nTraceback-like detail\nmore"), None, "bad value"),
+        (KeyboardInterrupt(), None, "KeyboardInterrupt"),  # no message: the type says what happened
+        (RuntimeError("\n\n"), None, "RuntimeError"),
+        (OSError("x" * 300), 200, "x" * 200),
+        ("a message\nits second line", 3, "a m"),
+        ("", None, ""),
+    ],
+)
+def test_the_first_line_of_an_error(err, limit, line):
+    from facenet.errors import first_line
+
+    assert first_line(err, limit) == line
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args,message",

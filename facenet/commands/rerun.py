@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from facenet.errors import UserError
+from facenet.errors import UserError, first_line
 
 NAME = "rerun"
 HELP = "run a logged MLflow run again from its recorded config and overrides"
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         run = MlflowClient(uri).get_run(args.run_id)
     except MlflowException as err:
-        raise UserError(f"cannot read run {args.run_id} from {uri}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"cannot read run {args.run_id} from {uri}: {first_line(err)}") from None
     tags = run.data.tags
     cmd = rerun_command(tags, args.overrides)
     now = git_state()

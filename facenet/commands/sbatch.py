@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the script."""
     from hydra.errors import HydraException
 
-    from facenet.errors import ConfigError
+    from facenet.errors import ConfigError, first_line
     from facenet.jobs.sbatch import launcher_for, render
 
     if args.jobs < 1:
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         launcher = launcher_for(list(args.overrides))
     except HydraException as err:
-        raise ConfigError(str(err).strip().splitlines()[0]) from None
+        raise ConfigError(first_line(err)) from None
     script = render(launcher, args.jobs, args.python)
     print(script, end="" if script.endswith("\n") else "\n")
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from facenet.errors import UserError
+from facenet.errors import UserError, first_line
 from facenet.runs import RUN_FILE, SWEEP_FILE, job_dirs
 from facenet.tracking import existing_store, flatten
 
@@ -186,7 +186,7 @@ def _from_mlflow(client, run, benchmark: str | None, scratch: Path) -> RunResult
                 client.download_artifacts(run_id, item, str(into))
     except (MlflowException, OSError) as err:
         raise ComparisonError(
-            f"{where}: cannot read its artifacts from {client.tracking_uri} ({str(err).splitlines()[0][:200]})"
+            f"{where}: cannot read its artifacts from {client.tracking_uri} ({first_line(err, 200)})"
         ) from None
     report, scores = _read_eval(_eval_dir(into, benchmark, where), where)
     metrics_file = into / "metrics.json"
@@ -256,8 +256,7 @@ def _resolve(items: list[str], tracking_uri: str | None, benchmark: str | None, 
                 run = client.get_run(item)
             except MlflowException as err:
                 raise ComparisonError(
-                    f"{item} is not a directory, and not a run in {client.tracking_uri}: "
-                    f"{str(err).splitlines()[0][:200]}"
+                    f"{item} is not a directory, and not a run in {client.tracking_uri}: {first_line(err, 200)}"
                 ) from None
             children = client.search_runs(
                 [run.info.experiment_id],

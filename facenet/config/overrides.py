@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError
 
-from facenet.errors import ConfigError
+from facenet.errors import ConfigError, first_line
 
 ALWAYS = frozenset({"task", "hydra", "experiment"})  # experiment: a preset; its keys are the run's defaults
 CONTEXT = frozenset({"hardware", "tracking", "output_dir"})  # read by the run context for every task
@@ -80,7 +80,7 @@ def check_mandatory(cfg: DictConfig, task: str, reads: Reads) -> None:
     try:
         missing = sorted(k for k in OmegaConf.missing_keys(cfg) if reads.covers(k))
     except InterpolationToMissingValueError as err:  # `b: ${a}` with `a: ???`: the value b points at
-        pointed = str(err).splitlines()[0].rsplit(": ", 1)[-1]
+        pointed = first_line(err).rsplit(": ", 1)[-1]
         raise ConfigError(
             f"{err.full_key} points at {pointed}, which is mandatory and has no value: give it on the command "
             f"line: {pointed}=..."

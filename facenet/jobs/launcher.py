@@ -26,7 +26,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmitit
 from omegaconf import DictConfig, OmegaConf
 
 from facenet.config.schema import quiet_schema_matching
-from facenet.errors import ConfigError
+from facenet.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
 quiet_schema_matching()  # also in the job's process, which loads the sweep config again
@@ -139,7 +139,7 @@ class FacenetSubmitit(BaseSubmititLauncher):
         try:
             return job.results()[0]
         except Exception as err:  # noqa: BLE001 - submitit's UncompletedJobError / FailedJobError, a lost node
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            first = first_line(err)
             log.error("job #%d (%s) ended without a result: %s (log: %s)", number, job.job_id, first, job.paths.stdout)
             died = JobReturn()
             died.overrides = list(overrides)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facenet.errors import ConfigError
+from facenet.errors import ConfigError, first_line
 from facenet.files import sha256
 
 SUFFIXES = {".mindir": "MINDIR", ".onnx": "ONNX"}
@@ -127,7 +127,7 @@ def _onnx(path: Path):
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own (Fail, InvalidProtobuf, ...) for a file it cannot read
-        raise ConfigError(f"onnxruntime cannot load {path}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"onnxruntime cannot load {path}: {first_line(err)}") from None
     name = session.get_inputs()[0].name
     return f"onnxruntime {ort.__version__}", lambda x: session.run(None, {name: x})[0], session.get_inputs()[0].shape
 
@@ -141,5 +141,5 @@ def _mindir(path: Path):
     try:
         graph = ms.nn.GraphCell(ms.load(str(path)))
     except (RuntimeError, ValueError) as err:
-        raise ConfigError(f"MindSpore cannot load {path}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"MindSpore cannot load {path}: {first_line(err)}") from None
     return f"mindspore {ms.__version__} (GraphCell)", lambda x: graph(ms.Tensor(x)).asnumpy()

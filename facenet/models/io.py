@@ -14,7 +14,7 @@ from mindspore import nn
 from omegaconf import DictConfig, OmegaConf
 
 from facenet.data.images import normalization
-from facenet.errors import ConfigError
+from facenet.errors import ConfigError, first_line
 from facenet.interrupts import partial_file
 from facenet.models.build import build_network
 from facenet.models.embedding import EmbeddingNet
@@ -108,7 +108,7 @@ def _checked(section: Mapping, group: str, path: Path) -> dict:
         node = OmegaConf.merge(OmegaConf.structured(classes[target]), dict(section))
         return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:
-        first = str(err).strip().splitlines()[0]
+        first = first_line(err)
         raise ConfigError(f"{path}: its {group} section does not fit {classes[target].__name__} ({first})") from None
 
 
@@ -121,7 +121,7 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         return ms.load_checkpoint(str(path))
     except (ValueError, RuntimeError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise CheckpointUnreadable(f"cannot read checkpoint {path}: {first}") from None
 
 

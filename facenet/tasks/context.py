@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from facenet import sweeps
 from facenet.config.overrides import check_mandatory, check_overrides
 from facenet.data.images import set_max_pixels
-from facenet.errors import ConfigError, RunInterrupted, TrainingInterrupted
+from facenet.errors import ConfigError, RunInterrupted, TrainingInterrupted, first_line
 from facenet.runs import close_stale, owner, write_state
 from facenet.tasks.base import Continuation, RunContext, RunStage, Task
 
@@ -120,7 +120,7 @@ def open_run(
     except BaseException as err:
         status = "KILLED" if isinstance(err, STOPPED) else "FAILED"
         raised = task.stopped(err, run_dir) if status == "KILLED" else err
-        message = (str(raised).strip().splitlines() or [""])[0]
+        message = first_line(raised)
         ckpt = task.last_checkpoint(run_dir) if status == "FAILED" else None
         if ckpt is not None:  # what resume=auto would continue from (a KILLED run's message names its own)
             message += f" (last checkpoint {ckpt}; resume=auto continues from it)"

@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facenet.config.overrides import Reads
-from facenet.errors import ConfigError, RunInterrupted
+from facenet.errors import ConfigError, RunInterrupted, first_line
 from facenet.runs import read_state
 from facenet.tasks.base import Continuation, RunContext, Task
 from facenet.tracking import Tracker
@@ -54,7 +54,7 @@ class TwoStage(Task):
 
     def stopped(self, err: BaseException, run_dir: Path) -> BaseException:
         """A stage's own advice (resume=auto) would not find it: the parent run is what continues."""
-        first = (str(super().stopped(err, run_dir)).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(super().stopped(err, run_dir))
         return RunInterrupted(
             f"two-stage run {run_dir} stopped ({first}); experiment=two_stage resume={run_dir} (with the same "
             "overrides) continues it"
@@ -82,7 +82,7 @@ def stage_configs(cfg: DictConfig) -> tuple[DictConfig, DictConfig]:
     try:
         second = OmegaConf.merge(second, rest)
     except Exception as err:  # noqa: BLE001 - an OmegaConf error: one line naming the key
-        raise ConfigError(f"two_stage.finetune: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"two_stage.finetune: {first_line(err)}") from None
     unknown = sorted(set(rest) - set(first))
     if unknown:
         raise ConfigError(f"two_stage.finetune sets {unknown}, which the config does not have")
