@@ -116,7 +116,7 @@ def _tracking_server(uri: str) -> list[Check]:
         status, body = _get(base + "/api/2.0/mlflow/experiments/search?max_results=1")
         answer = json.loads(body) if status == 200 else None
     except (OSError, ValueError) as err:
-        status, answer = str(err), None
+        status, answer = first_line(err), None
     if not isinstance(answer, dict):
         out.append(Check("schema", False, f"{base} is not an MLflow tracking server (experiments/search: {status})"))
         return out

@@ -126,16 +126,21 @@ def experiment_id(client, name: str, artifact_location: str | None = None) -> st
     RESOURCE_ALREADY_EXISTS and reads the winner's."""
     from mlflow.exceptions import MlflowException
 
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location)
-    except MlflowException as err:
-        exp = client.get_experiment_by_name(name) if err.error_code == "RESOURCE_ALREADY_EXISTS" else None
-        if exp is None:
-            raise
-        return exp.experiment_id
+    exp = client.get_experiment_by_name(name)  # deleted experiments too: their name stays taken
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException as err:
+            exp = client.get_experiment_by_name(name) if err.error_code == "RESOURCE_ALREADY_EXISTS" else None
+            if exp is None:
+                raise
+    if exp.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"MLflow experiment {name!r} (id {exp.experiment_id}) is deleted: restore it (mlflow experiments restore "
+            f"--experiment-id {exp.experiment_id}), purge it (mlflow gc --experiment-ids {exp.experiment_id}) or "
+            "choose another tracking.experiment"
+        )
+    return exp.experiment_id
 
 
 def existing_store(tracking_uri: str | None) -> str:

@@ -266,6 +266,7 @@ def test_an_experiment_created_by_another_process_meanwhile_is_used_not_an_error
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from facenet.errors import TrackingError
     from facenet.tracking import experiment_id
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -282,6 +283,12 @@ def test_an_experiment_created_by_another_process_meanwhile_is_used_not_an_error
     assert experiment_id(MlflowClient(uri), "new") != winner
     with pytest.raises(MlflowException, match="Invalid experiment name"):  # other errors are not swallowed
         experiment_id(LateClient(uri), "")
+    # a deleted experiment keeps its name: one line saying how to get it back, not create_run's "must be active"
+    MlflowClient(uri).delete_experiment(winner)
+    with pytest.raises(
+        TrackingError, match=rf"'shared' \(id {winner}\) is deleted: restore it .*--experiment-id {winner}"
+    ):
+        experiment_id(MlflowClient(uri), "shared")
 
 
 def _run(args: list[str], timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:

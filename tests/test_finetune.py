@@ -58,6 +58,9 @@ def test_backbone_learning_rate_scale(compose_cfg):
     head = next(p for p in opt.parameters if p.name.startswith("head."))
     assert np.allclose(opt.get_lr_parameter(backbone).asnumpy(), lr * 0.1)
     assert np.allclose(opt.get_lr_parameter(head).asnumpy(), lr)
+    cfg, net = _net(compose_cfg, "finetune.backbone_lr_scale=1e45")  # lr x 1e45 is beyond float32
+    with pytest.raises(ConfigError, match=r"the backbone's lr reaches .* at step 1, beyond float32: lower finetune"):
+        build_step(cfg, net, steps_per_epoch=5)
 
 
 @pytest.fixture(scope="module")

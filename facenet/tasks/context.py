@@ -120,7 +120,7 @@ def open_run(
     except BaseException as err:
         status = "KILLED" if isinstance(err, STOPPED) else "FAILED"
         raised = task.stopped(err, run_dir) if status == "KILLED" else err
-        message = first_line(raised)
+        message = first_line(raised) if str(raised).strip() else ""  # the type is written before it
         ckpt = task.last_checkpoint(run_dir) if status == "FAILED" else None
         if ckpt is not None:  # what resume=auto would continue from (a KILLED run's message names its own)
             message += f" (last checkpoint {ckpt}; resume=auto continues from it)"
@@ -129,7 +129,8 @@ def open_run(
             if ckpt is not None:
                 tracker.set_tag("last_checkpoint", str(ckpt))
             tracker.end(status)
-        write_state(run_dir, {**state, "status": status, "error": f"{type(raised).__name__}: {message}"})
+        error = f"{type(raised).__name__}: {message.strip()}" if message.strip() else type(raised).__name__
+        write_state(run_dir, {**state, "status": status, "error": error})
         if raised is not err:
             raise raised from None
         raise

@@ -8,6 +8,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
+from facenet.training.schedules import float32_lr
+
 
 def _lr(values: np.ndarray) -> float | ms.Tensor:
     # a one-step run gets a plain float: MindSpore treats a 1-element lr tensor as a malformed dynamic schedule
@@ -41,6 +43,9 @@ def build_optimizer(
     else:
         backbone = [p for p in params if p.name.startswith("backbone.")]
         parts = groups([p for p in params if not p.name.startswith("backbone.")])
-        parts += groups(backbone, lr=_lr(lr * np.float32(backbone_lr_scale)))
+        scaled = float32_lr(
+            lr.astype(np.float64) * backbone_lr_scale, "the backbone's lr", "lower finetune.backbone_lr_scale"
+        )
+        parts += groups(backbone, lr=_lr(scaled))
     parts += groups(list(extra))  # last: a sharded classifier's gradients skip the data-parallel mean
     return factory([g for g in parts if g["params"]], learning_rate=_lr(lr))

@@ -26,17 +26,22 @@ def _steps(epochs: int, steps_per_epoch: int, warmup_epochs: float) -> tuple[np.
     return np.arange(total), warmup
 
 
-def _with_warmup(lr: np.ndarray, base_lr: float, warmup: int) -> np.ndarray:
-    lr = lr.astype(np.float64)
-    lr[:warmup] = base_lr * (np.arange(warmup) + 1) / warmup
+def float32_lr(lr: np.ndarray, what: str = "the lr schedule", advice: str = "check lr and gamma") -> np.ndarray:
+    """Per-step learning rates as float32; ConfigError naming the first step whose value float32 cannot hold (it
+    would become inf, train on as NaN weights and be reported as a divergence)."""
+    lr = np.asarray(lr, np.float64)
     with np.errstate(over="ignore"):
         out = lr.astype(np.float32)
     bad = np.flatnonzero(~np.isfinite(out))
-    if bad.size:  # a float32 inf would train on as nan weights and be reported as a divergence
-        raise ConfigError(
-            f"the lr schedule reaches {lr[bad[0]]:.3g} at step {bad[0] + 1}, beyond float32: check lr and gamma"
-        )
+    if bad.size:
+        raise ConfigError(f"{what} reaches {lr[bad[0]]:.3g} at step {bad[0] + 1}, beyond float32: {advice}")
     return out
+
+
+def _with_warmup(lr: np.ndarray, base_lr: float, warmup: int) -> np.ndarray:
+    lr = lr.astype(np.float64)
+    lr[:warmup] = base_lr * (np.arange(warmup) + 1) / warmup
+    return float32_lr(lr)
 
 
 def constant(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float) -> np.ndarray:
