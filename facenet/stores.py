@@ -14,6 +14,7 @@ from pathlib import Path
 
 from facenet.doctor import Check
 from facenet.errors import first_line
+from facenet.tracking import sqlite_file
 
 TIMEOUT = 5.0  # seconds, per connection
 PROBE_EXPERIMENT = "facenet-doctor"
@@ -161,8 +162,8 @@ def _probe_run(uri: str) -> Check:
 
 
 def _tracking_db(uri: str) -> list[Check]:
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :].split("?")[0]).is_file():
-        return _missing_sqlite(uri, "MLflow")
+    if missing := _missing_sqlite(uri, "MLflow"):
+        return missing
     reachable, engine = _reachable(uri, "the MLflow database")
     if engine is None:
         return [reachable]
@@ -195,9 +196,12 @@ def _tracking_db(uri: str) -> list[Check]:
     return out
 
 
-def _missing_sqlite(url: str, owner: str) -> list[Check]:
-    """A SQLite file that does not exist yet: fine if its folder is writable (nothing is created to check)."""
-    path = Path(url[len("sqlite:///") :].split("?")[0])
+def _missing_sqlite(url: str, owner: str) -> list[Check] | None:
+    """For a SQLite file that does not exist yet: fine if its folder is writable (nothing is created to check).
+    None for an existing file or another database."""
+    path = sqlite_file(url)
+    if path is None or path.is_file():
+        return None
     ok = path.parent.is_dir() and os.access(path.parent, os.W_OK)
     detail = f"{path} does not exist yet; {owner} creates it" if ok else f"cannot create {path}: no writable folder"
     return [Check("reachable", ok, detail)]
@@ -205,8 +209,8 @@ def _missing_sqlite(url: str, owner: str) -> list[Check]:
 
 def check_storage(url: str) -> list[Check]:
     """An Optuna RDB storage URL (hydra.sweeper.storage)."""
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :].split("?")[0]).is_file():
-        return [_named(c, "storage") for c in _missing_sqlite(url, "Optuna")]
+    if missing := _missing_sqlite(url, "Optuna"):
+        return [_named(c, "storage") for c in missing]
     reachable, engine = _reachable(url, "the Optuna storage")
     if engine is None:
         return [_named(reachable, "storage")]

@@ -186,9 +186,9 @@ class SweepCallback(Callback):
 
         self.params = _sweeper_params(config)
         if "submitit" in str(config.hydra.launcher.get("_target_", "")).lower():
-            from facenet.jobs.launcher import RESOURCE_KEYS, varying_hardware
+            from facenet.jobs.launcher import RESOURCE_KEYS, override_key, varying_hardware
 
-            swept = [k for k in self.params if k.lstrip("+~") in RESOURCE_KEYS]
+            swept = [k for k in self.params if override_key(k) in RESOURCE_KEYS]
             if swept:
                 raise varying_hardware(swept)
         self.sweep_dir = Path(str(config.hydra.sweep.dir))

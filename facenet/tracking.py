@@ -96,16 +96,21 @@ def server_unreachable(uri: str, timeout: float) -> str | None:
         return str(getattr(err, "reason", err))
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///PATH[?options]` URI; None for other stores."""
+    return Path(uri[len("sqlite:///") :].split("?")[0]) if uri.startswith("sqlite:///") else None
+
+
 @contextlib.contextmanager
 def store_lock(uri: str) -> Iterator[None]:
     """For a local SQLite store: an exclusive lock (a `.lock` file beside the database) while a process creates or
     migrates the store, or an experiment. Without it, two runs started at once on a new store both run MLflow's
     schema migrations and one fails ("Online migration expected to match one row"), or both create the experiment.
     Other stores (servers, databases) migrate once; experiments created at once there are `experiment_id`'s job."""
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_file(uri)
+    if db is None:
         yield
         return
-    db = Path(uri[len("sqlite:///") :].split("?")[0])
     db.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
@@ -147,7 +152,7 @@ def existing_store(tracking_uri: str | None) -> str:
     """The store a command reads runs from: the given URI, else $MLFLOW_TRACKING_URI, else the default
     `sqlite:///outputs/mlflow.db`; a local store that does not exist is one line, not an empty new database."""
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///outputs/mlflow.db"
-    if uri.startswith("sqlite:///") and not os.path.isfile(uri[len("sqlite:///") :]):
+    if (db := sqlite_file(uri)) is not None and not db.is_file():
         raise TrackingError(f"no MLflow store at {uri}: pass --tracking-uri (e.g. sqlite:///OUTPUT_DIR/mlflow.db)")
     return uri
 

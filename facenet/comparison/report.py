@@ -217,7 +217,7 @@ def log_comparison(inputs: Inputs, out: Path, uri: str, names: list[str] | None 
     the artifacts of a new run in the MLflow experiment "comparison". Returns the run id."""
     from mlflow.tracking import MlflowClient
 
-    from facenet.tracking import experiment_id, store_lock
+    from facenet.tracking import experiment_id, sqlite_file, store_lock
 
     client = MlflowClient(uri)
     run_id = inputs.parent_run_id
@@ -225,8 +225,9 @@ def log_comparison(inputs: Inputs, out: Path, uri: str, names: list[str] | None 
     if run_id is None:
         with store_lock(uri):
             # a local store keeps artifacts beside it, as runs do (<output_dir>/mlartifacts)
-            beside = (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
-            exp_id = experiment_id(client, "comparison", beside if uri.startswith("sqlite:///") else None)
+            db = sqlite_file(uri)
+            beside = (db.resolve().parent / "mlartifacts").as_uri() if db is not None else None
+            exp_id = experiment_id(client, "comparison", beside)
         ids = [r.run_id for r in inputs.runs if r.run_id]
         tags = {"task": "compare", "compared_runs": json.dumps(ids)[:5000], "compared": " | ".join(names or [])[:5000]}
         run_id = client.create_run(

@@ -32,13 +32,13 @@ log = logging.getLogger(__name__)
 quiet_schema_matching()  # also in the job's process, which loads the sweep config again
 
 RESOURCE_KEYS = ("hardware", "hardware.nodes", "hardware.ranks_per_node", "hardware.device")
-INIT_KEYS = ("submitit_folder", "max_num_timeout")
-GPU_REQUESTS = (
-    "gres",
-    "gpus_per_task",
-    "cpus_per_gpu",
-    "mem_per_gpu",
-)  # any of these: GPUs asked by the user  # executor constructor arguments, not job parameters
+INIT_KEYS = ("submitit_folder", "max_num_timeout")  # executor constructor arguments, not job parameters
+GPU_REQUESTS = ("gres", "gpus_per_task", "cpus_per_gpu", "mem_per_gpu")  # any of these: GPUs asked by the user
+
+
+def override_key(item: str) -> str:
+    """The key an override sets (`+hardware.nodes=2` -> `hardware.nodes`)."""
+    return item.partition("=")[0].lstrip("+~")
 
 
 def resources(hardware: DictConfig) -> dict[str, Any]:
@@ -54,12 +54,12 @@ def _swept_resources(job_overrides: Sequence[Sequence[str]]) -> list[str]:
     keys = set()
     for overrides in job_overrides:
         for item in overrides:
-            key = item.partition("=")[0].lstrip("+~")
+            key = override_key(item)
             if key in RESOURCE_KEYS:
                 keys.add(key)
     varying = []
     for key in sorted(keys):
-        values = {next((o for o in job if o.partition("=")[0].lstrip("+~") == key), None) for job in job_overrides}
+        values = {next((o for o in job if override_key(o) == key), None) for job in job_overrides}
         if len(values) > 1:
             varying.append(key)
     return varying
